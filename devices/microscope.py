@@ -1,0 +1,73 @@
+"""The electron microscope: trigger an image of the sample on the stage, stored as HDF5 frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
+from ophyd.status import StatusBase
+
+from devices.hdf5_frames import HDF5FrameWriter
+from devices.signals import LimitedSignal, MeasuredSignal
+from devices.sim_lab import SimulatedLab
+from simulators.micrograph import simulate_micrograph
+
+#: Instrument time of one frame: stage move, focus and a slow scan.
+FRAME_TIME_S = 120.0
+
+
+class Microscope(Device):
+    """A microscope with one image per trigger, written to HDF5 and read as a reference."""
+
+    image = Cpt(Signal, value="", kind="normal")
+    pixel_size_nm = Cpt(LimitedSignal, limits=(0.5, 200.0), units="nm", value=5.0, kind="normal")
+    acquisition_time_s = Cpt(MeasuredSignal, value=0.0, units="s", kind="normal")
+
+    frame_shape: tuple[int, int] = (256, 256)
+
+
+class SimulatedMicroscope(Microscope):
+    """A microscope whose images come from :func:`simulators.micrograph.simulate_micrograph`."""
+
+    def __init__(
+        self, *args: Any, lab: SimulatedLab, write_dir: Path | str, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._lab = lab
+        self._frames = HDF5FrameWriter(write_dir)
+
+    def stage(self) -> list[object]:
+        self._frames.open(self.frame_shape, "<f4")
+        return super().stage()
+
+    def unstage(self) -> list[object]:
+        self._frames.close()
+        return super().unstage()
+
+    def trigger(self) -> StatusBase:
+        pixel_size_nm = float(self.pixel_size_nm.get())
+
+        def acquire() -> float:
+            sample = self._lab.require_sample()
+            micrograph = simulate_micrograph(
+                sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
+            )
+            self.image.put(self._frames.write(micrograph.image.astype("<f4")))
+            self.acquisition_time_s.put(FRAME_TIME_S)
+            return FRAME_TIME_S
+
+        return self._lab.run_action(self, acquire, f"{self.name} acquisition")
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        description = super().describe()
+        description[self.image.name].update(
+            shape=list(self.frame_shape), dtype="array", dtype_numpy="<f4",
+            external="FILESTORE:",
+        )
+        return description
+
+    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from self._frames.collect_asset_docs()

@@ -1,0 +1,107 @@
+"""One experiment as one Bluesky run: synthesise a sample at given conditions, then measure it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+from bluesky.protocols import Readable, Triggerable
+from bluesky.utils import MsgGenerator
+
+
+def set_conditions(reactor: Any, conditions: Mapping[str, float]) -> MsgGenerator[None]:
+    """Move every named condition setpoint of ``reactor`` at once and wait for all of them.
+
+    Parameters
+    ----------
+    reactor
+        A device with one settable component per condition name.
+    conditions
+        Condition name -> value, in the units the reactor's components report.
+
+    Yields
+    ------
+    Msg
+        ``set`` messages for all setpoints in one group, then ``wait``.
+    """
+    unknown = sorted(set(conditions) - set(reactor.condition_names))
+    if unknown:
+        raise ValueError(
+            f"{reactor.name} has no condition(s) {unknown}; it has {list(reactor.condition_names)}"
+        )
+    moves: list[Any] = []
+    for name, value in conditions.items():
+        moves += [getattr(reactor, name), value]
+    yield from bps.mv(*moves)
+
+
+def synthesize_and_measure(
+    reactor: Any,
+    detectors: Sequence[Readable],
+    conditions: Mapping[str, float],
+    *,
+    md: Mapping[str, Any] | None = None,
+) -> MsgGenerator[str]:
+    """Synthesise one sample at ``conditions`` and measure it with each detector, as one run.
+
+    The run's ``primary`` stream holds one event: the reactor's reading (conditions,
+    sample id, synthesis time) and every detector's reading of that sample.
+
+    Parameters
+    ----------
+    reactor
+        Synthesis device: condition setpoints plus ``trigger()`` that makes the sample.
+    detectors
+        Instruments that measure the sample the reactor just made, triggered together.
+    conditions
+        Condition name -> value; every name must be one of the reactor's conditions.
+    md
+        Extra run metadata (campaign id, iteration, proposal ``_id``, agent name).
+
+    Yields
+    ------
+    Msg
+        The messages of one run.
+
+    Returns
+    -------
+    str
+        The run's uid.
+
+    See Also
+    --------
+    plans.campaign.campaign_step : the closed-loop step that calls this plan.
+    """
+    _md = {
+        "plan_name": "synthesize_and_measure",
+        "purpose": "experiment",
+        "conditions": dict(conditions),
+        "reactor": reactor.name,
+        "detectors": [detector.name for detector in detectors],
+        "hints": {"dimensions": [([f"{reactor.name}_{name}"], "primary") for name in conditions]},
+        **(md or {}),
+    }
+
+    @bpp.stage_decorator([reactor, *detectors])
+    @bpp.run_decorator(md=_md)
+    def inner() -> MsgGenerator[str]:
+        yield from set_conditions(reactor, conditions)
+        yield from bps.trigger(reactor, wait=True)
+        yield from measure(detectors)
+        yield from bps.create("primary")
+        yield from bps.read(reactor)
+        for detector in detectors:
+            yield from bps.read(detector)
+        yield from bps.save()
+
+    return (yield from inner())
+
+
+def measure(detectors: Sequence[Triggerable]) -> MsgGenerator[None]:
+    """Trigger every detector at once and wait until all have finished."""
+    group = "measure"
+    for detector in detectors:
+        yield from bps.trigger(detector, group=group)
+    yield from bps.wait(group=group)
