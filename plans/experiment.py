@@ -72,7 +72,7 @@ def synthesize_and_measure(
 
     See Also
     --------
-    plans.campaign.campaign_step : the closed-loop step that calls this plan.
+    sdl.orchestrator.CampaignRunner : the closed loop that calls this plan.
     """
     _md = {
         "plan_name": "synthesize_and_measure",
@@ -86,7 +86,7 @@ def synthesize_and_measure(
 
     @bpp.stage_decorator([reactor, *detectors])
     @bpp.run_decorator(md=_md)
-    def inner() -> MsgGenerator[str]:
+    def inner() -> MsgGenerator[None]:
         yield from set_conditions(reactor, conditions)
         yield from bps.trigger(reactor, wait=True)
         yield from measure(detectors)

@@ -1,0 +1,114 @@
+"""From a raw experiment run to the features an agent learns from, recorded as documents too."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from event_model import compose_run
+
+from sdl.analysis.microscopy import analyse_micrograph
+from sdl.analysis.properties import photoactive_area_m2_g
+from sdl.analysis.xrd import analyse_pattern
+from simulators.sample import AMORPHOUS
+
+#: Version of the feature definitions; recorded with every analysis run.
+ANALYSIS_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """The raw data of one sample, whichever instruments measured it."""
+
+    two_theta_deg: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    image: np.ndarray | None = None
+    pixel_size_nm: float | None = None
+
+
+def read_measurements(run: Any) -> Measurements:
+    """The raw data of a ``synthesize_and_measure`` run read back from the catalog.
+
+    Data keys follow the devices' names: ``xrd_two_theta``, ``xrd_counts``,
+    ``microscope_image``, ``microscope_pixel_size_nm``.
+    """
+    primary = run["primary"]
+    keys = set(primary)
+    measured: dict[str, Any] = {}
+    if "xrd_counts" in keys:
+        measured["two_theta_deg"] = np.asarray(primary["xrd_two_theta"].read())[0]
+        measured["counts"] = np.asarray(primary["xrd_counts"].read())[0]
+    if "microscope_image" in keys:
+        image = np.asarray(primary["microscope_image"].read())[0]
+        measured["image"] = image.reshape(image.shape[-2:])
+        measured["pixel_size_nm"] = float(np.asarray(primary["microscope_pixel_size_nm"].read())[0])
+    return Measurements(**measured)
+
+
+class SampleAnalysis:
+    """Turns one sample's measurements into named features with uncertainties (``*_std``).
+
+    Parameters
+    ----------
+    instruments
+        Which measurements to expect (``xrd``, ``microscope``).
+    phases
+        Crystalline phases the diffraction analysis looks for.
+    """
+
+    def __init__(self, instruments: Sequence[str], phases: Sequence[str]) -> None:
+        self.instruments = tuple(instruments)
+        self.phases = tuple(phases)
+
+    def features(self, measurements: Measurements) -> dict[str, float]:
+        features: dict[str, float] = {}
+        if "xrd" in self.instruments:
+            if measurements.counts is None or measurements.two_theta_deg is None:
+                raise ValueError("the run has no XRD pattern (xrd_counts) to analyse")
+            xrd = analyse_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
+            features.update(xrd.as_dict())
+        if "microscope" in self.instruments:
+            if measurements.image is None or measurements.pixel_size_nm is None:
+                raise ValueError("the run has no micrograph (microscope_image) to analyse")
+            grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm)
+            features.update(grains.as_dict())
+        if {"xrd", "microscope"} <= set(self.instruments):
+            phases = (AMORPHOUS, *self.phases)
+            value, std = photoactive_area_m2_g(
+                {p: features[f"{p}_fraction"] for p in phases},
+                {p: features[f"{p}_fraction_std"] for p in phases},
+                features["grain_size_nm"],
+                features["grain_size_nm_std"],
+            )
+            features["photoactive_area_m2_g"] = value
+            features["photoactive_area_m2_g_std"] = std
+        return {name: float(value) for name, value in features.items()}
+
+
+def feature_documents(
+    raw_start: Mapping[str, Any], features: Mapping[str, float]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The documents of an analysis run that records ``features`` of the raw run ``raw_start``.
+
+    The analysis run carries the raw run's uid, campaign id, iteration and proposal ``_id``,
+    so raw data, proposal and features are joined by one key in the catalog.
+    """
+    links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
+    bundle = compose_run(metadata={
+        "purpose": "analysis",
+        "raw_uid": raw_start["uid"],
+        "analysis_version": ANALYSIS_VERSION,
+        **links,
+    })
+    yield "start", bundle.start_doc
+    data_keys = {name: {"source": "sdl.analysis", "dtype": "number", "shape": []} for name in features}
+    descriptor = bundle.compose_descriptor(name="features", data_keys=data_keys)
+    yield "descriptor", descriptor.descriptor_doc
+    now = time.time()
+    yield "event", descriptor.compose_event(
+        data=dict(features), timestamps={name: now for name in features}
+    )
+    yield "stop", bundle.compose_stop()

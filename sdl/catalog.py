@@ -1,0 +1,70 @@
+"""The campaign's catalog: a tiled catalog in a local SQLite file, no server to install.
+
+Layout of a data directory::
+
+    catalog.db    tiled's SQLite catalog (run metadata, the node tree)
+    tables.db     SQLite tabular storage (event data: scalars, patterns)
+    data/         tiled-managed array storage (zarr)
+    raw/          files the instruments write (HDF5 micrographs), registered by reference
+
+Any tiled or databroker client can read it back; :func:`open_catalog` is the shortcut.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bluesky_tiled_plugins import TiledWriter
+from tiled.catalog import from_uri as catalog_from_uri
+from tiled.client import from_context
+from tiled.client.context import Context
+from tiled.queries import Key
+from tiled.server.app import build_app
+
+CATALOG_FILE = "catalog.db"
+TABLES_FILE = "tables.db"
+
+
+def raw_dir(data_dir: Path | str) -> Path:
+    """Where instruments write their files for the catalog in ``data_dir``."""
+    return Path(data_dir) / "raw"
+
+
+def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
+    """A tiled client of the catalog in ``data_dir``, served in-process (no port is opened).
+
+    Parameters
+    ----------
+    data_dir
+        The campaign's data directory.
+    create
+        Make an empty catalog if there is none; otherwise a missing catalog is an error.
+    """
+    data_dir = Path(data_dir).resolve()
+    catalog_path = data_dir / CATALOG_FILE
+    if not create and not catalog_path.exists():
+        raise FileNotFoundError(f"no catalog in {data_dir} (expected {catalog_path})")
+    for folder in (data_dir / "data", raw_dir(data_dir)):
+        folder.mkdir(parents=True, exist_ok=True)
+    adapter = catalog_from_uri(
+        f"sqlite:///{catalog_path}",
+        writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],
+        readable_storage=[raw_dir(data_dir)],
+        init_if_not_exists=create,
+    )
+    return from_context(Context.from_app(build_app(adapter)))
+
+
+def make_writer(client: Any) -> TiledWriter:
+    """A Bluesky callback that writes every document it is given into ``client``."""
+    return TiledWriter(client)
+
+
+def campaign_runs(client: Any, campaign_id: str, purpose: str) -> list[Any]:
+    """Runs of one campaign with the given purpose (``experiment`` or ``analysis``), in order."""
+    results = client.search(Key("start.campaign_id") == campaign_id).search(
+        Key("start.purpose") == purpose
+    )
+    runs = list(results.values())
+    return sorted(runs, key=lambda run: run.metadata["start"]["time"])

@@ -1,0 +1,151 @@
+"""The campaign file: one validated model tree, with errors that name the bad field."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sdl.analysis.features import features_for
+from sdl.systems import SYSTEMS, get_system
+
+
+class CampaignConfigError(ValueError):
+    """A campaign file that cannot be run; the message lists every bad field by its path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParameterConfig(_Strict):
+    """One synthesis condition the agent may choose: its range and unit."""
+
+    low: float
+    high: float
+    unit: str = Field(min_length=1, description="unit, e.g. degC, h, pH, mol/mol")
+    log_scale: bool = False
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> ParameterConfig:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"low and high must be finite numbers, got [{self.low}, {self.high}]")
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high, got low={self.low}, high={self.high}")
+        if self.log_scale and self.low <= 0:
+            raise ValueError(f"log_scale needs low > 0, got low={self.low}")
+        return self
+
+
+class ObjectiveConfig(_Strict):
+    """A measured feature to optimise and which way is better."""
+
+    name: str = Field(min_length=1)
+    direction: Literal["maximize", "minimize"]
+    target: float | None = Field(
+        default=None, description="stop early once a measured value reaches this"
+    )
+
+
+class AgentConfig(_Strict):
+    """Which agent proposes the experiments, with its constructor options."""
+
+    name: Literal["bayesian", "random", "sobol"] = "bayesian"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DevicesConfig(_Strict):
+    """Which instruments back the campaign; only this section changes to go to hardware."""
+
+    backend: Literal["sim"] = "sim"
+    system: str = Field(default="tio2_solgel", description="simulated materials system")
+
+    @field_validator("system")
+    @classmethod
+    def _known_system(cls, system: str) -> str:
+        if system not in SYSTEMS:
+            raise ValueError(f"unknown materials system {system!r}; choose one of {sorted(SYSTEMS)}")
+        return system
+    speedup: float = Field(
+        default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"
+    )
+    xrd_exposure_s: float = Field(default=0.5, gt=0, description="counting time per 2-theta step")
+    microscope_pixel_size_nm: float = Field(default=5.0, gt=0)
+
+
+class CampaignConfig(_Strict):
+    """A closed-loop campaign: what to vary, what to measure, what is better, and how long."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    data_dir: Path = Path("sdl-data")
+    search_space: dict[str, ParameterConfig] = Field(min_length=1)
+    fixed_conditions: dict[str, float] = Field(
+        default_factory=dict, description="conditions held constant, in the reactor's units"
+    )
+    objectives: list[ObjectiveConfig] = Field(min_length=1, max_length=1)
+    instruments: list[Literal["xrd", "microscope"]] = Field(min_length=1)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    budget: int = Field(gt=0, le=100_000, description="number of experiments")
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
+
+    @field_validator("instruments")
+    @classmethod
+    def _unique_instruments(cls, instruments: list[str]) -> list[str]:
+        if len(set(instruments)) != len(instruments):
+            raise ValueError(f"instruments must not repeat, got {instruments}")
+        return instruments
+
+    @model_validator(mode="after")
+    def _fixed_not_searched(self) -> CampaignConfig:
+        both = sorted(set(self.fixed_conditions) & set(self.search_space))
+        if both:
+            raise ValueError(f"fixed_conditions: {both} are also in search_space; choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _objectives_are_measured(self) -> CampaignConfig:
+        system = get_system(self.devices.system)
+        available = features_for(self.instruments, system.phases)
+        for index, objective in enumerate(self.objectives):
+            if objective.name not in available:
+                raise ValueError(
+                    f"objectives.{index}.name: {objective.name!r} is not measured by instruments "
+                    f"{self.instruments}; choose one of {sorted(available)}"
+                )
+        return self
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_campaign(data: Any, source: str = "campaign") -> CampaignConfig:
+    """Validate a campaign given as plain data; raise :class:`CampaignConfigError` listing faults."""
+    if not isinstance(data, dict):
+        raise CampaignConfigError(f"{source}: expected a mapping of campaign fields, got {data!r}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as error:
+        lines = [
+            f"  {_field_path(detail['loc'])}: {detail['msg']}"
+            + (f" (got {detail['input']!r})" if detail["type"] != "missing" else "")
+            for detail in error.errors(include_url=False)
+        ]
+        raise CampaignConfigError(f"{source} is not a valid campaign:\n" + "\n".join(lines)) from None
+
+
+def load_campaign(path: Path | str) -> CampaignConfig:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CampaignConfigError(f"campaign file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise CampaignConfigError(f"{path} is not valid YAML: {error}") from None
+    return parse_campaign(data, source=str(path))

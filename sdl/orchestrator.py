@@ -1,0 +1,257 @@
+"""The closed loop: the agent proposes, the instruments make and measure, analysis tells the agent.
+
+Campaign state lives in the catalog only: starting a campaign whose name already has runs in
+the data directory reads them back and continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bluesky import RunEngine
+from event_model import compose_run
+
+from agents import Objective, Parameter, SearchSpace, make_agent
+from plans.experiment import synthesize_and_measure
+from sdl.analysis.pipeline import SampleAnalysis, feature_documents, read_measurements
+from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
+from sdl.config import CampaignConfig
+from sdl.lab import Instruments, build_simulated_instruments
+from sdl.systems import get_system
+
+logger = logging.getLogger(__name__)
+
+#: Consecutive refused proposals after which the campaign stops instead of spinning.
+MAX_CONSECUTIVE_REFUSALS = 20
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """One finished experiment: what was asked, what came out, where the raw data is."""
+
+    iteration: int
+    proposal_id: str
+    conditions: dict[str, float]
+    features: dict[str, float]
+    raw_uid: str
+    instrument_time_s: float
+
+    @property
+    def failed(self) -> bool:
+        return not self.features
+
+
+@dataclass
+class CampaignResult:
+    """What a campaign produced, in order, with the objective's direction to rank it."""
+
+    config: CampaignConfig
+    records: list[ExperimentRecord] = field(default_factory=list)
+    refused: int = 0
+
+    @property
+    def objective(self) -> str:
+        return self.config.objectives[0].name
+
+    @property
+    def maximize(self) -> bool:
+        return self.config.objectives[0].direction == "maximize"
+
+    def objective_values(self) -> np.ndarray:
+        """The objective of every experiment in order (NaN where it failed)."""
+        return np.array([r.features.get(self.objective, math.nan) for r in self.records])
+
+    @property
+    def best(self) -> ExperimentRecord | None:
+        values = self.objective_values()
+        if not np.isfinite(values).any():
+            return None
+        index = np.nanargmax(values) if self.maximize else np.nanargmin(values)
+        return self.records[int(index)]
+
+    @property
+    def instrument_hours(self) -> float:
+        return sum(r.instrument_time_s for r in self.records) / 3600.0
+
+
+def build_agent(config: CampaignConfig) -> Any:
+    """The agent named in ``config``, over the campaign's search space and objectives."""
+    space = SearchSpace(tuple(
+        Parameter(name, p.low, p.high, p.unit, log_scale=p.log_scale)
+        for name, p in config.search_space.items()
+    ))
+    objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]
+    return make_agent(config.agent.name, space, objectives, seed=config.seed,
+                      max_evaluations=config.budget, **config.agent.options)
+
+
+def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata must be valid JSON: NaN and infinities become None."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in values.items()
+    }
+
+
+def _instrument_time_s(run: Any) -> float:
+    primary = run["primary"]
+    return float(sum(np.asarray(primary[key].read())[0] for key in primary if key.endswith("_time_s")))
+
+
+class CampaignRunner:
+    """Runs one campaign in this process: RunEngine, catalog, analysis and agent together.
+
+    Parameters
+    ----------
+    config
+        The validated campaign.
+    on_experiment
+        Called after each experiment with the result so far (progress bars, dashboards).
+    """
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        *,
+        on_experiment: Callable[[CampaignResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_experiment = on_experiment
+        self.data_dir = Path(config.data_dir)
+        self.client = open_catalog(self.data_dir, create=True)
+        self.writer = make_writer(self.client)
+        self.instruments: Instruments = build_simulated_instruments(config, raw_dir(self.data_dir))
+        system = get_system(config.devices.system)
+        self.analysis = SampleAnalysis(config.instruments, system.phases)
+        self.agent = build_agent(config)
+        self.result = CampaignResult(config)
+        self.RE = RunEngine({}, call_returns_result=False)
+        self.RE.subscribe(self.writer)
+
+    def run(self) -> CampaignResult:
+        """Run experiments until the budget is spent or the agent says stop."""
+        self._resume()
+        refusals = 0
+        while len(self.result.records) < self.config.budget:
+            if self.result.records:
+                stop, reason = self.agent.should_stop()
+                if stop:
+                    logger.info("agent stopped the campaign: %s", reason)
+                    break
+            (proposal,) = self.agent.suggest(1)
+            conditions = {name: float(proposal[name]) for name in self.config.search_space}
+            problem = self._refusal_reason(conditions)
+            if problem:
+                refusals += 1
+                self._refuse(proposal, conditions, problem)
+                if refusals >= MAX_CONSECUTIVE_REFUSALS:
+                    raise RuntimeError(
+                        f"{refusals} proposals in a row were outside the safe limits; last: {problem}"
+                    )
+                continue
+            refusals = 0
+            self._experiment(proposal, conditions)
+            if self.on_experiment:
+                self.on_experiment(self.result)
+        return self.result
+
+    def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
+        """Why the reactor must not be sent these conditions (None if they are safe)."""
+        for name, value in conditions.items():
+            low, high, unit = self.instruments.reactor.condition_limits()[name]
+            parameter = self.config.search_space[name]
+            if not (low <= value <= high and parameter.low <= value <= parameter.high):
+                return (f"{name}={value:g} {unit} is outside [{max(low, parameter.low):g}, "
+                        f"{min(high, parameter.high):g}] {unit}")
+        return None
+
+    def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],
+                reason: str) -> None:
+        """Record a refused proposal in the catalog and tell the agent it failed."""
+        logger.warning("refused proposal %s: %s", proposal["_id"], reason)
+        bundle = compose_run(metadata={
+            "purpose": "refused-proposal", "campaign_id": self.config.name,
+            "_id": proposal["_id"], "conditions": _json_safe(conditions), "reason": reason,
+        })
+        self.writer("start", bundle.start_doc)
+        self.writer("stop", bundle.compose_stop(exit_status="abort", reason=reason))
+        self.agent.register_failures([proposal])
+        self.result.refused += 1
+
+    def _experiment(self, proposal: Mapping[str, Any], conditions: dict[str, float]) -> None:
+        iteration = len(self.result.records)
+        proposal_id = proposal["_id"]
+        belief = self.agent.report().get(proposal_id, {})
+        md = {
+            "campaign_id": self.config.name,
+            "iteration": iteration,
+            "_id": proposal_id,
+            "agent": self.config.agent.name,
+            "seed": self.config.seed,
+            "objectives": [o.model_dump() for o in self.config.objectives],
+            "agent_belief": _json_safe(belief),
+        }
+        all_conditions = {**conditions, **self.config.fixed_conditions}
+        (uid,) = self.RE(synthesize_and_measure(
+            self.instruments.reactor, self.instruments.detectors, all_conditions, md=md
+        ))
+        run = self.client[uid]
+        features = self._analyse(run)
+        record = ExperimentRecord(iteration, proposal_id, all_conditions, features, uid,
+                                  _instrument_time_s(run))
+        self._tell_agent(record)
+        self.result.records.append(record)
+
+    def _analyse(self, run: Any) -> dict[str, float]:
+        """Features of a raw run, recorded as an analysis run; empty if the analysis failed."""
+        start = run.metadata["start"]
+        try:
+            features = self.analysis.features(read_measurements(run))
+        except ValueError as error:
+            logger.error("analysis of run %s failed: %s", start["uid"], error)
+            bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": start["uid"],
+                                           "campaign_id": start["campaign_id"], "_id": start["_id"],
+                                           "iteration": start["iteration"]})
+            self.writer("start", bundle.start_doc)
+            self.writer("stop", bundle.compose_stop(exit_status="fail", reason=str(error)))
+            return {}
+        for name, doc in feature_documents(start, features):
+            self.writer(name, doc)
+        return features
+
+    def _tell_agent(self, record: ExperimentRecord) -> None:
+        point = {**record.conditions, "_id": record.proposal_id}
+        if record.failed or not math.isfinite(record.features.get(self.result.objective, math.nan)):
+            self.agent.register_failures([point])
+        else:
+            self.agent.ingest([{**point, **record.features}])
+
+    def _resume(self) -> None:
+        """Read this campaign's finished experiments back from the catalog into a fresh agent."""
+        analysed = {}
+        for run in campaign_runs(self.client, self.config.name, "analysis"):
+            if run.metadata["stop"] and run.metadata["stop"]["exit_status"] == "success":
+                features = run["features"].read()
+                analysed[run.metadata["start"]["raw_uid"]] = {
+                    name: float(np.asarray(features[name])[0]) for name in features.data_vars
+                }
+        for run in campaign_runs(self.client, self.config.name, "experiment"):
+            start, stop = run.metadata["start"], run.metadata["stop"]
+            if not stop or stop["exit_status"] != "success":
+                continue
+            features = analysed.get(start["uid"])
+            if features is None:
+                features = self._analyse(run)
+            record = ExperimentRecord(len(self.result.records), start["_id"], start["conditions"],
+                                      features, start["uid"], _instrument_time_s(run))
+            self._tell_agent(record)
+            self.result.records.append(record)
+        if self.result.records:
+            logger.info("resumed campaign %s with %d experiments from the catalog",
+                        self.config.name, len(self.result.records))
