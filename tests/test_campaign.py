@@ -1,0 +1,87 @@
+"""Whole campaigns on the simulated instruments, read back from the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sdl.catalog import campaign_runs, open_catalog
+from sdl.cli import main
+from sdl.config import CampaignConfigError, parse_campaign
+from sdl.orchestrator import CampaignRunner
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
+
+
+def _config(tmp_path, **overrides):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(data_dir=str(tmp_path / "data"), **overrides)
+    return parse_campaign(data)
+
+
+@pytest.mark.slow
+def test_short_campaign_is_recorded_run_by_run_and_reads_back(tmp_path):
+    config = _config(tmp_path, budget=4, agent={"name": "random"})
+    result = CampaignRunner(config).run()
+    assert len(result.records) == 4 and not any(r.failed for r in result.records)
+
+    client = open_catalog(config.data_dir)
+    experiments = campaign_runs(client, config.name, "experiment")
+    analyses = campaign_runs(client, config.name, "analysis")
+    assert [run.metadata["start"]["iteration"] for run in experiments] == [0, 1, 2, 3]
+    assert len({run.metadata["start"]["_id"] for run in experiments}) == 4
+    for run, record in zip(experiments, result.records, strict=True):
+        start = run.metadata["start"]
+        assert start["_id"] == record.proposal_id and start["agent"] == "random"
+        primary = run["primary"]
+        assert np.asarray(primary["xrd_counts"].read()).shape == (1, 2048)
+        image = np.asarray(primary["microscope_image"].read())
+        assert image.shape[-2:] == (256, 256) and image.std() > 0
+    for run, record in zip(analyses, result.records, strict=True):
+        assert run.metadata["start"]["raw_uid"] == record.raw_uid
+        features = run["features"].read()
+        assert float(features["photoactive_area_m2_g"][0]) == pytest.approx(
+            record.features["photoactive_area_m2_g"]
+        )
+    assert result.instrument_hours > 4 * 0.25
+
+
+@pytest.mark.slow
+def test_rerunning_a_campaign_resumes_it_from_the_catalog(tmp_path):
+    first = CampaignRunner(_config(tmp_path, budget=3, agent={"name": "sobol"})).run()
+    resumed = CampaignRunner(_config(tmp_path, budget=5, agent={"name": "sobol"})).run()
+    assert len(resumed.records) == 5
+    assert [r.raw_uid for r in resumed.records[:3]] == [r.raw_uid for r in first.records]
+    assert len({r.proposal_id for r in resumed.records}) == 5
+    client = open_catalog(tmp_path / "data")
+    assert len(campaign_runs(client, "tio2-photoactive-bo", "experiment")) == 5
+
+
+def test_search_space_beyond_the_reactors_limits_is_refused_before_anything_runs(tmp_path):
+    config = _config(tmp_path, budget=2)
+    data = config.model_dump(mode="json")
+    data["search_space"]["temperature_c"]["high"] = 1500
+    with pytest.raises(CampaignConfigError, match=r"search_space\.temperature_c: .*safe range"):
+        CampaignRunner(parse_campaign(data))
+
+
+@pytest.mark.slow
+def test_sdl_run_prints_a_summary_and_writes_a_report(tmp_path, capsys):
+    code = main(["run", str(EXAMPLE), "--data-dir", str(tmp_path / "cli"), "--budget", "3",
+                 "--agent", "random", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "3 experiments" in out and "best photoactive_area_m2_g" in out
+    assert (tmp_path / "cli" / "tio2-photoactive-bo-report.png").stat().st_size > 10_000
+
+
+def test_sdl_run_with_a_bad_file_exits_2_naming_the_field(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["search_space"]["ph"]["low"] = 20
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["run", str(bad)]) == 2
+    assert "search_space.ph" in capsys.readouterr().err
