@@ -100,8 +100,10 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _instrument_time_s(run: Any) -> float:
+    """Instrument seconds one experiment took: the sum of the devices' ``*_time_s`` readings."""
     primary = run["primary"]
-    return float(sum(np.asarray(primary[key].read())[0] for key in primary if key.endswith("_time_s")))
+    durations = [key for key in primary if key.endswith("_time_s") and not key.startswith("ts_")]
+    return float(sum(np.asarray(primary[key].read())[0] for key in durations))
 
 
 class CampaignRunner:
