@@ -1,0 +1,325 @@
+"""Agents: the bluesky-adaptive surface, the bookkeeping of trials, and whether BO optimises."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pytest
+from bluesky_adaptive.protocols import (
+    CanRegisterSuggestions,
+    Optimizer,
+    SupportsStoppingCriteria,
+    TrialFaultAware,
+)
+from botorch.exceptions.errors import ModelFittingError
+
+import agents.bayesian
+from agents import (
+    AGENTS,
+    Agent,
+    BayesianOptimizationAgent,
+    Objective,
+    Parameter,
+    SearchSpace,
+    make_agent,
+)
+
+BRANIN_MINIMUM = 0.397887
+AGENT_NAMES = sorted(AGENTS)
+
+
+def branin(point: Mapping[str, float]) -> float:
+    """The Branin function: three global minima of 0.397887 in ``[-5, 10] x [0, 15]``."""
+    x1, x2 = point["x1"], point["x2"]
+    return (
+        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
+        + 10
+    )
+
+
+@pytest.fixture
+def space() -> SearchSpace:
+    return SearchSpace((Parameter("x1", -5.0, 10.0, ""), Parameter("x2", 0.0, 15.0, "")))
+
+
+@pytest.fixture
+def objectives() -> list[Objective]:
+    return [Objective("y", "minimize")]
+
+
+def run_campaign(
+    agent: Agent, function: Callable[[Mapping[str, float]], float], budget: int
+) -> list[dict]:
+    """Suggest, measure, ingest one point at a time; return the ingested points in order."""
+    history = []
+    for _ in range(budget):
+        (suggestion,) = agent.suggest(1)
+        point = {**suggestion, "y": function(suggestion)}
+        agent.ingest([point])
+        history.append(point)
+    return history
+
+
+def unit_distance(space: SearchSpace, a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    unit = space.to_unit(space.to_array([a, b]))
+    return float(np.linalg.norm(unit[0] - unit[1]))
+
+
+@pytest.mark.parametrize("name", AGENT_NAMES)
+def test_every_agent_has_the_bluesky_adaptive_optimizer_surface(name, space, objectives):
+    agent = make_agent(name, space, objectives, seed=0)
+    for protocol in (
+        Optimizer,
+        TrialFaultAware,
+        CanRegisterSuggestions,
+        SupportsStoppingCriteria,
+        Agent,
+    ):
+        assert isinstance(agent, protocol), protocol.__name__
+
+
+def test_make_agent_lists_the_valid_names_for_an_unknown_one(space, objectives):
+    with pytest.raises(ValueError, match=r"'genetic'.*\['bayesian', 'random', 'sobol'\]"):
+        make_agent("genetic", space, objectives)
+
+
+def test_make_agent_passes_options_to_the_constructor(space, objectives):
+    agent = make_agent("bayesian", space, objectives, seed=4, n_initial=3, max_evaluations=9)
+    assert (agent.seed, agent.n_initial, agent.max_evaluations) == (4, 3, 9)
+
+
+@pytest.mark.parametrize("name", AGENT_NAMES)
+def test_suggestions_lie_in_bounds_and_carry_unique_ids(name, space, objectives):
+    agent = (
+        make_agent(name, space, objectives, seed=1, n_initial=4)
+        if name == "bayesian"
+        else make_agent(name, space, objectives, seed=1)
+    )
+    run_campaign(agent, branin, 4)
+    suggestions = agent.suggest(5) + agent.suggest()
+    assert all(space.contains(s) for s in suggestions)
+    assert all(set(s) == {"x1", "x2", "_id"} for s in suggestions)
+    ids = [s["_id"] for s in suggestions]
+    assert len(set(ids)) == len(ids) and all(isinstance(i, str) for i in ids)
+
+
+@pytest.mark.parametrize("name", AGENT_NAMES)
+def test_same_seed_and_history_give_the_same_suggestions(name, space, objectives):
+    first, second = (make_agent(name, space, objectives, seed=5) for _ in range(2))
+    history = run_campaign(first, branin, 6)
+    second.ingest(history)
+    (a,), (b,) = first.suggest(), second.suggest()
+    assert a["_id"] != b["_id"]
+    assert (a["x1"], a["x2"]) == pytest.approx((b["x1"], b["x2"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("name", AGENT_NAMES)
+def test_an_agent_rebuilt_from_history_has_the_same_best_point(name, space, objectives):
+    agent = make_agent(name, space, objectives, seed=2)
+    history = run_campaign(agent, branin, 8)
+    rebuilt = make_agent(name, space, objectives, seed=2)
+    rebuilt.ingest(history)
+    assert rebuilt.get_best_points() == agent.get_best_points()
+    best_id, parameters, outcomes = agent.get_best_points()[0]
+    best = {point["_id"]: point for point in history}[best_id]
+    assert outcomes == {"y": min(point["y"] for point in history)} == {"y": best["y"]}
+    assert parameters == {"x1": best["x1"], "x2": best["x2"]}
+
+
+def test_bayesian_optimisation_beats_random_search_on_branin(space, objectives):
+    budget, seeds = 20, range(3)
+    regrets = {}
+    for name in ("bayesian", "random"):
+        regrets[name] = []
+        for seed in seeds:
+            agent = make_agent(name, space, objectives, seed=seed)
+            run_campaign(agent, branin, budget)
+            regrets[name].append(agent.get_best_points()[0][2]["y"] - BRANIN_MINIMUM)
+    assert max(regrets["bayesian"]) < 0.5
+    assert np.mean(regrets["bayesian"]) < 0.5 * np.mean(regrets["random"])
+
+
+@pytest.mark.parametrize(("direction", "corner"), [("maximize", 1.0), ("minimize", 0.0)])
+def test_bayesian_optimisation_goes_where_the_objective_improves(direction, corner):
+    space = SearchSpace((Parameter("x", 0.0, 1.0, "mm"),))
+    agent = BayesianOptimizationAgent(space, [Objective("y", direction)], seed=0)
+    run_campaign(agent, lambda point: point["x"], 6)
+    (suggestion,) = agent.suggest()
+    assert suggestion["x"] == pytest.approx(corner, abs=0.1)
+    assert agent.get_best_points()[0][1]["x"] == pytest.approx(corner, abs=0.25)
+
+
+def test_ingest_accepts_results_that_carry_only_the_id(space, objectives):
+    agent = make_agent("sobol", space, objectives)
+    (suggestion,) = agent.suggest()
+    agent.ingest([{"_id": suggestion["_id"], "y": 3.0}])
+    assert agent.get_best_points() == [
+        (suggestion["_id"], {"x1": suggestion["x1"], "x2": suggestion["x2"]}, {"y": 3.0})
+    ]
+
+
+def test_ingest_refuses_an_unknown_point_without_parameters(space, objectives):
+    agent = make_agent("random", space, objectives)
+    with pytest.raises(ValueError, match=r"not a known suggestion and lacks parameters \['x2'\]"):
+        agent.ingest([{"_id": "elsewhere", "x1": 1.0, "y": 3.0}])
+
+
+def test_bayesian_batch_of_three_gives_three_distinct_points(space, objectives):
+    agent = BayesianOptimizationAgent(space, objectives, seed=0)
+    run_campaign(agent, branin, 8)
+    batch = agent.suggest(3)
+    assert len(batch) == 3
+    distances = [unit_distance(space, batch[i], batch[j]) for i in range(3) for j in range(i)]
+    assert min(distances) > 0.02
+
+
+def test_bayesian_does_not_suggest_pending_points_again(space, objectives):
+    agent = BayesianOptimizationAgent(space, objectives, seed=0)
+    run_campaign(agent, branin, 8)
+    pending = [agent.suggest()[0] for _ in range(3)]
+    distances = [unit_distance(space, pending[i], pending[j]) for i in range(3) for j in range(i)]
+    assert min(distances) > 0.02
+    assert len(agent.history.pending) == 3
+
+
+@pytest.mark.parametrize("name", AGENT_NAMES)
+def test_failed_trials_are_not_suggested_again(name, space, objectives):
+    agent = make_agent(name, space, objectives, seed=0)
+    run_campaign(agent, branin, 6)
+    failed = []
+    for _ in range(4):
+        (suggestion,) = agent.suggest()
+        agent.register_failures([suggestion])
+        failed.append(suggestion)
+    distances = [unit_distance(space, failed[i], failed[j]) for i in range(4) for j in range(i)]
+    assert min(distances) > 0.02
+    assert set(agent.history.failures) == {s["_id"] for s in failed}
+
+
+def test_failed_and_nan_results_are_not_learned(space, objectives):
+    agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=3)
+    history = run_campaign(agent, branin, 4)
+    (nan_result,) = agent.suggest()
+    agent.ingest([{**nan_result, "y": math.nan}])
+    (missing_result,) = agent.suggest()
+    agent.ingest([{"_id": missing_result["_id"], "other_feature": 1.0}])
+    agent.register_failures([history[0]])
+    assert set(agent.history.observations) == {p["_id"] for p in history[1:]}
+    assert set(agent.history.failures) == {
+        nan_result["_id"],
+        missing_result["_id"],
+        history[0]["_id"],
+    }
+    assert agent.get_best_points()[0][2]["y"] == min(p["y"] for p in history[1:])
+    assert agent.history.n_evaluations == 6
+
+
+def test_report_gives_the_beliefs_behind_the_latest_bayesian_batch(space, objectives):
+    agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=5)
+    first = agent.suggest()
+    assert agent.report() == {first[0]["_id"]: {}}
+    agent.register_failures(first)
+    run_campaign(agent, branin, 6)
+    batch = agent.suggest(2)
+    report = agent.report()
+    assert set(report) == {s["_id"] for s in batch}
+    for belief in report.values():
+        assert set(belief) == {"acquisition_value", "y_predicted_mean", "y_predicted_std"}
+        assert all(math.isfinite(value) for value in belief.values())
+        assert belief["y_predicted_std"] > 0
+        assert 0 < belief["y_predicted_mean"] < 400
+
+
+@pytest.mark.parametrize("name", ["random", "sobol"])
+def test_report_of_a_model_free_agent_has_empty_beliefs(name, space, objectives):
+    agent = make_agent(name, space, objectives)
+    batch = agent.suggest(2)
+    assert agent.report() == {s["_id"]: {} for s in batch}
+
+
+def test_gp_failure_falls_back_to_sobol_with_a_warning(space, objectives, monkeypatch, caplog):
+    def failing_fit(mll):
+        raise ModelFittingError("all attempts to fit the model have failed")
+
+    monkeypatch.setattr(agents.bayesian, "fit_gpytorch_mll", failing_fit)
+    agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=3)
+    run_campaign(agent, branin, 3)
+    with caplog.at_level(logging.WARNING, logger="agents.bayesian"):
+        (suggestion,) = agent.suggest()
+    assert "Sobol" in caplog.text and "ModelFittingError" in caplog.text
+    assert space.contains(suggestion)
+    assert agent.report() == {suggestion["_id"]: {}}
+
+
+def test_register_suggestions_adds_ids_and_treats_them_as_pending(space, objectives):
+    agent = make_agent("bayesian", space, objectives)
+    registered = agent.register_suggestions([{"x1": 1.0, "x2": 2.0, "_id": "ignored"}])
+    (point,) = registered
+    assert point["_id"] != "ignored" and point["_id"] in agent.history.pending
+    agent.ingest([{"_id": point["_id"], "y": 5.0}])
+    assert agent.get_best_points()[0][:2] == (point["_id"], {"x1": 1.0, "x2": 2.0})
+
+
+def test_register_suggestions_refuses_points_outside_the_space(space, objectives):
+    agent = make_agent("random", space, objectives)
+    with pytest.raises(ValueError, match=r"x2 = 20 is outside the allowed range \[0, 15\]"):
+        agent.register_suggestions([{"x1": 1.0, "x2": 20.0}])
+
+
+def test_should_stop_when_the_budget_is_spent(space, objectives):
+    agent = make_agent("sobol", space, objectives, max_evaluations=3)
+    run_campaign(agent, branin, 2)
+    assert agent.should_stop() == (False, None)
+    run_campaign(agent, branin, 1)
+    stop, reason = agent.should_stop()
+    assert stop and "3 of 3 evaluations" in reason
+
+
+def test_should_stop_when_the_target_is_reached(space):
+    agent = make_agent("random", space, [Objective("y", "minimize", target=1.0)])
+    agent.ingest([{"x1": 0.0, "x2": 0.0, "y": 2.0, "_id": "far"}])
+    assert agent.should_stop() == (False, None)
+    agent.ingest([{"x1": 3.0, "x2": 2.0, "y": 0.5, "_id": "close"}])
+    stop, reason = agent.should_stop()
+    assert stop and "close" in reason and "target 1" in reason
+
+
+def test_model_free_agents_return_the_pareto_set_for_several_objectives(space):
+    objectives = [Objective("yield", "maximize"), Objective("cost", "minimize")]
+    agent = make_agent("random", space, objectives)
+    agent.ingest(
+        [
+            {"x1": 0.0, "x2": 0.0, "yield": 0.5, "cost": 1.0, "_id": "cheap"},
+            {"x1": 1.0, "x2": 1.0, "yield": 0.9, "cost": 3.0, "_id": "rich"},
+            {"x1": 2.0, "x2": 2.0, "yield": 0.4, "cost": 2.0, "_id": "dominated"},
+        ]
+    )
+    assert [best[0] for best in agent.get_best_points()] == ["cheap", "rich"]
+
+
+def test_bayesian_refuses_several_objectives(space):
+    with pytest.raises(ValueError, match="exactly one objective, got 2.*not supported yet"):
+        BayesianOptimizationAgent(space, [Objective("a", "maximize"), Objective("b", "minimize")])
+
+
+def test_objectives_must_not_reuse_parameter_names(space):
+    with pytest.raises(ValueError, match=r"both as parameter and objective: \['x1'\]"):
+        make_agent("sobol", space, [Objective("x1", "maximize")])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"max_evaluations": 0}, "max_evaluations must be at least 1"),
+        ({"n_initial": 1}, "n_initial must be at least 2"),
+        ({"num_restarts": 20, "raw_samples": 10}, r"raw_samples \(10\) must be at least"),
+    ],
+)
+def test_bayesian_refuses_invalid_options(space, objectives, options, message):
+    with pytest.raises(ValueError, match=message):
+        BayesianOptimizationAgent(space, objectives, **options)
