@@ -11,7 +11,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-#: Where frames live inside each file; the layout of areaDetector's HDF5 plugin.
+#: Where frames live inside each file: areaDetector's HDF5 layout, which the "AD_HDF5" spec
+#: (and its handler in area-detector-handlers, and tiled's HDF5 adapter) assume.
 FRAMES_DATASET = "/entry/data/data"
 
 
@@ -44,7 +45,7 @@ class HDF5FrameWriter:
             "spec": "AD_HDF5",
             "root": str(self.directory.resolve()),
             "resource_path": file_name,
-            "resource_kwargs": {"dataset": FRAMES_DATASET},
+            "resource_kwargs": {"frame_per_point": 1},
             "path_semantics": "posix",
         }))
 

@@ -19,7 +19,14 @@ from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
 from plans.experiment import synthesize_and_measure
-from sdl.analysis.pipeline import SampleAnalysis, feature_documents, read_measurements
+from sdl.analysis.pipeline import (
+    RunDocuments,
+    SampleAnalysis,
+    feature_documents,
+    instrument_time_s,
+    measurements_from_data,
+    read_primary,
+)
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
 from sdl.config import CampaignConfig
 from sdl.lab import Instruments, build_simulated_instruments
@@ -99,13 +106,6 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _instrument_time_s(run: Any) -> float:
-    """Instrument seconds one experiment took: the sum of the devices' ``*_time_s`` readings."""
-    primary = run["primary"]
-    durations = [key for key in primary if key.endswith("_time_s") and not key.startswith("ts_")]
-    return float(sum(np.asarray(primary[key].read())[0] for key in durations))
-
-
 class CampaignRunner:
     """Runs one campaign in this process: RunEngine, catalog, analysis and agent together.
 
@@ -135,6 +135,8 @@ class CampaignRunner:
         self.result = CampaignResult(config)
         self.RE = RunEngine({}, call_returns_result=False)
         self.RE.subscribe(self.writer)
+        self.latest_run = RunDocuments()
+        self.RE.subscribe(self.latest_run)
 
     def run(self) -> CampaignResult:
         """Run experiments until the budget is spent or the agent says stop."""
@@ -203,18 +205,17 @@ class CampaignRunner:
         (uid,) = self.RE(synthesize_and_measure(
             self.instruments.reactor, self.instruments.detectors, all_conditions, md=md
         ))
-        run = self.client[uid]
-        features = self._analyse(run)
+        data = self.latest_run.primary_data()
+        features = self._analyse(self.latest_run.start, data)
         record = ExperimentRecord(iteration, proposal_id, all_conditions, features, uid,
-                                  _instrument_time_s(run))
+                                  instrument_time_s(data))
         self._tell_agent(record)
         self.result.records.append(record)
 
-    def _analyse(self, run: Any) -> dict[str, float]:
+    def _analyse(self, start: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
         """Features of a raw run, recorded as an analysis run; empty if the analysis failed."""
-        start = run.metadata["start"]
         try:
-            features = self.analysis.features(read_measurements(run))
+            features = self.analysis.features(measurements_from_data(data))
         except ValueError as error:
             logger.error("analysis of run %s failed: %s", start["uid"], error)
             bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": start["uid"],
@@ -247,11 +248,12 @@ class CampaignRunner:
             start, stop = run.metadata["start"], run.metadata["stop"]
             if not stop or stop["exit_status"] != "success":
                 continue
+            data = read_primary(run)
             features = analysed.get(start["uid"])
             if features is None:
-                features = self._analyse(run)
+                features = self._analyse(start, data)
             record = ExperimentRecord(len(self.result.records), start["_id"], start["conditions"],
-                                      features, start["uid"], _instrument_time_s(run))
+                                      features, start["uid"], instrument_time_s(data))
             self._tell_agent(record)
             self.result.records.append(record)
         if self.result.records:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sdl.analysis.microscopy import analyse_micrograph  # noqa: E402
-from sdl.analysis.pipeline import read_measurements  # noqa: E402
+from sdl.analysis.pipeline import measurements_from_data, read_primary  # noqa: E402
 from sdl.analysis.xrd import analyse_pattern  # noqa: E402
 from sdl.orchestrator import CampaignResult  # noqa: E402
 from sdl.systems import get_system  # noqa: E402
@@ -89,7 +89,7 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any) -> None:
         pattern_ax.set_axis_off()
         image_ax.set_axis_off()
         return
-    measurements = read_measurements(client[best.raw_uid])
+    measurements = measurements_from_data(read_primary(client[best.raw_uid]))
     if measurements.counts is not None:
         phases = get_system(result.config.devices.system).phases
         fit = analyse_pattern(measurements.two_theta_deg, measurements.counts, phases)

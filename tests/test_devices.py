@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from ophyd.utils.errors import LimitError
 
+from devices.hdf5_frames import FRAMES_DATASET
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 
 
@@ -84,7 +85,7 @@ def test_microscope_writes_frames_to_hdf5_and_emits_resource_and_datum(
     description = microscope.describe()["microscope_image"]
     assert description["external"] == "FILESTORE:" and description["shape"] == [256, 256]
     with h5py.File(f"{resource['root']}/{resource['resource_path']}") as file:
-        frames = file[resource["resource_kwargs"]["dataset"]][()]
+        frames = file[FRAMES_DATASET][()]
     assert frames.shape == (1, 256, 256) and frames.std() > 0
 
 

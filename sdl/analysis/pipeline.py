@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from event_model import compose_run
+from area_detector_handlers.handlers import AreaDetectorHDF5Handler
+from event_model import Filler, compose_run
 
 from sdl.analysis.microscopy import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
@@ -29,23 +30,70 @@ class Measurements:
     pixel_size_nm: float | None = None
 
 
-def read_measurements(run: Any) -> Measurements:
-    """The raw data of a ``synthesize_and_measure`` run read back from the catalog.
+def measurements_from_data(data: Mapping[str, Any]) -> Measurements:
+    """The measurements in one event's (filled) data, keyed by the devices' names.
 
-    Data keys follow the devices' names: ``xrd_two_theta``, ``xrd_counts``,
-    ``microscope_image``, ``microscope_pixel_size_nm``.
+    Data keys: ``xrd_two_theta``, ``xrd_counts``, ``microscope_image``,
+    ``microscope_pixel_size_nm``. Instruments that did not measure are left as None.
     """
-    primary = run["primary"]
-    keys = set(primary)
     measured: dict[str, Any] = {}
-    if "xrd_counts" in keys:
-        measured["two_theta_deg"] = np.asarray(primary["xrd_two_theta"].read())[0]
-        measured["counts"] = np.asarray(primary["xrd_counts"].read())[0]
-    if "microscope_image" in keys:
-        image = np.asarray(primary["microscope_image"].read())[0]
+    if "xrd_counts" in data:
+        measured["two_theta_deg"] = np.asarray(data["xrd_two_theta"], dtype=float)
+        measured["counts"] = np.asarray(data["xrd_counts"], dtype=float)
+    if "microscope_image" in data:
+        image = np.asarray(data["microscope_image"])
         measured["image"] = image.reshape(image.shape[-2:])
-        measured["pixel_size_nm"] = float(np.asarray(primary["microscope_pixel_size_nm"].read())[0])
+        measured["pixel_size_nm"] = float(data["microscope_pixel_size_nm"])
     return Measurements(**measured)
+
+
+def instrument_time_s(data: Mapping[str, Any]) -> float:
+    """Instrument seconds one experiment took: the sum of the devices' ``*_time_s`` readings."""
+    return float(sum(float(value) for key, value in data.items() if key.endswith("_time_s")))
+
+
+#: Keys of the primary event that :func:`read_primary` fetches from the catalog.
+_MEASUREMENT_KEYS = ("xrd_two_theta", "xrd_counts", "microscope_image", "microscope_pixel_size_nm")
+
+
+def read_primary(run: Any) -> dict[str, Any]:
+    """The one event of a ``synthesize_and_measure`` run, read back from the catalog."""
+    primary = run["primary"]
+    keys = [k for k in primary if k in _MEASUREMENT_KEYS
+            or (k.endswith("_time_s") and not k.startswith("ts_"))]
+    return {key: np.asarray(primary[key].read())[0] for key in keys}
+
+
+class RunDocuments:
+    """A RunEngine subscriber that keeps the latest run's documents to analyse them at once.
+
+    Images arrive as Resource/Datum references; :meth:`primary_data` fills them from their
+    files with the area-detector handlers, after the run has ended and the files are closed.
+    """
+
+    def __init__(self) -> None:
+        self._documents: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self._documents = []
+        self._documents.append((name, doc))
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return self._documents[0][1]
+
+    def primary_data(self) -> dict[str, Any]:
+        """The data of the run's first ``primary`` event, with external images filled in."""
+        with Filler({"AD_HDF5": AreaDetectorHDF5Handler}, inplace=False) as filler:
+            primary = None
+            for name, doc in self._documents:
+                name, doc = filler(name, doc)
+                if name == "descriptor" and doc["name"] == "primary":
+                    primary = doc["uid"]
+                elif name == "event" and doc["descriptor"] == primary:
+                    return doc["data"]
+        raise ValueError(f"run {self.start.get('uid')} has no primary event")
 
 
 class SampleAnalysis:
