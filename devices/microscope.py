@@ -13,30 +13,38 @@ from ophyd.status import StatusBase
 from devices.hdf5_frames import HDF5FrameWriter
 from devices.signals import LimitedSignal, MeasuredSignal
 from devices.sim_lab import SimulatedLab
-from simulators.micrograph import simulate_micrograph
+from simulators.micrograph import choose_pixel_size_nm, simulate_micrograph
 
 #: Instrument time of one frame: stage move, focus and a slow scan.
 FRAME_TIME_S = 120.0
 
 
 class Microscope(Device):
-    """A microscope with one image per trigger, written to HDF5 and read as a reference."""
+    """A microscope with one image per trigger, written to HDF5 and read as a reference.
+
+    The magnification is chosen per sample so that a typical grain spans
+    ``target_grain_px`` pixels; ``pixel_size_nm`` reports the scale of each image.
+    """
 
     image = Cpt(Signal, value="", kind="normal")
-    pixel_size_nm = Cpt(LimitedSignal, limits=(0.5, 200.0), units="nm", value=5.0, kind="normal")
+    pixel_size_nm = Cpt(MeasuredSignal, value=0.0, units="nm", kind="normal")
+    target_grain_px = Cpt(
+        LimitedSignal, limits=(8.0, 64.0), units="px", value=24.0, kind="config"
+    )
     acquisition_time_s = Cpt(MeasuredSignal, value=0.0, units="s", kind="normal")
 
     frame_shape: tuple[int, int] = (256, 256)
 
 
-class SimulatedMicroscope(Microscope):
-    """A microscope whose images come from :func:`simulators.micrograph.simulate_micrograph`."""
+class FrameWritingMicroscope(Microscope):
+    """A microscope that writes each frame to HDF5 and reads back its datum reference.
 
-    def __init__(
-        self, *args: Any, lab: SimulatedLab, write_dir: Path | str, **kwargs: Any
-    ) -> None:
+    Both backends share it, so their documents have the same shape: a subclass's
+    ``trigger()`` gets a frame from its source and passes it to :meth:`store_frame`.
+    """
+
+    def __init__(self, *args: Any, write_dir: Path | str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lab = lab
         self._frames = HDF5FrameWriter(write_dir)
 
     def stage(self) -> list[object]:
@@ -47,19 +55,9 @@ class SimulatedMicroscope(Microscope):
         self._frames.close()
         return super().unstage()
 
-    def trigger(self) -> StatusBase:
-        pixel_size_nm = float(self.pixel_size_nm.get())
-
-        def acquire() -> float:
-            sample = self._lab.require_sample()
-            micrograph = simulate_micrograph(
-                sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
-            )
-            self.image.put(self._frames.write(micrograph.image.astype("<f4")))
-            self.acquisition_time_s.put(FRAME_TIME_S)
-            return FRAME_TIME_S
-
-        return self._lab.run_action(self, acquire, f"{self.name} acquisition")
+    def store_frame(self, frame: Any) -> None:
+        """Append one frame to the file and point the ``image`` reading at it."""
+        self.image.put(self._frames.write(frame.astype("<f4")))
 
     def describe(self) -> dict[str, dict[str, Any]]:
         description = super().describe()
@@ -71,3 +69,25 @@ class SimulatedMicroscope(Microscope):
 
     def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._frames.collect_asset_docs()
+
+
+class SimulatedMicroscope(FrameWritingMicroscope):
+    """A microscope whose images come from :func:`simulators.micrograph.simulate_micrograph`."""
+
+    def __init__(self, *args: Any, lab: SimulatedLab, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lab = lab
+
+    def trigger(self) -> StatusBase:
+        pixel_size_nm = float(self.pixel_size_nm.get())
+
+        def acquire() -> float:
+            sample = self._lab.require_sample()
+            micrograph = simulate_micrograph(
+                sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
+            )
+            self.store_frame(micrograph.image)
+            self.acquisition_time_s.put(FRAME_TIME_S)
+            return FRAME_TIME_S
+
+        return self._lab.run_action(self, acquire, f"{self.name} acquisition")

@@ -7,20 +7,19 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
 from ophyd.status import DeviceStatus
 
 from simulators.clock import SimClock
-from simulators.sample import SampleState
+from simulators.stage import SampleStage
 
 logger = logging.getLogger(__name__)
 
 
-class SimulatedLab:
+class SimulatedLab(SampleStage):
     """What simulated devices share: the instrument clock, the random stream and the stage.
 
-    The reactor puts each new sample on the stage; the diffractometer and the microscope
-    measure whatever is there, as a sample changer would hand it over in a real lab.
+    The stage and the random streams are :class:`simulators.stage.SampleStage`'s, shared
+    with the Channel Access IOCs; this adds the clock and runs actions off the RunEngine.
 
     Parameters
     ----------
@@ -32,22 +31,8 @@ class SimulatedLab:
     """
 
     def __init__(self, clock: SimClock | None = None, seed: int = 0) -> None:
+        super().__init__(seed)
         self.clock = clock or SimClock()
-        self._seed_sequence = np.random.SeedSequence(seed)
-        self._rng_lock = threading.Lock()
-        self.sample_on_stage: SampleState | None = None
-
-    def new_rng(self) -> np.random.Generator:
-        """An independent generator for one action, reproducible from the lab's seed."""
-        with self._rng_lock:
-            (child,) = self._seed_sequence.spawn(1)
-        return np.random.default_rng(child)
-
-    def require_sample(self) -> SampleState:
-        """The sample on the stage; a measurement before any synthesis is an error."""
-        if self.sample_on_stage is None:
-            raise RuntimeError("no sample on the stage: synthesise one with the reactor first")
-        return self.sample_on_stage
 
     def run_action(
         self, device: object, action: Callable[[], float], description: str

@@ -73,7 +73,9 @@ class DevicesConfig(_Strict):
         default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"
     )
     xrd_exposure_s: float = Field(default=0.5, gt=0, description="counting time per 2-theta step")
-    microscope_pixel_size_nm: float = Field(default=5.0, gt=0)
+    microscope_target_grain_px: float = Field(
+        default=24.0, ge=8, le=64, description="magnification: pixels across a typical grain"
+    )
 
 
 class CampaignConfig(_Strict):

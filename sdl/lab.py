@@ -43,7 +43,7 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
         detectors.append(xrd)
     if "microscope" in config.instruments:
         microscope = SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir)
-        microscope.pixel_size_nm.put(config.devices.microscope_pixel_size_nm)
+        microscope.target_grain_px.put(config.devices.microscope_target_grain_px)
         detectors.append(microscope)
     instruments = Instruments(reactor=reactor, detectors=detectors, lab=lab)
     check_search_space(config, reactor)
