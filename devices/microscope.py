@@ -79,14 +79,16 @@ class SimulatedMicroscope(FrameWritingMicroscope):
         self._lab = lab
 
     def trigger(self) -> StatusBase:
-        pixel_size_nm = float(self.pixel_size_nm.get())
+        target_grain_px = float(self.target_grain_px.get())
 
         def acquire() -> float:
             sample = self._lab.require_sample()
+            pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
             micrograph = simulate_micrograph(
                 sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
             )
             self.store_frame(micrograph.image)
+            self.pixel_size_nm.put(micrograph.pixel_size_nm)
             self.acquisition_time_s.put(FRAME_TIME_S)
             return FRAME_TIME_S
 

@@ -50,6 +50,12 @@ class LimitedSignal(Signal):
         self.check_value(value)
         super().put(float(value), **kwargs)
 
+    def set(self, value: Any, **kwargs: Any) -> Any:
+        # ophyd checks inside the Status's thread; refuse here so the caller sees the error
+        # at once and no Status for an unsafe move is ever created.
+        self.check_value(value)
+        return super().set(value, **kwargs)
+
     def describe(self) -> dict[str, dict[str, Any]]:
         description = super().describe()
         low, high = self._limits

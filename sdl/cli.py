@@ -64,6 +64,41 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_devices(args: argparse.Namespace) -> int:
+    from sdl.catalog import raw_dir
+    from sdl.lab import check_devices
+
+    config = load_campaign(args.campaign)
+    if config.devices.backend != "epics":
+        print(f"error: {args.campaign} uses devices.backend: {config.devices.backend}; "
+              "check-devices checks EPICS devices", file=sys.stderr)
+        return 2
+    check = check_devices(config, raw_dir(config.data_dir))
+    for line in check.passed if args.verbose else []:
+        print(line)
+    for line in check.problems:
+        print(f"PROBLEM {line}")
+    print(f"{args.campaign}: {len(check.passed)} PVs read, {len(check.problems)} problem(s)")
+    return 0 if check.ok else 1
+
+
+def _ioc(args: argparse.Namespace) -> int:
+    import os
+
+    from sdl.ioc_process import READY_LINE
+    from sdl.systems import get_system
+    from simulators.ioc import lab_pvdb, serve
+
+    system = get_system(args.system)
+    pvdb = lab_pvdb(args.prefix, system.make_model(), system.condition_limits, seed=args.seed,
+                    speedup=args.speedup)
+    port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+    serve(pvdb, host=args.host, on_ready=lambda: print(
+        f"{READY_LINE}: {len(pvdb)} PVs {args.prefix}* on {args.host}, CA port {port}",
+        flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -82,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")
     validate.set_defaults(func=_validate)
+
+    check = commands.add_parser(
+        "check-devices", help="dry run: connect to and read every PV of an EPICS campaign")
+    check.add_argument("campaign", help="campaign YAML file with devices.backend: epics")
+    check.set_defaults(func=_check_devices)
+
+    ioc = commands.add_parser(
+        "ioc", help="serve the simulated lab over Channel Access (caproto) until Ctrl-C")
+    ioc.add_argument("--prefix", default="SDL:", help="PV name prefix (default SDL:)")
+    ioc.add_argument("--system", default="tio2_solgel", help="materials system to simulate")
+    ioc.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    ioc.add_argument("--speedup", type=float, default=float("inf"),
+                     help="simulated seconds per wall second (default inf: instant)")
+    ioc.add_argument("--host", default="127.0.0.1",
+                     help="interface to serve on; the UDP port is EPICS_CA_SERVER_PORT")
+    ioc.set_defaults(func=_ioc)
     return parser
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from devices.epics import EPICS_DEVICES, pv_components
 from sdl.analysis.features import features_for
 from sdl.systems import SYSTEMS, get_system
 
@@ -57,10 +58,40 @@ class AgentConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class EpicsConfig(_Strict):
+    """Where the instruments' PVs are: a prefix, per-device PV names, and how long to wait.
+
+    A component's PV is ``prefix + pv_map[device][component]``, by default
+    ``prefix + "{device}:{component}"`` (e.g. ``SDL:reactor:temperature_c``); see docs/epics.md.
+    """
+
+    prefix: str = Field(default="SDL:", description="prepended to every PV name")
+    pv_map: dict[Literal["reactor", "xrd", "microscope"], dict[str, str]] = Field(
+        default_factory=dict, description="device -> component -> PV name (after the prefix)"
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="to connect to a PV or read it")
+    action_timeout_s: float = Field(
+        default=86_400.0, gt=0,
+        description="for a put-completion (a setpoint reached, a synthesis, a scan) to finish",
+    )
+
+    @field_validator("pv_map")
+    @classmethod
+    def _pv_names_not_empty(cls, pv_map: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for device, names in pv_map.items():
+            empty = sorted(component for component, pv in names.items() if not pv.strip())
+            if empty:
+                raise ValueError(f"{device}: empty PV name for {empty}")
+        return pv_map
+
+
 class DevicesConfig(_Strict):
     """Which instruments back the campaign; only this section changes to go to hardware."""
 
-    backend: Literal["sim"] = "sim"
+    backend: Literal["sim", "epics"] = "sim"
+    epics: EpicsConfig = Field(
+        default_factory=EpicsConfig, description="PV names and timeouts (backend: epics)"
+    )
     system: str = Field(default="tio2_solgel", description="simulated materials system")
 
     @field_validator("system")
@@ -107,6 +138,17 @@ class CampaignConfig(_Strict):
         both = sorted(set(self.fixed_conditions) & set(self.search_space))
         if both:
             raise ValueError(f"fixed_conditions: {both} are also in search_space; choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _pv_map_names_components(self) -> CampaignConfig:
+        limits = get_system(self.devices.system).condition_limits
+        for device, names in self.devices.epics.pv_map.items():
+            known = pv_components(EPICS_DEVICES[device], limits)
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ValueError(f"devices.epics.pv_map.{device}: unknown component(s) {unknown}; "
+                                 f"{device} has {known}")
         return self
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ from sdl.analysis.pipeline import (
 )
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
 from sdl.config import CampaignConfig
-from sdl.lab import Instruments, build_simulated_instruments
+from sdl.lab import Instruments, build_instruments
 from sdl.systems import get_system
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class CampaignRunner:
         self.data_dir = Path(config.data_dir)
         self.client = open_catalog(self.data_dir, create=True)
         self.writer = make_writer(self.client)
-        self.instruments: Instruments = build_simulated_instruments(config, raw_dir(self.data_dir))
+        self.instruments: Instruments = build_instruments(config, raw_dir(self.data_dir))
         system = get_system(config.devices.system)
         self.analysis = SampleAnalysis(config.instruments, system.phases)
         self.agent = build_agent(config)

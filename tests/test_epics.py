@@ -1,0 +1,145 @@
+"""The EPICS backend over real Channel Access: caproto IOCs serving the simulators on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from caproto.sync.client import read as ca_read
+from caproto.sync.client import write as ca_write
+from ophyd.utils.errors import LimitError
+
+from devices.epics import EpicsError
+from sdl.catalog import campaign_runs, open_catalog
+from sdl.config import CampaignConfig, CampaignConfigError, parse_campaign
+from sdl.ioc_process import IOCStartError, running_ioc
+from sdl.lab import build_epics_instruments, build_simulated_instruments, check_devices
+from sdl.orchestrator import CampaignRunner
+
+pytestmark = pytest.mark.epics
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
+
+
+@pytest.fixture(scope="module")
+def ioc():
+    """One IOC for the module, with a prefix no other test's IOC shares (CA caches names)."""
+    context = running_ioc(prefix=f"T{uuid.uuid4().hex[:6]}:")
+    try:
+        ioc = context.__enter__()
+    except IOCStartError as error:
+        pytest.skip(f"caproto cannot serve Channel Access on 127.0.0.1: {error}")
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in ioc.client_env.items():
+            env.setenv(key, value)
+        yield ioc
+    context.__exit__(None, None, None)
+
+
+def campaign(data_dir: Path, backend: str, prefix: str = "SDL:", **epics) -> CampaignConfig:
+    """The demo campaign, small, with a random agent, on the given backend."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(data_dir=str(data_dir), budget=2, agent={"name": "random"})
+    data["devices"] = {"backend": backend, "system": "tio2_solgel",
+                       "epics": {"prefix": prefix, "timeout_s": 2.0, **epics}}
+    return parse_campaign(data)
+
+
+def test_epics_devices_describe_like_the_simulated_ones(ioc, tmp_path):
+    sim = build_simulated_instruments(campaign(tmp_path, "sim"), tmp_path / "sim")
+    epics = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path / "ca")
+    for sim_device, ca_device in zip([sim.reactor, *sim.detectors],
+                                     [epics.reactor, *epics.detectors], strict=True):
+        sim_keys, ca_keys = sim_device.describe(), ca_device.describe()
+        assert set(ca_keys) == set(sim_keys)
+        for key, description in sim_keys.items():
+            assert set(ca_keys[key]) == set(description), key
+            for field in ("dtype", "shape", "units", "lower_ctrl_limit", "upper_ctrl_limit"):
+                assert ca_keys[key].get(field) == description.get(field), (key, field)
+
+
+def test_devices_set_trigger_and_read_over_ca(ioc, tmp_path, good_conditions):
+    instruments = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path)
+    reactor = instruments.reactor
+    for name, value in good_conditions.items():
+        getattr(reactor, name).set(value).wait(5)
+    reactor.trigger().wait(30)
+    reading = reactor.read()
+    assert reading["reactor_temperature_c"]["value"] == good_conditions["temperature_c"]
+    assert len(reading["reactor_sample_id"]["value"]) == 12
+    assert reading["reactor_synthesis_time_s"]["value"] > 0
+    xrd, microscope = instruments.detectors
+    microscope.stage()
+    try:
+        xrd.trigger().wait(30)
+        microscope.trigger().wait(30)
+        assert xrd.read()["xrd_counts"]["value"].shape == (2048,)
+        assert microscope.read()["microscope_image"]["value"].endswith("/0")
+        assert [name for name, _ in microscope.collect_asset_docs()] == ["resource", "datum"]
+    finally:
+        microscope.unstage()
+
+
+def test_value_beyond_the_pvs_control_limit_is_refused_before_any_put(ioc, tmp_path):
+    reactor = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path).reactor
+    pv = reactor.temperature_c.pvname
+    before = ca_read(pv).data[0]
+    # caproto's ao reports HOPR as the CA control limit (an EPICS ao reports DRVH there).
+    ca_write(f"{pv}.HOPR", 900.0, notify=True)
+    try:
+        assert reactor.condition_limits()["temperature_c"][:2] == (200.0, 900.0)
+        with pytest.raises(LimitError, match="temperature_c=950.*nothing was sent"):
+            reactor.temperature_c.set(950.0)
+        assert ca_read(pv).data[0] == before
+    finally:
+        ca_write(f"{pv}.HOPR", 1000.0, notify=True)
+
+
+def test_campaign_over_ca_stores_the_same_documents_as_in_process(ioc, tmp_path):
+    shapes = {}
+    for backend in ("sim", "epics"):
+        config = campaign(tmp_path / backend, backend, ioc.prefix)
+        result = CampaignRunner(config).run()
+        assert len(result.records) == 2 and not any(r.failed for r in result.records)
+        assert result.instrument_hours > 0
+        run = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")[0]
+        primary = run["primary"]
+        shapes[backend] = {key: np.asarray(primary[key].read()).shape for key in primary
+                           if not key.startswith("ts_")}
+    assert shapes["epics"] == shapes["sim"]
+    assert shapes["epics"]["microscope_image"][-2:] == (256, 256)
+
+
+def test_dry_run_reports_a_misnamed_pv(ioc, tmp_path):
+    config = campaign(tmp_path, "epics", ioc.prefix,
+                      pv_map={"reactor": {"temperature_c": "reactor:temprature_c"}})
+    check = check_devices(config, tmp_path)
+    assert not check.ok
+    (missing,) = [p for p in check.problems if p.startswith("missing")]
+    assert f"{ioc.prefix}reactor:temprature_c" in missing
+    assert "devices.epics.pv_map.reactor.temperature_c" in missing
+    assert any(f"{ioc.prefix}xrd:counts" in line for line in check.passed)
+
+
+def test_pv_map_of_an_unknown_component_is_a_config_error(tmp_path):
+    with pytest.raises(CampaignConfigError, match=r"pv_map.reactor: unknown component.*'temp'"):
+        campaign(tmp_path, "epics", pv_map={"reactor": {"temp": "TC1:SP"}})
+
+
+def test_ioc_killed_mid_campaign_names_the_pv_and_keeps_the_catalog(ioc, tmp_path, monkeypatch):
+    with running_ioc(prefix=f"K{uuid.uuid4().hex[:6]}:") as doomed:
+        monkeypatch.setenv("EPICS_CA_ADDR_LIST",
+                           f"{os.environ['EPICS_CA_ADDR_LIST']} {doomed.host}:{doomed.port}")
+        config = campaign(tmp_path, "epics", doomed.prefix)
+        runner = CampaignRunner(config)
+        runner.on_experiment = lambda result: doomed.kill()
+        with pytest.raises(EpicsError, match=doomed.prefix + "reactor:"):
+            runner.run()
+    runs = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
+    assert runs[0].metadata["stop"]["exit_status"] == "success"
+    assert np.asarray(runs[0]["primary"]["xrd_counts"].read()).shape == (1, 2048)
+    assert len(campaign_runs(open_catalog(config.data_dir), config.name, "analysis")) == 1
