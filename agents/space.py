@@ -197,7 +197,9 @@ class SearchSpace:
         """Map ``... x d`` unit-cube coordinates back to parameter units, clipped to the bounds."""
         low, high = self._warped_bounds()
         warped = low + np.asarray(unit_values, dtype=float) * (high - low)
-        values = np.where(self._log_mask(), np.exp(warped), warped)
+        values = warped.copy()
+        log_mask = self._log_mask()
+        values[..., log_mask] = np.exp(warped[..., log_mask])
         return np.clip(values, self.bounds[0], self.bounds[1])
 
     def _log_mask(self) -> np.ndarray:
