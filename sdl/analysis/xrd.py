@@ -1,0 +1,427 @@
+"""Phase fractions and crystallite sizes from a powder pattern, by whole-pattern fitting.
+
+The measured pattern is modelled as a non-negative combination of reference profiles, one per
+phase, computed from the crystal structures (:meth:`simulators.xrd.PowderDiffractometer.
+phase_profile`), plus a smooth background:
+
+    counts(2theta) = sum_p s_p * profile_p(2theta; D_p, zero) + sum_k b_k T_k(2theta)
+
+The profiles are normalised per unit weight fraction (intensities ``|F|^2 m LP / (rho V^2)``,
+Hill & Howard), so the scale factors ``s_p`` are the weight fractions times one unknown
+overall factor (flux times counting time), and ``w_p = s_p / sum s``: a standardless
+quantification in which the amorphous hump is one more phase.
+
+The background is a low-order Chebyshev series fitted together with the phases rather than
+subtracted beforehand: a separate baseline step (SNIP, iterative polynomial) cannot tell a
+broad amorphous hump from background and would remove it. Crystallite sizes (as ``log D``)
+and the goniometer zero shift are the nonlinear parameters; for each trial value the linear
+scale factors are solved exactly with bounds (variable projection, Golub & Pereyra), so
+``least_squares`` only searches a few dimensions. Points are weighted by ``1/max(counts, 1)``
+(Poisson); uncertainties are the linearised covariance of all parameters at the optimum,
+scaled by the reduced chi-square so they stay honest when the counts are not raw counts.
+Microstrain is not fitted: its broadening is small next to size broadening for nanocrystals,
+and fitting both per phase is ill-conditioned on one lab pattern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial import chebyshev
+from scipy.optimize import least_squares
+
+from simulators.sample import AMORPHOUS
+from simulators.structures import KNOWN_PHASES
+from simulators.xrd import PowderDiffractometer
+
+#: Smallest pattern worth fitting, points.
+_MIN_POINTS = 50
+
+#: Degree of the Chebyshev background.
+_BACKGROUND_DEGREE = 4
+
+#: Crystallite sizes the fit may return, nm; beyond ~1 um lines are instrument-limited.
+_SIZE_BOUNDS_NM = (1.5, 1000.0)
+
+#: Starting crystallite size, nm.
+_START_SIZE_NM = 30.0
+
+#: Largest zero shift the fit may return, deg.
+_MAX_ZERO_SHIFT_DEG = 0.5
+
+#: Weight fraction below which a phase has no meaningful crystallite size.
+_MIN_FRACTION_FOR_SIZE = 0.01
+
+#: Weight fraction below which a component must prove, by the information criterion, that
+#: the pattern needs it.
+_PRUNE_BELOW_FRACTION = 0.1
+
+#: Relative step of the numerical derivatives of profiles in log(size) and zero shift.
+_LOG_SIZE_STEP = 1e-3
+_ZERO_SHIFT_STEP_DEG = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class XRDFeatures:
+    """What one powder pattern says about a sample.
+
+    Attributes
+    ----------
+    phase_fractions, phase_fractions_std
+        Weight fraction per phase (amorphous included), in [0, 1] and summing to 1, with
+        their standard uncertainties.
+    crystallite_size_nm, crystallite_size_nm_std
+        Scherrer crystallite size per crystalline phase, nm, with standard uncertainties;
+        NaN for phases below 1 wt%.
+    zero_shift_deg
+        Fitted goniometer zero shift, deg.
+    rwp
+        Weighted-profile R factor of the fit (0 is perfect; Poisson noise alone gives about
+        ``1 / sqrt(mean counts)``).
+    fitted_pattern
+        The model at the optimum, background included, counts per step.
+    background
+        The fitted background alone, counts per step.
+    """
+
+    phase_fractions: dict[str, float]
+    phase_fractions_std: dict[str, float]
+    crystallite_size_nm: dict[str, float]
+    crystallite_size_nm_std: dict[str, float]
+    zero_shift_deg: float
+    rwp: float
+    fitted_pattern: np.ndarray
+    background: np.ndarray
+
+    def as_dict(self) -> dict[str, float]:
+        """The scalar features by name, as the analysis pipeline records them."""
+        features: dict[str, float] = {}
+        for phase, fraction in self.phase_fractions.items():
+            features[f"{phase}_fraction"] = float(fraction)
+            features[f"{phase}_fraction_std"] = float(self.phase_fractions_std[phase])
+        for phase, size_nm in self.crystallite_size_nm.items():
+            features[f"{phase}_crystallite_size_nm"] = float(size_nm)
+            features[f"{phase}_crystallite_size_nm_std"] = float(
+                self.crystallite_size_nm_std[phase]
+            )
+        features["rwp"] = float(self.rwp)
+        return features
+
+
+class _PatternModel:
+    """Profiles, design matrix and the variable-projection residual of one fit."""
+
+    def __init__(
+        self, instrument: PowderDiffractometer, counts: np.ndarray, phases: tuple[str, ...],
+        include_amorphous: bool, fit_zero_shift: bool,
+        profiles: dict[tuple[str, float, float], np.ndarray],
+    ) -> None:
+        self.instrument = instrument
+        self.counts = counts
+        self.phases = phases
+        self.include_amorphous = include_amorphous
+        self.fit_zero_shift = fit_zero_shift
+        self.sqrt_weight = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+        x = np.linspace(-1.0, 1.0, counts.size)
+        self.background_basis = chebyshev.chebvander(x, _BACKGROUND_DEGREE).T
+        self.n_scales = len(phases) + int(include_amorphous)
+        self._background_free = np.ones(self.background_basis.shape[0], bool)
+        self._profiles = profiles
+
+    def profile(self, phase: str, log_size: float, zero_shift_deg: float) -> np.ndarray:
+        key = (phase, log_size, zero_shift_deg)
+        if key not in self._profiles:
+            shifted = dataclasses.replace(self.instrument, zero_shift_deg=zero_shift_deg)
+            self._profiles[key] = shifted.phase_profile(phase, math.exp(log_size))
+        return self._profiles[key]
+
+    def split(self, nonlinear: np.ndarray) -> tuple[np.ndarray, float]:
+        if self.fit_zero_shift:
+            return nonlinear[: len(self.phases)], float(nonlinear[-1])
+        return nonlinear[: len(self.phases)], self.instrument.zero_shift_deg
+
+    def design(self, nonlinear: np.ndarray) -> np.ndarray:
+        """Columns: crystalline profiles, amorphous hump (if any), background basis."""
+        log_sizes, zero_shift_deg = self.split(nonlinear)
+        columns = [
+            self.profile(phase, float(log_size), zero_shift_deg)
+            for phase, log_size in zip(self.phases, log_sizes, strict=True)
+        ]
+        if self.include_amorphous:
+            columns.append(self.profile(AMORPHOUS, 0.0, zero_shift_deg))
+        return np.vstack([*columns, self.background_basis])
+
+    def solve_linear(self, design: np.ndarray) -> np.ndarray:
+        """Best scale factors (>= 0) and background coefficients for fixed profiles.
+
+        With at most four non-negative scales, every support (which scales are free, which
+        are held at zero) is solved exactly on the small normal equations and the best
+        feasible one kept: the bounded optimum is the unbounded optimum on its own support.
+        This avoids calling LAPACK on the tall matrix a hundred times per fit.
+        """
+        weighted = design * self.sqrt_weight
+        norms = np.linalg.norm(weighted, axis=1)
+        norms[norms == 0] = 1.0
+        weighted /= norms[:, None]
+        gram = weighted @ weighted.T
+        target = weighted @ (self.counts * self.sqrt_weight)
+        best, best_cost = np.zeros(design.shape[0]), math.inf
+        for scales_free in itertools.product((True, False), repeat=self.n_scales):
+            free = np.flatnonzero(np.concatenate([scales_free, self._background_free]))
+            coefficients = np.linalg.lstsq(gram[np.ix_(free, free)], target[free], rcond=None)[0]
+            if np.any(coefficients[: sum(scales_free)] < 0):
+                continue
+            # At a least-squares solution, |b - A x|^2 = |b|^2 - x.A^T b.
+            cost = -float(coefficients @ target[free])
+            if cost < best_cost:
+                best, best_cost = np.zeros(design.shape[0]), cost
+                best[free] = coefficients
+        return best / norms
+
+    def without(self, component: str) -> _PatternModel:
+        """The same model less one component (a crystalline phase or the amorphous hump)."""
+        return _PatternModel(
+            self.instrument, self.counts, tuple(p for p in self.phases if p != component),
+            self.include_amorphous and component != AMORPHOUS, self.fit_zero_shift,
+            self._profiles,
+        )
+
+    @property
+    def components(self) -> list[str]:
+        """Names of the scale factors, in design-matrix order."""
+        return [*self.phases, AMORPHOUS] if self.include_amorphous else list(self.phases)
+
+    def fit(self, start: dict[str, float], zero_shift_deg: float) -> np.ndarray:
+        """Best log crystallite sizes (and zero shift), from starting sizes by phase, nm."""
+        x0 = [math.log(start[p]) for p in self.phases]
+        log_bounds = np.log(_SIZE_BOUNDS_NM)
+        lower, upper = [log_bounds[0]] * len(x0), [log_bounds[1]] * len(x0)
+        if self.fit_zero_shift:
+            x0.append(zero_shift_deg)
+            lower.append(-_MAX_ZERO_SHIFT_DEG)
+            upper.append(_MAX_ZERO_SHIFT_DEG)
+        if not x0:
+            return np.zeros(0)
+        return least_squares(
+            self.residual, np.clip(x0, lower, upper), bounds=(lower, upper), x_scale="jac",
+            diff_step=1e-3,
+        ).x
+
+    def sizes_nm(self, nonlinear: np.ndarray) -> dict[str, float]:
+        log_sizes, _ = self.split(nonlinear)
+        return {p: math.exp(v) for p, v in zip(self.phases, log_sizes, strict=True)}
+
+    def chi2(self, nonlinear: np.ndarray) -> float:
+        residual = self.residual(nonlinear)
+        return float(residual @ residual)
+
+    def residual(self, nonlinear: np.ndarray) -> np.ndarray:
+        design = self.design(nonlinear)
+        return self.sqrt_weight * (self.counts - self.solve_linear(design) @ design)
+
+    def model_jacobian(self, linear: np.ndarray, nonlinear: np.ndarray) -> np.ndarray:
+        """Derivatives of the model with respect to all parameters, shape ``(points, params)``."""
+        log_sizes, zero_shift_deg = self.split(nonlinear)
+        columns = list(self.design(nonlinear))
+        for index, (phase, log_size) in enumerate(zip(self.phases, log_sizes, strict=True)):
+            up = self.profile(phase, float(log_size) + _LOG_SIZE_STEP, zero_shift_deg)
+            down = self.profile(phase, float(log_size) - _LOG_SIZE_STEP, zero_shift_deg)
+            columns.append(linear[index] * (up - down) / (2 * _LOG_SIZE_STEP))
+        if self.fit_zero_shift:
+            step = _ZERO_SHIFT_STEP_DEG
+            up_shift = self.design(_with_zero_shift(nonlinear, zero_shift_deg + step))
+            down_shift = self.design(_with_zero_shift(nonlinear, zero_shift_deg - step))
+            columns.append(linear @ (up_shift - down_shift) / (2 * step))
+        return np.column_stack(columns)
+
+
+def _with_zero_shift(nonlinear: np.ndarray, zero_shift_deg: float) -> np.ndarray:
+    changed = nonlinear.copy()
+    changed[-1] = zero_shift_deg
+    return changed
+
+
+def _check_inputs(
+    two_theta_deg: np.ndarray, counts: np.ndarray, phases: tuple[str, ...], include_amorphous: bool
+) -> None:
+    if two_theta_deg.ndim != 1 or counts.ndim != 1:
+        raise ValueError(
+            "two_theta_deg and counts must be 1-D, got shapes "
+            f"{two_theta_deg.shape} and {counts.shape}"
+        )
+    if two_theta_deg.size != counts.size:
+        raise ValueError(
+            f"two_theta_deg has {two_theta_deg.size} points but counts has {counts.size}"
+        )
+    if counts.size < _MIN_POINTS:
+        raise ValueError(f"a pattern needs at least {_MIN_POINTS} points, got {counts.size}")
+    if not (np.all(np.isfinite(two_theta_deg)) and np.all(np.isfinite(counts))):
+        raise ValueError("two_theta_deg and counts must be finite (no NaN or inf)")
+    if not np.any(counts > 0):
+        raise ValueError("counts are all zero or negative: there is no pattern to analyse")
+    step_deg = np.diff(two_theta_deg)
+    if np.any(step_deg <= 0) or np.ptp(step_deg) > 1e-3 * abs(step_deg.mean()):
+        raise ValueError("two_theta_deg must increase in equal steps (a step scan)")
+    unknown = sorted(set(phases) - set(KNOWN_PHASES))
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; known crystalline phases are {KNOWN_PHASES}")
+    if len(set(phases)) != len(phases):
+        raise ValueError(f"phases must not repeat, got {phases}")
+    if not phases and not include_amorphous:
+        raise ValueError("nothing to fit: give at least one phase or include_amorphous=True")
+
+
+def analyse_pattern(
+    two_theta_deg: np.ndarray,
+    counts: np.ndarray,
+    phases: Sequence[str] = ("anatase", "brookite", "rutile"),
+    include_amorphous: bool = True,
+    *,
+    instrument: PowderDiffractometer | None = None,
+    fit_zero_shift: bool = True,
+) -> XRDFeatures:
+    """Weight fractions and crystallite sizes of the phases in one powder pattern.
+
+    Parameters
+    ----------
+    two_theta_deg
+        2-theta of every step, deg, increasing in equal steps.
+    counts
+        Measured intensity per step (counts; any non-negative scale works, but the weights
+        assume counting statistics).
+    phases
+        Crystalline phases to look for (from :data:`simulators.structures.KNOWN_PHASES`).
+    include_amorphous
+        Also fit the amorphous TiO2 hump as a phase.
+    instrument
+        Wavelengths and instrument broadening (Caglioti U, V, W) of the diffractometer, as
+        calibrated on a line-profile standard; its scan range is replaced by the data's.
+        Defaults to :class:`~simulators.xrd.PowderDiffractometer`'s defaults.
+    fit_zero_shift
+        Refine the goniometer zero shift (otherwise it is taken from ``instrument``).
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-finite values, an empty or all-zero pattern, an uneven
+        2-theta grid or unknown phases.
+    """
+    two_theta_deg = np.asarray(two_theta_deg, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    phases = tuple(phases)
+    _check_inputs(two_theta_deg, counts, phases, include_amorphous)
+    instrument = dataclasses.replace(
+        instrument or PowderDiffractometer(),
+        two_theta_min_deg=float(two_theta_deg[0]),
+        two_theta_max_deg=float(two_theta_deg[-1]),
+        n_points=int(two_theta_deg.size),
+    )
+    full = _PatternModel(instrument, counts, phases, include_amorphous, fit_zero_shift, {})
+    model, nonlinear = _fit_and_prune(full, instrument.zero_shift_deg)
+    sizes_nm = {p: _START_SIZE_NM for p in phases} | model.sizes_nm(nonlinear)
+    zero_shift_deg = model.split(nonlinear)[1]
+
+    # The uncertainties come from the full model at the optimum (pruned phases at zero
+    # scale), so a phase found absent still gets the fraction it could hide.
+    full_nonlinear = np.array(
+        [math.log(sizes_nm[p]) for p in phases] + ([zero_shift_deg] if fit_zero_shift else [])
+    )
+    linear = np.zeros(full.n_scales + full.background_basis.shape[0])
+    kept_linear = model.solve_linear(model.design(nonlinear))
+    scales = dict(zip(model.components, kept_linear[: model.n_scales], strict=True))
+    linear[: full.n_scales] = [scales.get(c, 0.0) for c in full.components]
+    linear[full.n_scales:] = kept_linear[model.n_scales:]
+    design = full.design(full_nonlinear)
+    fitted = linear @ design
+    background = linear[full.n_scales:] @ full.background_basis
+    residual = full.sqrt_weight * (counts - fitted)
+    rwp = float(np.linalg.norm(residual) / np.linalg.norm(full.sqrt_weight * counts))
+
+    scale = linear[: full.n_scales]
+    total = scale.sum()
+    if total <= 0:
+        raise ValueError("no phase explains any of the pattern: it looks like background only")
+    fractions = scale / total
+    size_known = fractions[: len(phases)] >= _MIN_FRACTION_FOR_SIZE
+    # Size parameters of absent phases do nothing; leave them out of the covariance.
+    keep = np.concatenate(
+        [np.ones(linear.size, bool), size_known, np.ones(int(fit_zero_shift), bool)]
+    )
+    jacobian = (full.sqrt_weight[:, None] * full.model_jacobian(linear, full_nonlinear))[:, keep]
+    dof = max(counts.size - int(keep.sum()), 1)
+    covariance = np.linalg.pinv(jacobian.T @ jacobian) * (residual @ residual / dof)
+    # w = s / sum(s): dw_i/ds_j = (delta_ij - w_i) / sum(s).
+    gradient = (np.eye(scale.size) - fractions[:, None]) / total
+    scale_covariance = covariance[: scale.size, : scale.size]
+    fraction_std = np.sqrt(np.clip(np.diag(gradient @ scale_covariance @ gradient.T), 0.0, None))
+    log_size_std = np.full(len(phases), np.nan)
+    log_size_std[size_known] = np.sqrt(np.clip(
+        np.diag(covariance)[linear.size: linear.size + int(size_known.sum())], 0.0, None
+    ))
+
+    phase_fractions = dict(zip(full.components, fractions.tolist(), strict=True))
+    phase_fractions_std = dict(zip(full.components, fraction_std.tolist(), strict=True))
+    phase_fractions.setdefault(AMORPHOUS, 0.0)
+    phase_fractions_std.setdefault(AMORPHOUS, 0.0)
+    return XRDFeatures(
+        phase_fractions=phase_fractions,
+        phase_fractions_std=phase_fractions_std,
+        crystallite_size_nm={
+            p: sizes_nm[p] if known else math.nan
+            for p, known in zip(phases, size_known, strict=True)
+        },
+        crystallite_size_nm_std={
+            p: sizes_nm[p] * float(std) if known else math.nan
+            for p, std, known in zip(phases, log_size_std, size_known, strict=True)
+        },
+        zero_shift_deg=zero_shift_deg,
+        rwp=rwp,
+        fitted_pattern=fitted,
+        background=background,
+    )
+
+
+def _fit_and_prune(
+    model: _PatternModel, zero_shift_deg: float
+) -> tuple[_PatternModel, np.ndarray]:
+    """Fit all components, then drop minor ones the data do not need.
+
+    A very broad profile of an absent phase can always soak up a little noise or background
+    misfit, so every minor component (below 10 wt%) must pay for its parameters: it stays
+    only if removing it raises chi-square by more than the Bayesian information criterion's
+    ``ln(n)`` per parameter, in units of the reduced chi-square of the full fit.
+    """
+    nonlinear = model.fit(dict.fromkeys(model.phases, _START_SIZE_NM), zero_shift_deg)
+    chi2 = model.chi2(nonlinear)
+    n_parameters_full = len(nonlinear) + model.n_scales + model.background_basis.shape[0]
+    reduced_chi2 = chi2 / max(model.counts.size - n_parameters_full, 1)
+    design = model.design(nonlinear)
+    fractions = model.solve_linear(design)[: model.n_scales]
+    fractions = fractions / max(fractions.sum(), np.finfo(float).tiny)
+    minor = sorted(
+        (fraction, component)
+        for component, fraction in zip(model.components, fractions, strict=True)
+        if fraction < _PRUNE_BELOW_FRACTION
+    )
+    for fraction, component in minor:
+        if len(model.components) == 1:
+            break
+        trial = model.without(component)
+        sizes_nm, zero_shift_deg = model.sizes_nm(nonlinear), model.split(nonlinear)[1]
+        if fraction == 0:
+            # Held at zero by its bound: the fit without it is the same fit.
+            kept = [math.log(sizes_nm[p]) for p in trial.phases]
+            model, nonlinear = trial, np.array(kept + [zero_shift_deg] * model.fit_zero_shift)
+            continue
+        trial_nonlinear = trial.fit(sizes_nm, zero_shift_deg)
+        n_parameters = 1 if component == AMORPHOUS else 2
+        penalty = n_parameters * math.log(model.counts.size) * reduced_chi2
+        trial_chi2 = trial.chi2(trial_nonlinear)
+        if trial_chi2 - chi2 <= penalty:
+            model, nonlinear, chi2 = trial, trial_nonlinear, trial_chi2
+    return model, nonlinear
