@@ -45,7 +45,7 @@ class HDF5FrameWriter:
             "spec": "AD_HDF5",
             "root": str(self.directory.resolve()),
             "resource_path": file_name,
-            "resource_kwargs": {"frame_per_point": 1},
+            "resource_kwargs": {},
             "path_semantics": "posix",
         }))
 
