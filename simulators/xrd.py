@@ -106,13 +106,22 @@ def _stick_pattern(
 
 
 def _pseudo_voigt_sum(
-    x_deg: np.ndarray, centre_deg: np.ndarray, area: np.ndarray, fwhm_gauss_deg: np.ndarray,
+    x_deg: np.ndarray,
+    centre_deg: np.ndarray,
+    area: np.ndarray,
+    fwhm_gauss_deg: np.ndarray,
     fwhm_lorentz_deg: np.ndarray,
 ) -> np.ndarray:
     """Sum of Thompson-Cox-Hastings pseudo-Voigt lines of the given areas, sampled at ``x_deg``."""
     g, lo = fwhm_gauss_deg, fwhm_lorentz_deg
-    fwhm = (g**5 + 2.69269 * g**4 * lo + 2.42843 * g**3 * lo**2 + 4.47163 * g**2 * lo**3
-            + 0.07842 * g * lo**4 + lo**5) ** 0.2
+    fwhm = (
+        g**5
+        + 2.69269 * g**4 * lo
+        + 2.42843 * g**3 * lo**2
+        + 4.47163 * g**2 * lo**3
+        + 0.07842 * g * lo**4
+        + lo**5
+    ) ** 0.2
     q = lo / fwhm
     eta = 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
     inv_half = 2.0 / fwhm
@@ -200,8 +209,11 @@ class PowderDiffractometer:
         return grid
 
     def _instrument_fwhm2_deg2(self, tan_theta: np.ndarray) -> np.ndarray:
-        return (self.caglioti_u_deg2 * tan_theta**2 + self.caglioti_v_deg2 * tan_theta
-                + self.caglioti_w_deg2)
+        return (
+            self.caglioti_u_deg2 * tan_theta**2
+            + self.caglioti_v_deg2 * tan_theta
+            + self.caglioti_w_deg2
+        )
 
     def phase_profile(
         self, phase: str, crystallite_size_nm: float, microstrain: float = 0.0
@@ -222,8 +234,9 @@ class PowderDiffractometer:
             phase, self.wavelength_angstrom, self.two_theta_min_deg, self.two_theta_max_deg
         )
         theta1 = np.radians(0.5 * two_theta1_deg)
-        sin2 = np.minimum(np.sin(theta1) * self.wavelength2_angstrom / self.wavelength_angstrom,
-                          1.0)
+        sin2 = np.minimum(
+            np.sin(theta1) * self.wavelength2_angstrom / self.wavelength_angstrom, 1.0
+        )
         theta = np.concatenate([theta1, np.arcsin(sin2)])
         wavelength = np.repeat([self.wavelength_angstrom, self.wavelength2_angstrom], theta1.size)
         area = np.concatenate([area, self.kalpha2_ratio * area])

@@ -25,8 +25,10 @@ def measure(phase_fractions, crystallite_size_nm, seed=0, instrument=DIFFRACTOME
     ("phase_fractions", "crystallite_size_nm"),
     [
         ({"anatase": 0.5, "rutile": 0.3, "amorphous": 0.2}, {"anatase": 15.0, "rutile": 60.0}),
-        ({"anatase": 0.4, "brookite": 0.2, "rutile": 0.2, "amorphous": 0.2},
-         {"anatase": 10.0, "brookite": 12.0, "rutile": 40.0}),
+        (
+            {"anatase": 0.4, "brookite": 0.2, "rutile": 0.2, "amorphous": 0.2},
+            {"anatase": 10.0, "brookite": 12.0, "rutile": 40.0},
+        ),
         ({"rutile": 0.9, "anatase": 0.1}, {"anatase": 40.0, "rutile": 80.0}),
         ({"anatase": 0.6, "brookite": 0.4}, {"anatase": 25.0, "brookite": 12.0}),
     ],
@@ -109,8 +111,9 @@ def test_scale_of_the_counts_does_not_change_the_fractions():
 
 def test_fit_without_amorphous_reports_it_as_zero():
     two_theta, counts = measure({"anatase": 0.5, "rutile": 0.5}, {"anatase": 20.0, "rutile": 40.0})
-    features = analyse_pattern(two_theta, counts, phases=("anatase", "rutile"),
-                               include_amorphous=False)
+    features = analyse_pattern(
+        two_theta, counts, phases=("anatase", "rutile"), include_amorphous=False
+    )
     assert features.phase_fractions["amorphous"] == 0.0
     assert features.phase_fractions["anatase"] == pytest.approx(0.5, abs=0.05)
 

@@ -14,7 +14,10 @@ DIFFRACTOMETER = PowderDiffractometer()
 
 #: An ideal instrument (no instrumental width, no K-alpha2) isolates sample broadening.
 SHARP = PowderDiffractometer(
-    n_points=8192, caglioti_u_deg2=0.0, caglioti_v_deg2=0.0, caglioti_w_deg2=1e-6,
+    n_points=8192,
+    caglioti_u_deg2=0.0,
+    caglioti_v_deg2=0.0,
+    caglioti_w_deg2=1e-6,
     kalpha2_ratio=0.0,
 )
 
@@ -54,8 +57,12 @@ def test_scan_axis_spans_the_range_in_n_points():
 
 @pytest.mark.parametrize(
     ("phase", "low_deg", "high_deg", "expected_deg"),
-    [("anatase", 24, 26.5, 25.3), ("rutile", 26.5, 28.5, 27.4), ("rutile", 35.5, 36.7, 36.1),
-     ("brookite", 30, 31.5, 30.8)],
+    [
+        ("anatase", 24, 26.5, 25.3),
+        ("rutile", 26.5, 28.5, 27.4),
+        ("rutile", 35.5, 36.7, 36.1),
+        ("brookite", 30, 31.5, 30.8),
+    ],
 )
 def test_profile_peaks_at_the_known_bragg_angle(phase, low_deg, high_deg, expected_deg):
     profile = DIFFRACTOMETER.phase_profile(phase, crystallite_size_nm=50.0)
@@ -191,8 +198,10 @@ def test_longer_exposure_counts_proportionally_more_and_takes_longer():
         (lambda: DIFFRACTOMETER.phase_profile("anatase", 0.0), "crystallite_size_nm must be > 0"),
         (lambda: DIFFRACTOMETER.ideal_pattern({"rutile": 1.0}, {}), "no crystallite_size_nm"),
         (lambda: DIFFRACTOMETER.duration_s(0.0), "exposure_s must be > 0"),
-        (lambda: PowderDiffractometer(two_theta_min_deg=80.0, two_theta_max_deg=10.0),
-         "two_theta_min_deg < two_theta_max_deg"),
+        (
+            lambda: PowderDiffractometer(two_theta_min_deg=80.0, two_theta_max_deg=10.0),
+            "two_theta_min_deg < two_theta_max_deg",
+        ),
         (lambda: PowderDiffractometer(caglioti_w_deg2=-1.0), "non-positive FWHM"),
     ],
 )
