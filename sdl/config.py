@@ -74,6 +74,12 @@ class EpicsConfig(_Strict):
         default=86_400.0, gt=0,
         description="for a put-completion (a setpoint reached, a synthesis, a scan) to finish",
     )
+    on_disconnect: Literal["abort", "retry"] = Field(
+        default="abort",
+        description="when a PV is lost mid-experiment: stop the campaign, or run it again",
+    )
+    retries: int = Field(default=3, ge=1, le=100, description="attempts after the first, on retry")
+    retry_delay_s: float = Field(default=10.0, ge=0, description="wait before each new attempt")
 
     @field_validator("pv_map")
     @classmethod

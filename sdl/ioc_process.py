@@ -60,10 +60,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def running_ioc(*, prefix: str = "SDL:", system: str = "tio2_solgel", seed: int = 0,
-                speedup: float = math.inf, host: str = "127.0.0.1",
+                speedup: float = math.inf, host: str = "127.0.0.1", port: int | None = None,
                 startup_timeout_s: float = 60.0) -> Iterator[IOCProcess]:
-    """Run ``sdl ioc`` in a child process until the block ends; raise if it cannot serve."""
-    port = free_port(host)
+    """Run ``sdl ioc`` in a child process until the block ends; raise if it cannot serve.
+
+    ``port`` defaults to a free one; give a previous IOC's port to restart it in its place.
+    """
+    port = port or free_port(host)
     env = {**os.environ, "EPICS_CA_SERVER_PORT": str(port), "EPICS_CAS_INTF_ADDR_LIST": host,
            "EPICS_CAS_BEACON_ADDR_LIST": host, "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO"}
     command = [sys.executable, "-m", "sdl.cli", "ioc", "--prefix", prefix, "--system", system,

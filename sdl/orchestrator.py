@@ -6,8 +6,10 @@ the data directory reads them back and continues where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from bluesky import RunEngine
 from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
+from devices.epics import EpicsError
 from plans.experiment import synthesize_and_measure
 from sdl.analysis.pipeline import (
     RunDocuments,
@@ -150,7 +153,8 @@ class CampaignRunner:
                     break
             (proposal,) = self.agent.suggest(1)
             conditions = {name: float(proposal[name]) for name in self.config.search_space}
-            problem = self._refusal_reason(conditions)
+            problem = self._with_retry(lambda: self._refusal_reason(conditions),
+                                       "checking the proposal against the device limits")
             if problem:
                 refusals += 1
                 self._refuse(proposal, conditions, problem)
@@ -202,15 +206,45 @@ class CampaignRunner:
             "agent_belief": _json_safe(belief),
         }
         all_conditions = {**conditions, **self.config.fixed_conditions}
-        (uid,) = self.RE(synthesize_and_measure(
-            self.instruments.reactor, self.instruments.detectors, all_conditions, md=md
-        ))
+        uid = self._acquire(all_conditions, md)
         data = self.latest_run.primary_data()
         features = self._analyse(self.latest_run.start, data)
         record = ExperimentRecord(iteration, proposal_id, all_conditions, features, uid,
                                   instrument_time_s(data))
         self._tell_agent(record)
         self.result.records.append(record)
+
+    def _acquire(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> str:
+        """Run the experiment plan (again, if an instrument was lost and the policy says so).
+
+        Each failed attempt stays in the catalog as a run with ``exit_status: fail`` and the
+        reason, so nothing recorded is lost and the interrupted run is marked as such.
+        """
+        attempts = itertools.count(1)
+
+        def attempt() -> str:
+            (uid,) = self.RE(synthesize_and_measure(
+                self.instruments.reactor, self.instruments.detectors, conditions,
+                md={**md, "attempt": next(attempts)},
+            ))
+            return uid
+
+        return self._with_retry(attempt, f"experiment {md['iteration']}")
+
+    def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
+        """Do ``action``; when a PV is lost, try again after a delay if the policy is retry."""
+        policy = self.config.devices.epics
+        tries = 1 + (policy.retries if policy.on_disconnect == "retry" else 0)
+        for attempt in range(1, tries + 1):
+            try:
+                return action()
+            except EpicsError as error:
+                if attempt == tries:
+                    raise
+                logger.warning("%s, attempt %d of %d: %s; retrying in %g s",
+                               what, attempt, tries, error, policy.retry_delay_s)
+                time.sleep(policy.retry_delay_s)
+        raise RuntimeError(f"{what}: no attempt was made (retries={policy.retries})")
 
     def _analyse(self, start: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
         """Features of a raw run, recorded as an analysis run; empty if the analysis failed."""

@@ -143,3 +143,36 @@ def test_ioc_killed_mid_campaign_names_the_pv_and_keeps_the_catalog(ioc, tmp_pat
     assert runs[0].metadata["stop"]["exit_status"] == "success"
     assert np.asarray(runs[0]["primary"]["xrd_counts"].read()).shape == (1, 2048)
     assert len(campaign_runs(open_catalog(config.data_dir), config.name, "analysis")) == 1
+
+
+def test_ioc_restarted_mid_campaign_is_retried_by_policy(
+    ioc, tmp_path, monkeypatch
+):
+    prefix = f"R{uuid.uuid4().hex[:6]}:"
+    with running_ioc(prefix=prefix) as first:
+        monkeypatch.setenv("EPICS_CA_ADDR_LIST",
+                           f"{os.environ['EPICS_CA_ADDR_LIST']} {first.host}:{first.port}")
+        config = campaign(tmp_path, "epics", prefix, on_disconnect="retry", retries=5,
+                          retry_delay_s=2.0)
+        runner = CampaignRunner(config)
+        restarted = []
+
+        def crash_then_restart(result):
+            if not restarted:
+                first.kill()
+                restarted.append(running_ioc(prefix=prefix, port=first.port))
+                restarted[0].__enter__()
+
+        runner.on_experiment = crash_then_restart
+        try:
+            result = runner.run()
+        finally:
+            for context in restarted:
+                context.__exit__(None, None, None)
+    assert len(result.records) == 2 and not any(r.failed for r in result.records)
+    runs = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
+    # An attempt cut off mid-run stays in the catalog marked failed; the finished ones count.
+    finished = [run for run in runs if run.metadata["stop"]["exit_status"] == "success"]
+    assert {run.metadata["stop"]["exit_status"] for run in runs} <= {"success", "fail"}
+    assert [run.metadata["start"]["iteration"] for run in finished] == [0, 1]
+    assert [run.metadata["start"]["uid"] for run in finished] == [r.raw_uid for r in result.records]
