@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from devices.epics import EPICS_DEVICES, pv_components
 from sdl.analysis.features import features_for
-from sdl.systems import SYSTEMS, get_system
+from sdl.systems import get_system
 
 
 class CampaignConfigError(ValueError):
@@ -103,9 +103,7 @@ class DevicesConfig(_Strict):
     @field_validator("system")
     @classmethod
     def _known_system(cls, system: str) -> str:
-        if system not in SYSTEMS:
-            raise ValueError(f"unknown materials system {system!r}; choose one of {sorted(SYSTEMS)}")
-        return system
+        return get_system(system).name
     speedup: float = Field(
         default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"
     )
@@ -175,7 +173,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 
 def parse_campaign(data: Any, source: str = "campaign") -> CampaignConfig:
-    """Validate a campaign given as plain data; raise :class:`CampaignConfigError` listing faults."""
+    """Validate a campaign given as plain data; :class:`CampaignConfigError` lists the faults."""
     if not isinstance(data, dict):
         raise CampaignConfigError(f"{source}: expected a mapping of campaign fields, got {data!r}")
     try:
@@ -186,7 +184,8 @@ def parse_campaign(data: Any, source: str = "campaign") -> CampaignConfig:
             + (f" (got {detail['input']!r})" if detail["type"] != "missing" else "")
             for detail in error.errors(include_url=False)
         ]
-        raise CampaignConfigError(f"{source} is not a valid campaign:\n" + "\n".join(lines)) from None
+        message = f"{source} is not a valid campaign:\n" + "\n".join(lines)
+        raise CampaignConfigError(message) from None
 
 
 def load_campaign(path: Path | str) -> CampaignConfig:

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,14 +154,15 @@ class CampaignRunner:
                     break
             (proposal,) = self.agent.suggest(1)
             conditions = {name: float(proposal[name]) for name in self.config.search_space}
-            problem = self._with_retry(lambda: self._refusal_reason(conditions),
+            problem = self._with_retry(partial(self._refusal_reason, conditions),
                                        "checking the proposal against the device limits")
             if problem:
                 refusals += 1
                 self._refuse(proposal, conditions, problem)
                 if refusals >= MAX_CONSECUTIVE_REFUSALS:
                     raise RuntimeError(
-                        f"{refusals} proposals in a row were outside the safe limits; last: {problem}"
+                        f"{refusals} proposals in a row were outside the safe limits; "
+                        f"last: {problem}"
                     )
                 continue
             refusals = 0

@@ -71,7 +71,9 @@ def _explored_conditions(ax: Any, result: CampaignResult) -> None:
     order = np.argsort(np.where(finite, values, -np.inf) * (1 if result.maximize else -1))
     for index in order:
         record = result.records[index]
-        scaled = [(record.conditions[n] - space[n].low) / (space[n].high - space[n].low) for n in names]
+        scaled = [
+            (record.conditions[n] - space[n].low) / (space[n].high - space[n].low) for n in names
+        ]
         colour = colours((values[index] - low) / span) if finite[index] else "lightgrey"
         ax.plot(x, scaled, color=colour, alpha=0.8, lw=1)
     ax.set_xticks(x, [f"{n}\n[{space[n].low:g}, {space[n].high:g}] {space[n].unit}" for n in names],

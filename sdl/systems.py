@@ -36,4 +36,5 @@ def get_system(name: str) -> MaterialsSystem:
     try:
         return SYSTEMS[name]
     except KeyError:
-        raise ValueError(f"unknown materials system {name!r}; choose one of {sorted(SYSTEMS)}") from None
+        known = sorted(SYSTEMS)
+        raise ValueError(f"unknown materials system {name!r}; choose one of {known}") from None

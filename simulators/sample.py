@@ -46,7 +46,8 @@ class SampleState:
         fractions = np.array(list(self.phase_fractions.values()), dtype=float)
         if np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0, atol=1e-6):
             raise ValueError(
-                f"phase_fractions must be non-negative and sum to 1, got {dict(self.phase_fractions)}"
+                "phase_fractions must be non-negative and sum to 1, "
+                f"got {dict(self.phase_fractions)}"
             )
         if self.particle_size_nm <= 0:
             raise ValueError(f"particle_size_nm must be > 0, got {self.particle_size_nm}")

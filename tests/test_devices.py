@@ -40,7 +40,9 @@ def test_non_numeric_setpoint_is_refused(reactor):
         reactor.ph.set("acidic")
 
 
-def test_reactor_trigger_returns_status_and_puts_a_sample_on_the_stage(reactor, lab, good_conditions):
+def test_reactor_trigger_returns_status_and_puts_a_sample_on_the_stage(
+    reactor, lab, good_conditions
+):
     status = _synthesise(reactor, good_conditions)
     assert status.done and status.success
     sample = lab.sample_on_stage

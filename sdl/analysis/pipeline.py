@@ -152,7 +152,9 @@ def feature_documents(
         **links,
     })
     yield "start", bundle.start_doc
-    data_keys = {name: {"source": "sdl.analysis", "dtype": "number", "shape": []} for name in features}
+    data_keys = {
+        name: {"source": "sdl.analysis", "dtype": "number", "shape": []} for name in features
+    }
     descriptor = bundle.compose_descriptor(name="features", data_keys=data_keys)
     yield "descriptor", descriptor.descriptor_doc
     now = time.time()
