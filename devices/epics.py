@@ -176,7 +176,11 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
     def pv_limits(self) -> tuple[float, float] | None:
         """The PV's control limits now, or None where the IOC sets none (both zero)."""
         _connected_or_raise(self, self.connection_timeout, "read its control limits")
-        ctrl = self._write_pv.get_ctrlvars(timeout=self.timeout)
+        try:
+            ctrl = self._write_pv.get_ctrlvars(timeout=self.timeout)
+        except TimeoutError:
+            # The connection dropped between the check above and this read.
+            ctrl = None
         if ctrl is None:
             raise EpicsError(f"PV {self.setpoint_pvname} ({self.name}) did not return its "
                              f"control limits within {self.timeout:g} s")

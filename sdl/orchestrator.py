@@ -38,6 +38,9 @@ from sdl.systems import get_system
 
 logger = logging.getLogger(__name__)
 
+#: Errors that mean an instrument's connection was lost (a PV gone, a read timed out).
+INSTRUMENT_LOST = (EpicsError, TimeoutError)
+
 #: Consecutive refused proposals after which the campaign stops instead of spinning.
 MAX_CONSECUTIVE_REFUSALS = 20
 
@@ -240,7 +243,7 @@ class CampaignRunner:
         for attempt in range(1, tries + 1):
             try:
                 return action()
-            except EpicsError as error:
+            except INSTRUMENT_LOST as error:
                 if attempt == tries:
                     raise
                 logger.warning("%s, attempt %d of %d: %s; retrying in %g s",
