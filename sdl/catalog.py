@@ -12,6 +12,7 @@ Any tiled or databroker client can read it back; :func:`open_catalog` is the sho
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         readable_storage=[raw_dir(data_dir)],
         init_if_not_exists=create,
     )
+    # tiled's app logs its version at INFO on a logger it pins to INFO; in-process that is
+    # noise on every campaign's console.
+    logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
     return from_context(Context.from_app(build_app(adapter)))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # tiled's in-process client warns about its own test-client transport on every run.
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     try:
         return args.func(args)
     except CampaignConfigError as error:
