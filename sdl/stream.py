@@ -9,6 +9,7 @@ arbitrary objects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import queue
@@ -151,9 +152,9 @@ class StreamSubscriber:
     def _run(self) -> None:
         try:
             self._dispatcher.start()
-        except RuntimeError as error:
-            # The loop is stopped from close(): that ends a blocking start() this way.
-            logger.debug("stream subscriber stopped: %s", error)
+        except asyncio.CancelledError:
+            # close() cancels the receiving task; start() then cleans up and re-raises.
+            logger.debug("stream subscriber stopped")
 
     def start(self) -> StreamSubscriber:
         self._thread.start()
@@ -161,5 +162,9 @@ class StreamSubscriber:
 
     def close(self) -> None:
         loop = self._dispatcher.loop
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(self._cancel_receiving)
         self._thread.join(timeout=5)
+
+    def _cancel_receiving(self) -> None:
+        for task in asyncio.all_tasks(self._dispatcher.loop):
+            task.cancel()
