@@ -30,16 +30,10 @@ from simulators.clock import SimClock
 
 @dataclass
 class Instruments:
-    """The reactor and the detectors of one campaign, plus the simulated world if any."""
+    """The reactor and the detectors of one campaign."""
 
     reactor: Reactor
     detectors: list[Any]
-    lab: SimulatedLab | None = None
-
-    @property
-    def instrument_hours(self) -> float | None:
-        """Instrument time spent so far on the simulated clock (None on real hardware)."""
-        return None if self.lab is None else self.lab.clock.elapsed_s / 3600.0
 
 
 def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
@@ -55,7 +49,7 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
     if "microscope" in config.instruments:
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
     apply_detector_settings(config, detectors)
-    instruments = Instruments(reactor=reactor, detectors=detectors, lab=lab)
+    instruments = Instruments(reactor=reactor, detectors=detectors)
     check_search_space(config, reactor)
     return instruments
 

@@ -175,13 +175,20 @@ class CampaignRunner:
         return self.result
 
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
-        """Why the reactor must not be sent these conditions (None if they are safe)."""
+        """Why the reactor must not be sent these conditions (None if they are safe).
+
+        The search space bounds the agent; each setpoint's own ``check_value`` applies the
+        device's safe limits (on EPICS, the PV's control limits too), as a move would.
+        """
         for name, value in conditions.items():
-            low, high, unit = self.instruments.reactor.condition_limits()[name]
             parameter = self.config.search_space[name]
-            if not (low <= value <= high and parameter.low <= value <= parameter.high):
-                return (f"{name}={value:g} {unit} is outside [{max(low, parameter.low):g}, "
-                        f"{min(high, parameter.high):g}] {unit}")
+            if not parameter.low <= value <= parameter.high:
+                return (f"{name}={value:g} {parameter.unit} is outside the search space "
+                        f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
+            try:
+                getattr(self.instruments.reactor, name).check_value(value)
+            except ValueError as error:
+                return str(error)
         return None
 
     def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],

@@ -26,7 +26,8 @@ def summary_text(result: CampaignResult) -> str:
     lines = [
         f"campaign {config.name}: {len(result.records)} experiments "
         f"({failed} failed, {result.refused} proposals refused) with agent {config.agent.name}",
-        f"instrument time: {result.instrument_hours:.1f} h (simulated)",
+        f"instrument time: {result.instrument_hours:.1f} h"
+        + (" (simulated)" if config.devices.backend == "sim" else ""),
     ]
     best = result.best
     if best is None:

@@ -85,3 +85,21 @@ def test_sdl_run_with_a_bad_file_exits_2_naming_the_field(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(data))
     assert main(["run", str(bad)]) == 2
     assert "search_space.ph" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_proposal_outside_the_safe_limits_is_recorded_and_never_sent(tmp_path):
+    runner = CampaignRunner(_config(tmp_path, budget=1, agent={"name": "random"}))
+    honest_suggest = runner.agent.suggest
+    unsafe = {"_id": "unsafe", "temperature_c": 1500.0, "duration_h": 1.0, "ph": 4.0,
+              "h2o_ti_ratio": 10.0}
+    proposals = iter([[unsafe]])
+    runner.agent.suggest = lambda n=1: next(proposals, None) or honest_suggest(n)
+    result = runner.run()
+    assert result.refused == 1 and len(result.records) == 1
+    assert result.records[0].conditions["temperature_c"] != 1500.0
+    client = open_catalog(tmp_path / "data")
+    (refusal,) = campaign_runs(client, result.config.name, "refused-proposal")
+    assert refusal.metadata["start"]["_id"] == "unsafe"
+    assert "temperature_c=1500" in refusal.metadata["start"]["reason"]
+    assert len(campaign_runs(client, result.config.name, "experiment")) == 1
