@@ -41,8 +41,10 @@ class SimulatedDiffractometer(Diffractometer):
         exposure_s = float(self.exposure_s.get())
 
         def scan() -> float:
+            struck = self._lab.faults.begin_action(self.name)
             sample = self._lab.require_sample()
             counts = self.instrument.measure(sample, self._lab.new_rng(), exposure_s=exposure_s)
+            counts = self._lab.faults.pattern(struck, self.instrument.two_theta_deg, counts)
             duration_s = self.instrument.duration_s(exposure_s=exposure_s)
             self.counts.put(counts)
             self.scan_time_s.put(duration_s)

@@ -82,12 +82,13 @@ class SimulatedMicroscope(FrameWritingMicroscope):
         target_grain_px = float(self.target_grain_px.get())
 
         def acquire() -> float:
+            struck = self._lab.faults.begin_action(self.name)
             sample = self._lab.require_sample()
             pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
             micrograph = simulate_micrograph(
                 sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
             )
-            self.store_frame(micrograph.image)
+            self.store_frame(self._lab.faults.image(struck, micrograph.image))
             self.pixel_size_nm.put(micrograph.pixel_size_nm)
             self.acquisition_time_s.put(FRAME_TIME_S)
             return FRAME_TIME_S

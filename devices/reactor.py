@@ -68,6 +68,8 @@ class SimulatedReactor(Reactor):
         sample_id = uuid.uuid4().hex[:12]
 
         def synthesise() -> float:
+            struck = self._lab.faults.begin_action(self.name)
+            self._lab.faults.check_setpoints(struck, conditions)
             sample = self._model.synthesize(conditions, self._lab.new_rng(), sample_id)
             duration_s = self._model.duration_s(conditions)
             self._lab.sample_on_stage = sample

@@ -88,8 +88,10 @@ def synthesize_and_measure(
     @bpp.run_decorator(md=_md)
     def inner() -> MsgGenerator[None]:
         yield from set_conditions(reactor, conditions)
+        yield from bps.checkpoint()  # a pause here resumes with the synthesis
         yield from bps.trigger(reactor, wait=True)
         yield from measure(detectors)
+        yield from bps.checkpoint()  # a pause here resumes with the reading
         yield from bps.create("primary")
         yield from bps.read(reactor)
         for detector in detectors:

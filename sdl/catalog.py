@@ -52,7 +52,8 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         f"sqlite:///{catalog_path}",
         writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],
         readable_storage=[raw_dir(data_dir)],
-        init_if_not_exists=create,
+        # Initialising runs `tiled catalog init` in a subprocess (seconds): only when needed.
+        init_if_not_exists=create and not catalog_path.exists(),
     )
     # tiled's app logs its version at INFO on a logger it pins to INFO; in-process that is
     # noise on every campaign's console.

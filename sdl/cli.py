@@ -13,6 +13,7 @@ import yaml
 from tqdm import tqdm
 
 from sdl.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
+from sdl.control import CTRL_C
 
 
 def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
@@ -51,11 +52,17 @@ def _run(args: argparse.Namespace) -> int:
     runner.on_experiment = progress
     result = runner.run()
     bar.close()
-    report = plot_report(result, runner.client, Path(config.data_dir) / f"{config.name}-report.png")
-    print(summary_text(result))
-    print(f"report: {report}")
+    if result.records:
+        report = plot_report(result, runner.client,
+                             Path(config.data_dir) / f"{config.name}-report.png")
+        print(summary_text(result))
+        print(f"report: {report}")
     print(f"catalog: {Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)")
-    return 0
+    if result.stopped is None:
+        return 0
+    print(f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
+          file=sys.stderr)
+    return 130 if CTRL_C in result.stopped else 3
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -105,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run a closed-loop campaign (resumes one already begun)")
+    run = commands.add_parser("run", aliases=["resume"],
+                              help="run a closed-loop campaign (resumes one already begun)")
     run.add_argument("campaign", help="campaign YAML file")
     run.add_argument("--data-dir", help="override data_dir (catalog location)")
     run.add_argument("--budget", type=int, help="override the number of experiments")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from devices.epics import EPICS_DEVICES, pv_components
 from sdl.analysis.features import features_for
 from sdl.systems import get_system
+from simulators.faults import FAULT_TARGETS
+
+#: Instruments a campaign may name.
+DEVICE_NAMES = ("reactor", "xrd", "microscope")
 
 
 class CampaignConfigError(ValueError):
@@ -74,12 +78,6 @@ class EpicsConfig(_Strict):
         default=86_400.0, gt=0,
         description="for a put-completion (a setpoint reached, a synthesis, a scan) to finish",
     )
-    on_disconnect: Literal["abort", "retry"] = Field(
-        default="abort",
-        description="when a PV is lost mid-experiment: stop the campaign, or run it again",
-    )
-    retries: int = Field(default=3, ge=1, le=100, description="attempts after the first, on retry")
-    retry_delay_s: float = Field(default=10.0, ge=0, description="wait before each new attempt")
 
     @field_validator("pv_map")
     @classmethod
@@ -89,6 +87,56 @@ class EpicsConfig(_Strict):
             if empty:
                 raise ValueError(f"{device}: empty PV name for {empty}")
         return pv_map
+
+
+class FaultInjectionConfig(_Strict):
+    """When one kind of simulated fault strikes (see :mod:`simulators.faults`)."""
+
+    rate: float = Field(default=0.0, ge=0, le=1, description="probability per action")
+    at: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="action numbers (per instrument, from 0) it strikes"
+    )
+    devices: list[Literal[DEVICE_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="instruments it may hit (default: all it applies to)"
+    )
+    step: float = Field(default=0.0, ge=0, description="drift deg per strike; setpoint miss")
+
+
+class FaultPolicy(_Strict):
+    """What the campaign does when a fault of one kind happens."""
+
+    action: Literal["retry", "skip", "pause", "abort"] = Field(
+        description="retry the experiment, skip it (sample failed), pause for a person, abort"
+    )
+    retries: int = Field(default=2, ge=1, le=100, description="attempts after the first, on retry")
+    then: Literal["skip", "pause", "abort"] = Field(
+        default="skip", description="what to do once the retries are spent"
+    )
+    retry_delay_s: float = Field(default=0.0, ge=0, description="wait before each new attempt")
+
+
+def _policy(action: str, **options: Any) -> Any:
+    return Field(default_factory=lambda: FaultPolicy(action=action, **options))
+
+
+class FaultPolicies(_Strict):
+    """The policy for each kind of fault; every outcome is recorded in the catalog."""
+
+    disconnect: FaultPolicy = _policy("abort", retry_delay_s=10.0)
+    instrument_error: FaultPolicy = _policy("retry")
+    timeout: FaultPolicy = _policy("retry")
+    setpoint_miss: FaultPolicy = _policy("retry", retries=1)
+    corrupt_data: FaultPolicy = _policy("retry", retries=1)
+    analysis_error: FaultPolicy = _policy("skip")
+    drift: FaultPolicy = _policy("pause")
+
+
+class AnalysisConfig(_Strict):
+    """Acceptance limits the analysis applies before a measurement reaches the agent."""
+
+    xrd_zero_tolerance_deg: float = Field(
+        default=0.2, gt=0, description="fitted 2-theta zero beyond this means the XRD drifted"
+    )
 
 
 class DevicesConfig(_Strict):
@@ -111,6 +159,20 @@ class DevicesConfig(_Strict):
     microscope_target_grain_px: float = Field(
         default=24.0, ge=8, le=64, description="magnification: pixels across a typical grain"
     )
+    action_timeout_s: float | None = Field(
+        default=600.0, gt=0,
+        description="wall seconds a simulated action may go silent before it times out",
+    )
+    faults: dict[Literal[tuple(FAULT_TARGETS)], FaultInjectionConfig] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="simulated faults to inject (backend: sim only)"
+    )
+
+    @model_validator(mode="after")
+    def _faults_only_simulated(self) -> DevicesConfig:
+        if self.faults and self.backend != "sim":
+            raise ValueError("faults: fault injection needs backend: sim; real instruments "
+                             "bring their own")
+        return self
 
 
 class CampaignConfig(_Strict):
@@ -129,6 +191,8 @@ class CampaignConfig(_Strict):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     budget: int = Field(gt=0, le=100_000, description="number of experiments")
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    on_fault: FaultPolicies = Field(default_factory=FaultPolicies)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @field_validator("instruments")
     @classmethod

@@ -26,6 +26,7 @@ from devices.sim_lab import SimulatedLab
 from sdl.config import CampaignConfig, CampaignConfigError
 from sdl.systems import get_system
 from simulators.clock import SimClock
+from simulators.faults import FaultInjector, FaultSpec
 
 
 @dataclass
@@ -39,7 +40,13 @@ class Instruments:
 def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
     """Simulated reactor and detectors for ``config``, sharing one clock, seed and stage."""
     system = get_system(config.devices.system)
-    lab = SimulatedLab(SimClock(config.devices.speedup), seed=config.seed)
+    faults = FaultInjector(
+        {kind: FaultSpec(spec.rate, tuple(spec.at), tuple(spec.devices), spec.step)
+         for kind, spec in config.devices.faults.items()},
+        seed=config.seed,
+    )
+    lab = SimulatedLab(SimClock(config.devices.speedup), seed=config.seed, faults=faults,
+                       action_timeout_s=config.devices.action_timeout_s)
     reactor_cls = reactor_class(f"{system.name.title().replace('_', '')}Reactor",
                                 system.condition_limits)
     reactor = reactor_cls(name="reactor", lab=lab, model=system.make_model())

@@ -1,16 +1,23 @@
 """The closed loop: the agent proposes, the instruments make and measure, analysis tells the agent.
 
 Campaign state lives in the catalog only: starting a campaign whose name already has runs in
-the data directory reads them back and continues where it stopped.
+the data directory reads them back and continues where it stopped. Faults (an instrument
+error, a timeout, corrupt data, a missed setpoint, drift, a lost PV) are handled by the
+campaign's ``on_fault`` policy, and every outcome is recorded in the catalog with its reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import logging
 import math
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,12 +25,14 @@ from typing import Any
 
 import numpy as np
 from bluesky import RunEngine
+from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
 from devices.epics import EpicsError
 from plans.experiment import synthesize_and_measure
 from sdl.analysis.pipeline import (
+    BadData,
     RunDocuments,
     SampleAnalysis,
     feature_documents,
@@ -31,15 +40,23 @@ from sdl.analysis.pipeline import (
     measurements_from_data,
     read_primary,
 )
+from sdl.analysis.quality import calibration_problems
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
-from sdl.config import CampaignConfig
+from sdl.config import CampaignConfig, FaultPolicy
+from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
 from sdl.lab import Instruments, build_instruments
 from sdl.systems import get_system
+from simulators.faults import InstrumentFault, SetpointMissed
 
 logger = logging.getLogger(__name__)
 
-#: Errors that mean an instrument's connection was lost (a PV gone, a read timed out).
-INSTRUMENT_LOST = (EpicsError, TimeoutError)
+#: Fault kind of each error an instrument may raise (checked in order; subclasses first).
+FAULT_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (EpicsError, "disconnect"),
+    (TimeoutError, "timeout"),
+    (SetpointMissed, "setpoint_miss"),
+    (InstrumentFault, "instrument_error"),
+)
 
 #: Consecutive refused proposals after which the campaign stops instead of spinning.
 MAX_CONSECUTIVE_REFUSALS = 20
@@ -61,6 +78,45 @@ class ExperimentRecord:
         return not self.features
 
 
+@dataclass(frozen=True)
+class Fault:
+    """Something that went wrong in one attempt, and what the campaign did about it."""
+
+    kind: str
+    reason: str
+    iteration: int
+    proposal_id: str
+    attempt: int
+    action: str = ""
+    raw_uid: str | None = None
+    conditions: Mapping[str, float] = field(default_factory=dict)
+
+
+def _device_error(error: BaseException) -> BaseException:
+    """The device's own error inside a failed Status (or the error itself)."""
+    if isinstance(error, FailedStatus) and error.args and hasattr(error.args[0], "exception"):
+        return error.args[0].exception() or error
+    return error
+
+
+def _error_text(error: BaseException) -> str:
+    """What went wrong, in the device's own words."""
+    device_error = _device_error(error)
+    return f"{type(device_error).__name__}: {device_error}"
+
+
+def fault_kind(error: BaseException) -> str | None:
+    """The ``on_fault`` kind of an instrument's error, or None if no instrument raised it.
+
+    Any error a device reports through its Status is at least an ``instrument_error``.
+    """
+    device_error = _device_error(error)
+    for error_type, kind in FAULT_KINDS:
+        if isinstance(device_error, error_type):
+            return kind
+    return "instrument_error" if isinstance(error, FailedStatus) else None
+
+
 @dataclass
 class CampaignResult:
     """What a campaign produced, in order, with the objective's direction to rank it."""
@@ -68,6 +124,8 @@ class CampaignResult:
     config: CampaignConfig
     records: list[ExperimentRecord] = field(default_factory=list)
     refused: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    stopped: str | None = None
 
     @property
     def objective(self) -> str:
@@ -122,6 +180,11 @@ class CampaignRunner:
         The validated campaign.
     on_experiment
         Called after each experiment with the result so far (progress bars, dashboards).
+
+    Attributes
+    ----------
+    control
+        Pause, resume, abort, veto and inject, from any thread (see :mod:`sdl.control`).
     """
 
     def __init__(
@@ -141,38 +204,99 @@ class CampaignRunner:
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
         self.RE = RunEngine({}, call_returns_result=False)
+        self.RE.context_managers = []  # Ctrl-C is the campaign's to handle: see run()
         self.RE.subscribe(self.writer)
         self.latest_run = RunDocuments()
         self.RE.subscribe(self.latest_run)
+        self.control = CampaignControl(on_pause=self._pause_engine)
 
     def run(self) -> CampaignResult:
-        """Run experiments until the budget is spent or the agent says stop."""
-        self._resume()
+        """Run experiments until the budget is spent, the agent says stop, or someone aborts.
+
+        An abort (by a person or a fault policy) or Ctrl-C stops cleanly: the run in
+        progress is closed as aborted, and running the campaign again resumes it. A second
+        Ctrl-C stops at once.
+        """
+        try:
+            with self._ctrl_c_aborts():
+                self._resume()
+                self._loop()
+        except (CampaignAborted, KeyboardInterrupt) as stop:
+            self.result.stopped = str(stop) or f"aborted by {CTRL_C}"
+            logger.warning("campaign %s stopped: %s", self.config.name, self.result.stopped)
+        finally:
+            self._record_control()
+        return self.result
+
+    @contextlib.contextmanager
+    def _ctrl_c_aborts(self) -> Iterator[None]:
+        """While the campaign runs, the first Ctrl-C asks for a clean abort."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def abort(signum: int, frame: Any) -> None:
+            if self.control.aborted is not None:
+                raise KeyboardInterrupt
+            print("stopping after the current step (Ctrl-C again to stop at once)",
+                  file=sys.stderr)
+            self.control.abort(CTRL_C, "interrupted from the keyboard")
+
+        previous = signal.signal(signal.SIGINT, abort)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _loop(self) -> None:
         refusals = 0
         while len(self.result.records) < self.config.budget:
+            self._checkpoint()
             if self.result.records:
                 stop, reason = self.agent.should_stop()
                 if stop:
                     logger.info("agent stopped the campaign: %s", reason)
-                    break
-            (proposal,) = self.agent.suggest(1)
+                    return
+            proposal, proposed_by = self._next_proposal()
             conditions = {name: float(proposal[name]) for name in self.config.search_space}
             problem = self._with_retry(partial(self._refusal_reason, conditions),
                                        "checking the proposal against the device limits")
+            veto = self.control.take_veto() if problem is None and proposed_by == "agent" else None
+            if veto is not None:
+                problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
             if problem:
                 refusals += 1
                 self._refuse(proposal, conditions, problem)
                 if refusals >= MAX_CONSECUTIVE_REFUSALS:
-                    raise RuntimeError(
-                        f"{refusals} proposals in a row were outside the safe limits; "
-                        f"last: {problem}"
-                    )
+                    raise CampaignAborted(f"{refusals} proposals in a row were refused; "
+                                          f"last: {problem}")
                 continue
             refusals = 0
-            self._experiment(proposal, conditions)
+            self._experiment(proposal, conditions, proposed_by)
             if self.on_experiment:
                 self.on_experiment(self.result)
-        return self.result
+
+    def _next_proposal(self) -> tuple[dict[str, Any], str]:
+        """A person's injected point if one waits, else the agent's next proposal."""
+        injection = self.control.take_injection()
+        if injection is None:
+            (proposal,) = self.agent.suggest(1)
+            return proposal, "agent"
+        (proposal,) = self.agent.register_suggestions([dict(injection.conditions or {})])
+        return proposal, injection.who
+
+    def _checkpoint(self) -> None:
+        """Between steps: record requests, wait out a pause, stop on an abort."""
+        self._record_control()
+        if self.control.paused is not None:
+            logger.warning("campaign %s paused by %s: %s; waiting to be resumed",
+                           self.config.name, self.control.paused.who, self.control.paused.reason)
+        self.control.wait_while_paused()
+        self._record_control()
+
+    def _pause_engine(self) -> None:
+        if self.RE.state == "running":
+            self.RE.request_pause(defer=True)
 
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
         """Why the reactor must not be sent these conditions (None if they are safe).
@@ -191,88 +315,159 @@ class CampaignRunner:
                 return str(error)
         return None
 
+    def _record(self, purpose: str, metadata: Mapping[str, Any], *,
+                exit_status: str = "success", reason: str = "") -> None:
+        """A run of only a start and a stop document: a decision, kept in the catalog."""
+        bundle = compose_run(metadata={"purpose": purpose, "campaign_id": self.config.name,
+                                       **metadata})
+        self.writer("start", bundle.start_doc)
+        self.writer("stop", bundle.compose_stop(exit_status=exit_status, reason=reason))
+
     def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],
                 reason: str) -> None:
         """Record a refused proposal in the catalog and tell the agent it failed."""
         logger.warning("refused proposal %s: %s", proposal["_id"], reason)
-        bundle = compose_run(metadata={
-            "purpose": "refused-proposal", "campaign_id": self.config.name,
-            "_id": proposal["_id"], "conditions": _json_safe(conditions), "reason": reason,
-        })
-        self.writer("start", bundle.start_doc)
-        self.writer("stop", bundle.compose_stop(exit_status="abort", reason=reason))
+        self._record("refused-proposal", {"_id": proposal["_id"], "reason": reason,
+                                          "conditions": _json_safe(conditions)},
+                     exit_status="abort", reason=reason)
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
-    def _experiment(self, proposal: Mapping[str, Any], conditions: dict[str, float]) -> None:
+    def _record_control(self) -> None:
+        for request in self.control.take_log():
+            self._record("control", _control_metadata(request))
+
+    def _experiment(self, proposal: Mapping[str, Any], conditions: dict[str, float],
+                    proposed_by: str) -> None:
+        """Make and measure one sample, applying the fault policy until it succeeds or not."""
         iteration = len(self.result.records)
         proposal_id = proposal["_id"]
-        belief = self.agent.report().get(proposal_id, {})
         md = {
             "campaign_id": self.config.name,
             "iteration": iteration,
             "_id": proposal_id,
             "agent": self.config.agent.name,
+            "proposed_by": proposed_by,
             "seed": self.config.seed,
             "objectives": [o.model_dump() for o in self.config.objectives],
-            "agent_belief": _json_safe(belief),
+            "agent_belief": _json_safe(self.agent.report().get(proposal_id, {})),
         }
         all_conditions = {**conditions, **self.config.fixed_conditions}
-        uid = self._acquire(all_conditions, md)
-        data = self.latest_run.primary_data()
-        features = self._analyse(self.latest_run.start, data)
-        record = ExperimentRecord(iteration, proposal_id, all_conditions, features, uid,
-                                  instrument_time_s(data))
+        tries: dict[str, int] = {}
+        for attempt in itertools.count(1):
+            outcome = self._attempt(all_conditions, {**md, "attempt": attempt})
+            if not isinstance(outcome, Fault):
+                uid, features, hours_s = outcome
+                self._keep(ExperimentRecord(iteration, proposal_id, all_conditions, features,
+                                            uid, hours_s))
+                return
+            tries[outcome.kind] = tries.get(outcome.kind, 0) + 1
+            policy = getattr(self.config.on_fault, outcome.kind)
+            fault = dataclasses.replace(outcome, action=_decision(policy, tries[outcome.kind]))
+            self._record_fault(fault)
+            if fault.action == "retry":
+                time.sleep(policy.retry_delay_s)
+            elif fault.action == "skip":
+                self._keep(ExperimentRecord(iteration, proposal_id, all_conditions, {},
+                                            fault.raw_uid or "", 0.0))
+                return
+            elif fault.action == "pause":
+                self.control.pause("fault policy", f"{fault.kind}: {fault.reason}")
+                self._checkpoint()
+            else:
+                raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: "
+                                      f"{fault.reason}")
+
+    def _keep(self, record: ExperimentRecord) -> None:
         self._tell_agent(record)
         self.result.records.append(record)
 
-    def _acquire(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> str:
-        """Run the experiment plan (again, if an instrument was lost and the policy says so).
+    def _attempt(self, conditions: Mapping[str, float],
+                 md: Mapping[str, Any]) -> tuple[str, dict[str, float], float] | Fault:
+        """One run of the experiment plan and its analysis: the result, or the fault."""
+        def fault(kind: str, reason: str, raw_uid: str | None) -> Fault:
+            return Fault(kind, reason, md["iteration"], md["_id"], md["attempt"], raw_uid=raw_uid,
+                         conditions=conditions)
 
-        Each failed attempt stays in the catalog as a run with ``exit_status: fail`` and the
-        reason, so nothing recorded is lost and the interrupted run is marked as such.
-        """
-        attempts = itertools.count(1)
+        try:
+            uid = self._run_plan(synthesize_and_measure(
+                self.instruments.reactor, self.instruments.detectors, conditions, md=md))
+        except (CampaignAborted, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            kind = fault_kind(error)
+            if kind is None:
+                raise
+            start = self.latest_run.start if self.latest_run.started else {}
+            same = start.get("_id") == md["_id"] and start.get("attempt") == md["attempt"]
+            return fault(kind, _error_text(error), start["uid"] if same else None)
+        data = self.latest_run.primary_data()
+        evaluated = self._evaluate(self.latest_run.start, data)
+        if isinstance(evaluated, tuple):
+            return fault(*evaluated, uid)
+        return uid, evaluated, instrument_time_s(data)
 
-        def attempt() -> str:
-            (uid,) = self.RE(synthesize_and_measure(
-                self.instruments.reactor, self.instruments.detectors, conditions,
-                md={**md, "attempt": next(attempts)},
-            ))
+    def _run_plan(self, plan: Any) -> str:
+        """Run a plan on the RunEngine, riding out pauses; Ctrl-C or an abort stops it."""
+        try:
+            (uid,) = self.RE(plan)
             return uid
-
-        return self._with_retry(attempt, f"experiment {md['iteration']}")
-
-    def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
-        """Do ``action``; when a PV is lost, try again after a delay if the policy is retry."""
-        policy = self.config.devices.epics
-        tries = 1 + (policy.retries if policy.on_disconnect == "retry" else 0)
-        for attempt in range(1, tries + 1):
+        except RunEngineInterrupted:
+            pass
+        while True:
             try:
-                return action()
-            except INSTRUMENT_LOST as error:
-                if attempt == tries:
-                    raise
-                logger.warning("%s, attempt %d of %d: %s; retrying in %g s",
-                               what, attempt, tries, error, policy.retry_delay_s)
-                time.sleep(policy.retry_delay_s)
-        raise RuntimeError(f"{what}: no attempt was made (retries={policy.retries})")
+                self._checkpoint()
+            except CampaignAborted as abort:
+                self.RE.abort(str(abort))
+                raise
+            try:
+                (uid,) = self.RE.resume()
+                return uid
+            except RunEngineInterrupted:
+                continue
 
-    def _analyse(self, start: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
-        """Features of a raw run, recorded as an analysis run; empty if the analysis failed."""
+    def _evaluate(self, start: Mapping[str, Any],
+                  data: Mapping[str, Any]) -> dict[str, float] | tuple[str, str]:
+        """Features of a raw run, recorded as an analysis run; or (fault kind, reason)."""
         try:
             features = self.analysis.features(measurements_from_data(data))
+        except BadData as error:
+            return error.problems[0].kind, str(error)
         except ValueError as error:
-            logger.error("analysis of run %s failed: %s", start["uid"], error)
-            bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": start["uid"],
-                                           "campaign_id": start["campaign_id"], "_id": start["_id"],
-                                           "iteration": start["iteration"]})
-            self.writer("start", bundle.start_doc)
-            self.writer("stop", bundle.compose_stop(exit_status="fail", reason=str(error)))
-            return {}
+            return "analysis_error", str(error)
+        drift = calibration_problems(features.get("xrd_zero_shift_deg", 0.0),
+                                     self.config.analysis.xrd_zero_tolerance_deg)
+        if drift:
+            return drift[0].kind, drift[0].message
         for name, doc in feature_documents(start, features):
             self.writer(name, doc)
         return features
+
+    def _record_fault(self, fault: Fault) -> None:
+        log = logger.error if fault.action in ("abort", "pause") else logger.warning
+        log("experiment %d attempt %d: %s (%s) -> %s", fault.iteration, fault.attempt,
+            fault.kind, fault.reason, fault.action)
+        self._record("fault", {"iteration": fault.iteration, "_id": fault.proposal_id,
+                               "conditions": _json_safe(fault.conditions),
+                               "attempt": fault.attempt, "kind": fault.kind,
+                               "action": fault.action, "raw_uid": fault.raw_uid,
+                               "reason": fault.reason})
+        self.result.faults.append(fault)
+
+    def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
+        """Do ``action``; when a PV is lost, apply the ``disconnect`` policy's retries."""
+        policy = self.config.on_fault.disconnect
+        tries = 1 + (policy.retries if policy.action == "retry" else 0)
+        for attempt in range(1, tries + 1):
+            try:
+                return action()
+            except EpicsError as error:
+                if attempt == tries:
+                    raise CampaignAborted(f"{what}: {error}") from error
+                logger.warning("%s, attempt %d of %d: %s; retrying in %g s",
+                               what, attempt, tries, error, policy.retry_delay_s)
+                time.sleep(policy.retry_delay_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _tell_agent(self, record: ExperimentRecord) -> None:
         point = {**record.conditions, "_id": record.proposal_id}
@@ -282,26 +477,77 @@ class CampaignRunner:
             self.agent.ingest([{**point, **record.features}])
 
     def _resume(self) -> None:
-        """Read this campaign's finished experiments back from the catalog into a fresh agent."""
+        """Read this campaign's finished experiments back from the catalog into a fresh agent.
+
+        An experiment counts once: with the features of its successful attempt, or as failed
+        if the fault policy skipped it. A run left open by a crash is recorded as an
+        ``interrupted`` fault; its experiment is done again with a new proposal.
+        """
+        name = self.config.name
         analysed = {}
-        for run in campaign_runs(self.client, self.config.name, "analysis"):
-            if run.metadata["stop"] and run.metadata["stop"]["exit_status"] == "success":
+        for run in campaign_runs(self.client, name, "analysis"):
+            if _exit_status(run) == "success":
                 features = run["features"].read()
                 analysed[run.metadata["start"]["raw_uid"]] = {
-                    name: float(np.asarray(features[name])[0]) for name in features.data_vars
+                    key: float(np.asarray(features[key])[0]) for key in features.data_vars
                 }
-        for run in campaign_runs(self.client, self.config.name, "experiment"):
-            start, stop = run.metadata["start"], run.metadata["stop"]
-            if not stop or stop["exit_status"] != "success":
+        faults = campaign_runs(self.client, name, "fault")
+        judged = {run.metadata["start"]["raw_uid"] for run in faults}
+        skips = [run for run in faults if run.metadata["start"]["action"] == "skip"]
+        history = sorted([*campaign_runs(self.client, name, "experiment"), *skips],
+                         key=lambda run: run.metadata["start"]["time"])
+        for run in history:
+            start = run.metadata["start"]
+            if start["_id"] in {record.proposal_id for record in self.result.records}:
                 continue
-            data = read_primary(run)
-            features = analysed.get(start["uid"])
-            if features is None:
-                features = self._analyse(start, data)
-            record = ExperimentRecord(len(self.result.records), start["_id"], start["conditions"],
-                                      features, start["uid"], instrument_time_s(data))
-            self._tell_agent(record)
-            self.result.records.append(record)
+            if start["purpose"] == "fault":
+                self._keep(ExperimentRecord(len(self.result.records), start["_id"],
+                                            start.get("conditions", {}), {},
+                                            start["raw_uid"] or "", 0.0))
+                continue
+            features = self._resumed_features(run, analysed, judged)
+            if features is not None:
+                self._keep(ExperimentRecord(len(self.result.records), start["_id"],
+                                            start["conditions"], features, start["uid"],
+                                            instrument_time_s(read_primary(run))))
         if self.result.records:
             logger.info("resumed campaign %s with %d experiments from the catalog",
-                        self.config.name, len(self.result.records))
+                        name, len(self.result.records))
+
+    def _resumed_features(self, run: Any, analysed: Mapping[str, dict[str, float]],
+                          judged: set[str]) -> dict[str, float] | None:
+        """Features of a recorded experiment run, or None if it does not count."""
+        start = run.metadata["start"]
+        status = _exit_status(run)
+        if status is None and start["uid"] not in judged:
+            self._record_fault(Fault("interrupted", "the campaign stopped during this run "
+                                     "(it has no stop document)", start["iteration"],
+                                     start["_id"], start.get("attempt", 1), "redo", start["uid"]))
+        if status != "success":
+            return None
+        if start["uid"] in analysed or start["uid"] in judged:
+            return analysed.get(start["uid"])
+        evaluated = self._evaluate(start, read_primary(run))
+        if isinstance(evaluated, tuple):
+            self._record_fault(Fault(*evaluated, start["iteration"], start["_id"],
+                                     start.get("attempt", 1), "redo", start["uid"]))
+            return None
+        return evaluated
+
+
+def _decision(policy: FaultPolicy, tries: int) -> str:
+    """The policy's action for the ``tries``-th fault of one kind in one experiment."""
+    if policy.action != "retry":
+        return policy.action
+    return "retry" if tries <= policy.retries else policy.then
+
+
+def _exit_status(run: Any) -> str | None:
+    stop = run.metadata.get("stop")  # absent if the process died during the run
+    return stop["exit_status"] if stop else None
+
+
+def _control_metadata(request: ControlAction) -> dict[str, Any]:
+    return {"action": request.action, "who": request.who, "reason": request.reason,
+            "requested_at": request.time,
+            **({"conditions": dict(request.conditions)} if request.conditions else {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ def summary_text(result: CampaignResult) -> str:
         f"instrument time: {result.instrument_hours:.1f} h"
         + (" (simulated)" if config.devices.backend == "sim" else ""),
     ]
+    if result.faults:
+        actions = Counter(fault.action for fault in result.faults)
+        lines.append(f"faults: {len(result.faults)} ("
+                     + ", ".join(f"{n} {action}" for action, n in sorted(actions.items())) + ")")
     best = result.best
     if best is None:
         lines.append("no experiment produced the objective")

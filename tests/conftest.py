@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from bluesky import RunEngine
 
@@ -9,7 +11,7 @@ from devices.diffractometer import SimulatedDiffractometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import reactor_class
 from devices.sim_lab import SimulatedLab
-from sdl.catalog import open_catalog
+from sdl.catalog import CATALOG_FILE, TABLES_FILE, open_catalog
 from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
 
 
@@ -51,3 +53,22 @@ def catalog(tmp_path):
 def good_conditions():
     """Conditions inside the TiO2 reactor's safe range that make a crystalline sample."""
     return {"temperature_c": 550.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}
+
+
+@pytest.fixture(scope="session")
+def _empty_catalog(tmp_path_factory):
+    """An empty catalog made once: creating one costs seconds, copying it milliseconds."""
+    path = tmp_path_factory.mktemp("empty-catalog")
+    open_catalog(path, create=True)
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path, _empty_catalog):
+    """A campaign data directory holding a fresh, empty catalog."""
+    path = tmp_path / "data"
+    path.mkdir()
+    for name in (CATALOG_FILE, TABLES_FILE):  # tables.db appears with the first table
+        if (_empty_catalog / name).exists():
+            shutil.copy(_empty_catalog / name, path / name)
+    return path

@@ -17,7 +17,7 @@ def xrd_features(phases: Sequence[str]) -> tuple[str, ...]:
     """Features from a powder pattern for these crystalline phases (see :mod:`sdl.analysis.xrd`)."""
     fractions = tuple(f"{phase}_fraction" for phase in (AMORPHOUS, *phases))
     sizes = tuple(f"{phase}_crystallite_size_nm" for phase in phases)
-    return (*fractions, *sizes, "rwp")
+    return (*fractions, *sizes, "rwp", "xrd_zero_shift_deg")
 
 
 def features_for(instruments: Iterable[str], phases: Sequence[str]) -> set[str]:

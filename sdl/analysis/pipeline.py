@@ -13,6 +13,7 @@ from event_model import Filler, compose_run
 
 from sdl.analysis.microscopy import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
+from sdl.analysis.quality import DataProblem, image_problems, pattern_problems
 from sdl.analysis.xrd import analyse_pattern
 from simulators.sample import AMORPHOUS
 
@@ -80,6 +81,11 @@ class RunDocuments:
         self._documents.append((name, doc))
 
     @property
+    def started(self) -> bool:
+        """Whether a run has started since this collector was made."""
+        return bool(self._documents)
+
+    @property
     def start(self) -> dict[str, Any]:
         return self._documents[0][1]
 
@@ -94,6 +100,14 @@ class RunDocuments:
                 elif name == "event" and doc["descriptor"] == primary:
                     return doc["data"]
         raise ValueError(f"run {self.start.get('uid')} has no primary event")
+
+
+class BadData(ValueError):
+    """Raw data that must not be analysed (NaN, empty, saturated, blank), with the reasons."""
+
+    def __init__(self, problems: Sequence[DataProblem]) -> None:
+        super().__init__("; ".join(problem.message for problem in problems))
+        self.problems = tuple(problems)
 
 
 class SampleAnalysis:
@@ -112,15 +126,14 @@ class SampleAnalysis:
         self.phases = tuple(phases)
 
     def features(self, measurements: Measurements) -> dict[str, float]:
+        """Named features of one sample; :class:`BadData` if the raw data is unfit."""
+        self.check(measurements)
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
-            if measurements.counts is None or measurements.two_theta_deg is None:
-                raise ValueError("the run has no XRD pattern (xrd_counts) to analyse")
             xrd = analyse_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
             features.update(xrd.as_dict())
+            features["xrd_zero_shift_deg"] = float(xrd.zero_shift_deg)
         if "microscope" in self.instruments:
-            if measurements.image is None or measurements.pixel_size_nm is None:
-                raise ValueError("the run has no micrograph (microscope_image) to analyse")
             grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm)
             features.update(grains.as_dict())
         if {"xrd", "microscope"} <= set(self.instruments):
@@ -134,6 +147,20 @@ class SampleAnalysis:
             features["photoactive_area_m2_g"] = value
             features["photoactive_area_m2_g_std"] = std
         return {name: float(value) for name, value in features.items()}
+
+    def check(self, measurements: Measurements) -> None:
+        """Raise :class:`BadData` unless every expected measurement is there and sound."""
+        problems: list[DataProblem] = []
+        if "xrd" in self.instruments:
+            if measurements.counts is None or measurements.two_theta_deg is None:
+                raise ValueError("the run has no XRD pattern (xrd_counts) to analyse")
+            problems += pattern_problems(measurements.counts)
+        if "microscope" in self.instruments:
+            if measurements.image is None or measurements.pixel_size_nm is None:
+                raise ValueError("the run has no micrograph (microscope_image) to analyse")
+            problems += image_problems(measurements.image)
+        if problems:
+            raise BadData(problems)
 
 
 def feature_documents(
