@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -39,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from sdl.report import plot_report, summary_text
 
     config = _with_overrides(args.campaign, args)
-    runner = CampaignRunner(config)
+    runner = CampaignRunner(config, serve_control=True)
     bar = tqdm(total=config.budget, unit="exp", desc=config.name, disable=args.quiet)
 
     def progress(result: Any) -> None:
@@ -63,6 +64,34 @@ def _run(args: argparse.Namespace) -> int:
     print(f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
           file=sys.stderr)
     return 130 if CTRL_C in result.stopped else 3
+
+
+def _control(args: argparse.Namespace) -> int:
+    from sdl.control_server import connection_file, send_request
+
+    config = _with_overrides(args.campaign, args)
+    fields: dict[str, Any] = {"who": args.who, "reason": args.reason}
+    if args.action == "inject":
+        if not args.set:
+            print("error: inject needs the conditions, e.g. --set temperature_c=600",
+                  file=sys.stderr)
+            return 2
+        fields["conditions"] = dict(_assignment(item) for item in args.set)
+    try:
+        reply = send_request(connection_file(config.data_dir, config.name), args.action, **fields)
+    except (FileNotFoundError, TimeoutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(reply, sort_keys=False).rstrip())
+    return 0 if reply.get("ok") else 1
+
+
+def _assignment(item: str) -> tuple[str, float]:
+    name, _, value = item.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise SystemExit(f"error: --set {item!r}: expected NAME=NUMBER, e.g. ph=4.5") from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -91,8 +120,6 @@ def _check_devices(args: argparse.Namespace) -> int:
 
 
 def _ioc(args: argparse.Namespace) -> int:
-    import os
-
     from sdl.ioc_process import READY_LINE
     from sdl.systems import get_system
     from simulators.ioc import lab_pvdb, serve
@@ -122,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="override the campaign name")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    control = commands.add_parser(
+        "control", help="pause, resume, abort, veto or inject into a running campaign")
+    control.add_argument("campaign", help="the running campaign's YAML file")
+    control.add_argument("action", choices=["status", "pause", "resume", "abort", "veto",
+                                            "inject"])
+    control.add_argument("--set", action="append", metavar="NAME=VALUE",
+                         help="a condition of the experiment to inject (repeat for each)")
+    control.add_argument("--who", default=os.environ.get("USER", "operator"),
+                         help="recorded with the request (default: $USER)")
+    control.add_argument("--reason", default="", help="recorded with the request")
+    for flag in ("--data-dir", "--name"):
+        control.add_argument(flag, help=f"as given to sdl run {flag}")
+    control.set_defaults(func=_control, budget=None, seed=None, agent=None)
 
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")

@@ -44,6 +44,7 @@ from sdl.analysis.quality import calibration_problems
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
 from sdl.config import CampaignConfig, FaultPolicy
 from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
+from sdl.control_server import ControlServer, connection_file
 from sdl.lab import Instruments, build_instruments
 from sdl.systems import get_system
 from simulators.faults import InstrumentFault, SetpointMissed
@@ -180,6 +181,9 @@ class CampaignRunner:
         The validated campaign.
     on_experiment
         Called after each experiment with the result so far (progress bars, dashboards).
+    serve_control
+        Also take control requests over ZeroMQ on 127.0.0.1 while running (``sdl control``;
+        see :mod:`sdl.control_server`).
 
     Attributes
     ----------
@@ -192,9 +196,11 @@ class CampaignRunner:
         config: CampaignConfig,
         *,
         on_experiment: Callable[[CampaignResult], None] | None = None,
+        serve_control: bool = False,
     ) -> None:
         self.config = config
         self.on_experiment = on_experiment
+        self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
         self.client = open_catalog(self.data_dir, create=True)
         self.writer = make_writer(self.client)
@@ -218,7 +224,7 @@ class CampaignRunner:
         Ctrl-C stops at once.
         """
         try:
-            with self._ctrl_c_aborts():
+            with self._ctrl_c_aborts(), self._control_server():
                 self._resume()
                 self._loop()
         except (CampaignAborted, KeyboardInterrupt) as stop:
@@ -227,6 +233,29 @@ class CampaignRunner:
         finally:
             self._record_control()
         return self.result
+
+    def status(self) -> dict[str, Any]:
+        """Where the campaign stands, for people watching it."""
+        paused, aborted = self.control.paused, self.control.aborted
+        state = "aborting" if aborted else "paused" if paused else "running"
+        return {"campaign": self.config.name, "state": state,
+                "experiments": len(self.result.records), "budget": self.config.budget,
+                "faults": len(self.result.faults), "refused": self.result.refused,
+                "paused_by": paused.who if paused else None,
+                "paused_because": paused.reason if paused else None}
+
+    @contextlib.contextmanager
+    def _control_server(self) -> Iterator[None]:
+        if not self.serve_control:
+            yield
+            return
+        server = ControlServer(self.control, self.status)
+        server.start(connection_file(self.data_dir, self.config.name))
+        logger.info("control requests on %s (sdl control)", server.address)
+        try:
+            yield
+        finally:
+            server.stop()
 
     @contextlib.contextmanager
     def _ctrl_c_aborts(self) -> Iterator[None]:

@@ -1,0 +1,155 @@
+"""People steer a running campaign: pause, resume, abort, veto, inject; each act recorded."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdl.catalog import campaign_runs, open_catalog
+from sdl.config import parse_campaign
+from sdl.control import CampaignControl
+from sdl.control_server import ControlServer, connection_file, send_request
+from sdl.orchestrator import CampaignRunner
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
+
+
+def quick_campaign(data_dir: Path, budget: int, **devices):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(data_dir=str(data_dir), budget=budget, agent={"name": "random"},
+                instruments=["xrd"], devices=devices,
+                objectives=[{"name": "anatase_fraction", "direction": "maximize"}])
+    return parse_campaign(data)
+
+
+def when(condition, then, timeout_s: float = 60.0) -> threading.Thread:
+    """Run ``then()`` on a thread as soon as ``condition()`` holds."""
+    def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        then()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def controls(client, name: str) -> list[tuple[str, str]]:
+    return [(run.metadata["start"]["action"], run.metadata["start"]["who"])
+            for run in campaign_runs(client, name, "control")]
+
+
+@pytest.mark.slow
+def test_pause_pauses_the_run_engine_mid_experiment_and_resume_finishes_it(data_dir):
+    # 3 simulated hours of synthesis last 1.5 s of wall time: long enough to pause in.
+    runner = CampaignRunner(quick_campaign(data_dir, 2, speedup=7200.0))
+    seen_paused = []
+
+    def pause() -> None:
+        runner.control.pause("alice", "check the furnace")
+
+    def resume() -> None:
+        seen_paused.append(runner.RE.state)
+        runner.control.resume("alice")
+
+    when(lambda: runner.RE.state == "running", pause)
+    when(lambda: runner.RE.state == "paused", resume)
+    result = runner.run()
+    assert seen_paused == ["paused"]
+    assert result.stopped is None and len(result.records) == 2
+    client = open_catalog(data_dir)
+    assert controls(client, runner.config.name) == [("pause", "alice"), ("resume", "alice")]
+    finished = [r for r in campaign_runs(client, runner.config.name, "experiment")
+                if r.metadata["stop"]["exit_status"] == "success"]
+    assert [r.metadata["start"]["iteration"] for r in finished] == [0, 1]
+
+
+@pytest.mark.slow
+def test_veto_refuses_the_next_proposal_and_inject_runs_a_persons_point(data_dir):
+    runner = CampaignRunner(quick_campaign(data_dir, 2))
+    runner.control.veto_next("bob", "too close to the last one")
+    mine = {"temperature_c": 612.0, "duration_h": 3.0, "ph": 5.0, "h2o_ti_ratio": 30.0}
+    runner.control.inject(mine, "carol", "my hunch")
+    result = runner.run()
+    # The injection goes first (a person's point is never vetoed); the agent's next is vetoed.
+    assert result.records[0].conditions == pytest.approx(mine)
+    assert result.refused == 1 and len(result.records) == 2
+    client = open_catalog(data_dir)
+    (vetoed,) = campaign_runs(client, runner.config.name, "refused-proposal")
+    assert vetoed.metadata["start"]["reason"] == "vetoed by bob: too close to the last one"
+    (first, _) = campaign_runs(client, runner.config.name, "experiment")
+    assert first.metadata["start"]["proposed_by"] == "carol"
+    assert controls(client, runner.config.name) == [("veto", "bob"), ("inject", "carol")]
+
+
+@pytest.mark.slow
+def test_abort_stops_cleanly_and_the_campaign_resumes_later(data_dir):
+    config = quick_campaign(data_dir, 3)
+    runner = CampaignRunner(config)
+    runner.on_experiment = lambda result: runner.control.abort("dave", "end of shift")
+    result = runner.run()
+    assert result.stopped == "aborted by dave: end of shift" and len(result.records) == 1
+    resumed = CampaignRunner(config).run()
+    assert resumed.stopped is None and len(resumed.records) == 3
+    assert resumed.records[0].raw_uid == result.records[0].raw_uid
+
+
+def test_control_socket_needs_the_token_and_refuses_malformed_or_pickled_requests(tmp_path):
+    control = CampaignControl()
+    server = ControlServer(control, lambda: {"state": "running"})
+    path = connection_file(tmp_path, "c")
+    server.start(path)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+        token = json.loads(path.read_text())["token"]
+        assert server.handle(json.dumps({"action": "pause"}).encode())["ok"] is False
+        assert "token" in server.handle(json.dumps({"action": "pause", "token": "x"}).encode())[
+            "error"]
+        assert "malformed" in server.handle(pickle.dumps({"action": "abort"}))["error"]
+        assert "malformed" in server.handle(b"[1, 2")["error"]
+        bad = server.handle(json.dumps({"action": "inject", "token": token,
+                                        "conditions": {"ph": "acid"}}).encode())
+        assert bad["ok"] is False and "inject" in bad["error"]
+        assert control.paused is None and control.aborted is None
+        # Over the real socket: a good request acts, and the server is still up after the bad.
+        reply = send_request(path, "pause", who="erin", reason="coffee")
+        assert reply == {"ok": True, "state": "running"}
+        assert control.paused.who == "erin" and control.paused.reason == "coffee"
+    finally:
+        server.stop()
+    assert not path.exists()
+
+
+@pytest.mark.slow
+def test_sdl_control_pauses_and_aborts_a_campaign_running_in_another_process(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from sdl.cli import main
+
+    config = quick_campaign(tmp_path / "data", 20, speedup=3600.0)
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    process = subprocess.Popen([sys.executable, "-m", "sdl.cli", "run", str(path), "-q"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not connection_file(config.data_dir, config.name).exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert main(["control", str(path), "pause", "--who", "frank"]) == 0
+        assert "state: paused" in capsys.readouterr().out
+        assert main(["control", str(path), "abort", "--who", "frank", "--reason", "done"]) == 0
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 3 and "aborted by frank: done" in err
+    assert main(["control", str(path), "status"]) == 1
+    assert "no running campaign" in capsys.readouterr().err
