@@ -64,7 +64,7 @@ class SimulatedLab(SampleStage):
                 responded.set()
                 time.sleep(self.clock.advance(duration_s))
             except Exception as error:
-                logger.exception("%s failed", description)
+                logger.warning("%s failed: %s", description, error)
                 status.set_exception(error)
             else:
                 status.set_finished()

@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # tiled's in-process client warns about its own test-client transport on every run.
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        # A failed attempt is reported once, by the fault policy; not again as a traceback.
+        logging.getLogger("bluesky").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except CampaignConfigError as error:

@@ -31,10 +31,11 @@ from simulators.faults import FaultInjector, FaultSpec
 
 @dataclass
 class Instruments:
-    """The reactor and the detectors of one campaign."""
+    """The reactor and the detectors of one campaign (and the simulated lab's faults)."""
 
     reactor: Reactor
     detectors: list[Any]
+    faults: FaultInjector | None = None
 
 
 def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
@@ -56,7 +57,7 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
     if "microscope" in config.instruments:
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
     apply_detector_settings(config, detectors)
-    instruments = Instruments(reactor=reactor, detectors=detectors)
+    instruments = Instruments(reactor=reactor, detectors=detectors, faults=faults)
     check_search_space(config, reactor)
     return instruments
 

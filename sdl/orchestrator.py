@@ -41,6 +41,7 @@ from sdl.analysis.pipeline import (
     read_primary,
 )
 from sdl.analysis.quality import calibration_problems
+from sdl.audit import exit_status
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
 from sdl.config import CampaignConfig, FaultPolicy
 from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
@@ -328,29 +329,15 @@ class CampaignRunner:
             self.RE.request_pause(defer=True)
 
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
-        """Why the reactor must not be sent these conditions (None if they are safe).
-
-        The search space bounds the agent; each setpoint's own ``check_value`` applies the
-        device's safe limits (on EPICS, the PV's control limits too), as a move would.
-        """
-        for name, value in conditions.items():
-            parameter = self.config.search_space[name]
-            if not parameter.low <= value <= parameter.high:
-                return (f"{name}={value:g} {parameter.unit} is outside the search space "
-                        f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
-            try:
-                getattr(self.instruments.reactor, name).check_value(value)
-            except ValueError as error:
-                return str(error)
-        return None
+        return refusal_reason(conditions, self.config.search_space, self.instruments.reactor)
 
     def _record(self, purpose: str, metadata: Mapping[str, Any], *,
-                exit_status: str = "success", reason: str = "") -> None:
+                status: str = "success", reason: str = "") -> None:
         """A run of only a start and a stop document: a decision, kept in the catalog."""
         bundle = compose_run(metadata={"purpose": purpose, "campaign_id": self.config.name,
                                        **metadata})
         self.writer("start", bundle.start_doc)
-        self.writer("stop", bundle.compose_stop(exit_status=exit_status, reason=reason))
+        self.writer("stop", bundle.compose_stop(exit_status=status, reason=reason))
 
     def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],
                 reason: str) -> None:
@@ -358,7 +345,7 @@ class CampaignRunner:
         logger.warning("refused proposal %s: %s", proposal["_id"], reason)
         self._record("refused-proposal", {"_id": proposal["_id"], "reason": reason,
                                           "conditions": _json_safe(conditions)},
-                     exit_status="abort", reason=reason)
+                     status="abort", reason=reason)
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
@@ -515,7 +502,7 @@ class CampaignRunner:
         name = self.config.name
         analysed = {}
         for run in campaign_runs(self.client, name, "analysis"):
-            if _exit_status(run) == "success":
+            if exit_status(run) == "success":
                 features = run["features"].read()
                 analysed[run.metadata["start"]["raw_uid"]] = {
                     key: float(np.asarray(features[key])[0]) for key in features.data_vars
@@ -547,7 +534,7 @@ class CampaignRunner:
                           judged: set[str]) -> dict[str, float] | None:
         """Features of a recorded experiment run, or None if it does not count."""
         start = run.metadata["start"]
-        status = _exit_status(run)
+        status = exit_status(run)
         if status is None and start["uid"] not in judged:
             self._record_fault(Fault("interrupted", "the campaign stopped during this run "
                                      "(it has no stop document)", start["iteration"],
@@ -564,16 +551,30 @@ class CampaignRunner:
         return evaluated
 
 
+def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, Any],
+                   reactor: Any) -> str | None:
+    """Why the reactor must not be sent these conditions (None if they are safe).
+
+    The search space bounds the agent; each setpoint's own ``check_value`` applies the
+    device's safe limits (on EPICS, the PV's control limits too), as a move would.
+    """
+    for name, value in conditions.items():
+        parameter = search_space[name]
+        if not parameter.low <= value <= parameter.high:
+            return (f"{name}={value:g} {parameter.unit} is outside the search space "
+                    f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
+        try:
+            getattr(reactor, name).check_value(value)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
 def _decision(policy: FaultPolicy, tries: int) -> str:
     """The policy's action for the ``tries``-th fault of one kind in one experiment."""
     if policy.action != "retry":
         return policy.action
     return "retry" if tries <= policy.retries else policy.then
-
-
-def _exit_status(run: Any) -> str | None:
-    stop = run.metadata.get("stop")  # absent if the process died during the run
-    return stop["exit_status"] if stop else None
 
 
 def _control_metadata(request: ControlAction) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def operator_resumes(runner: CampaignRunner) -> threading.Thread:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and runner.control.paused is None:
             time.sleep(0.02)
-        runner.instruments.detectors[0]._lab.faults.recalibrate()
+        runner.instruments.faults.recalibrate()
         runner.control.resume("operator", "instrument checked")
 
     thread = threading.Thread(target=watch, daemon=True)
