@@ -12,7 +12,9 @@ Any tiled or databroker client can read it back; :func:`open_catalog` is the sho
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,22 @@ from tiled.server.app import build_app
 
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
+
+
+class CatalogError(RuntimeError):
+    """A catalog that is missing or cannot be read; the message says which file and why."""
+
+
+def check_catalog_file(path: Path) -> None:
+    """Raise :class:`CatalogError` unless ``path`` is a readable tiled SQLite catalog."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.execute("SELECT count(*) FROM nodes").fetchone()
+    except sqlite3.Error as error:
+        raise CatalogError(
+            f"{path} is not a readable tiled catalog ({error}). Nothing was changed; restore "
+            "it from a backup, or move the data directory aside to start a new campaign."
+        ) from None
 
 
 def raw_dir(data_dir: Path | str) -> Path:
@@ -44,8 +62,10 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
     """
     data_dir = Path(data_dir).resolve()
     catalog_path = data_dir / CATALOG_FILE
-    if not create and not catalog_path.exists():
-        raise FileNotFoundError(f"no catalog in {data_dir} (expected {catalog_path})")
+    if catalog_path.exists():
+        check_catalog_file(catalog_path)
+    elif not create:
+        raise CatalogError(f"no catalog in {data_dir} (expected {catalog_path})")
     for folder in (data_dir / "data", raw_dir(data_dir)):
         folder.mkdir(parents=True, exist_ok=True)
     adapter = catalog_from_uri(

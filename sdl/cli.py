@@ -14,6 +14,7 @@ import yaml
 from tqdm import tqdm
 
 from sdl.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
+from sdl.catalog import CatalogError
 from sdl.control import CTRL_C
 
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bluesky").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
-    except CampaignConfigError as error:
+    except (CampaignConfigError, CatalogError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sdl.catalog import campaign_runs, open_catalog
+from sdl.catalog import CATALOG_FILE, CatalogError, campaign_runs, open_catalog
 from sdl.cli import main
 from sdl.config import CampaignConfigError, parse_campaign
 from sdl.orchestrator import CampaignRunner
@@ -103,3 +103,16 @@ def test_a_proposal_outside_the_safe_limits_is_recorded_and_never_sent(tmp_path)
     assert refusal.metadata["start"]["_id"] == "unsafe"
     assert "temperature_c=1500" in refusal.metadata["start"]["reason"]
     assert len(campaign_runs(client, result.config.name, "experiment")) == 1
+
+
+def test_a_corrupted_catalog_is_reported_by_file_and_left_untouched(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    garbage = b"this is not a database" * 100
+    (data_dir / CATALOG_FILE).write_bytes(garbage)
+    assert main(["run", str(EXAMPLE), "--data-dir", str(data_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(data_dir / CATALOG_FILE) in err and "not a readable tiled catalog" in err
+    assert (data_dir / CATALOG_FILE).read_bytes() == garbage
+    with pytest.raises(CatalogError, match="no catalog in"):
+        open_catalog(tmp_path / "nowhere")
