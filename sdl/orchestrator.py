@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import itertools
 import logging
 import math
@@ -226,6 +227,8 @@ class CampaignRunner:
         """
         try:
             with self._ctrl_c_aborts(), self._control_server():
+                self._record("campaign", {"config": self.config.model_dump(mode="json"),
+                                          "versions": software_versions()})
                 self._resume()
                 self._loop()
         except (CampaignAborted, KeyboardInterrupt) as stop:
@@ -549,6 +552,22 @@ class CampaignRunner:
                                      start.get("attempt", 1), "redo", start["uid"]))
             return None
         return evaluated
+
+
+#: Packages whose versions decide what a campaign did; recorded with every (re)start.
+RECORDED_PACKAGES = ("sdl", "bluesky", "ophyd", "event-model", "tiled", "botorch", "gpytorch",
+                     "torch", "numpy", "scipy", "pymatgen", "scikit-image", "caproto")
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES`, plus Python's."""
+    versions = {"python": sys.version.split()[0]}
+    for package in RECORDED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
 
 
 def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, Any],
