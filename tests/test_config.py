@@ -55,3 +55,9 @@ def test_missing_file_and_bad_yaml_are_clear_errors(tmp_path):
     broken.write_text("name: [unclosed\n")
     with pytest.raises(CampaignConfigError, match="not valid YAML"):
         load_campaign(broken)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_every_example_campaign_is_valid(path):
+    assert load_campaign(path).budget > 0
