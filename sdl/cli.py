@@ -52,7 +52,12 @@ def _run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     runner.on_experiment = progress
-    result = runner.run()
+    dashboard = _start_dashboard(runner, args.port) if args.dashboard else None
+    try:
+        result = runner.run()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
     bar.close()
     if result.records:
         report = plot_report(result, runner.client,
@@ -65,6 +70,29 @@ def _run(args: argparse.Namespace) -> int:
     print(f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
           file=sys.stderr)
     return 130 if CTRL_C in result.stopped else 3
+
+
+def _start_dashboard(runner: Any, port: int) -> Any:
+    from sdl.dashboard import Dashboard
+
+    dashboard = Dashboard.for_runner(runner, port=port)
+    print(f"dashboard (open in a browser on this machine): {dashboard.start()}", flush=True)
+    return dashboard
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sdl.catalog import open_catalog
+    from sdl.report_html import write_report
+
+    config = _with_overrides(args.campaign, args)
+    out = args.out or Path(config.data_dir) / f"{config.name}-report.html"
+    try:
+        path = write_report(open_catalog(config.data_dir), config.name, config.data_dir, out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"report: {path.resolve()}")
+    return 0
 
 
 def _control(args: argparse.Namespace) -> int:
@@ -149,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent", help="override the agent name (bayesian, random, sobol)")
     run.add_argument("--name", help="override the campaign name")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--dashboard", action="store_true",
+                     help="serve a live page to watch and steer the campaign (127.0.0.1)")
+    run.add_argument("--port", type=int, default=0,
+                     help="the dashboard's port (default: a free one)")
     run.set_defaults(func=_run)
 
     control = commands.add_parser(
@@ -164,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--data-dir", "--name"):
         control.add_argument(flag, help=f"as given to sdl run {flag}")
     control.set_defaults(func=_control, budget=None, seed=None, agent=None)
+
+    report = commands.add_parser(
+        "report", help="write a campaign's self-contained HTML report from its catalog")
+    report.add_argument("campaign", help="the campaign's YAML file")
+    report.add_argument("--out", type=Path,
+                        help="HTML file to write (default: DATA_DIR/NAME-report.html)")
+    for flag in ("--data-dir", "--name"):
+        report.add_argument(flag, help=f"as given to sdl run {flag}")
+    report.set_defaults(func=_report, budget=None, seed=None, agent=None)
 
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")

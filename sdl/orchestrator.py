@@ -213,7 +213,8 @@ class CampaignRunner:
         self.result = CampaignResult(config)
         self.RE = RunEngine({}, call_returns_result=False)
         self.RE.context_managers = []  # Ctrl-C is the campaign's to handle: see run()
-        self.RE.subscribe(self.writer)
+        self._watchers: list[Callable[[str, dict[str, Any]], Any]] = []
+        self.RE.subscribe(self._emit)
         self.latest_run = RunDocuments()
         self.RE.subscribe(self.latest_run)
         self.control = CampaignControl(on_pause=self._pause_engine)
@@ -238,13 +239,33 @@ class CampaignRunner:
             self._record_control()
         return self.result
 
+    def subscribe(self, watcher: Callable[[str, dict[str, Any]], Any]) -> None:
+        """Also give ``watcher`` every document the campaign records (raw runs, analysis,
+        faults, control, refusals), after the catalog has it. A watcher's error is logged
+        and never stops the campaign."""
+        self._watchers.append(watcher)
+
+    def _emit(self, name: str, doc: dict[str, Any]) -> None:
+        self.writer(name, doc)
+        for watcher in self._watchers:
+            try:
+                watcher(name, doc)
+            except Exception:
+                logger.exception("a watcher could not follow a %s document", name)
+
     def status(self) -> dict[str, Any]:
         """Where the campaign stands, for people watching it."""
         paused, aborted = self.control.paused, self.control.aborted
-        state = "aborting" if aborted else "paused" if paused else "running"
+        if self.result.stopped is not None:
+            state = "stopped"
+        elif len(self.result.records) >= self.config.budget:
+            state = "finished"
+        else:
+            state = "aborting" if aborted else "paused" if paused else "running"
         return {"campaign": self.config.name, "state": state,
                 "experiments": len(self.result.records), "budget": self.config.budget,
                 "faults": len(self.result.faults), "refused": self.result.refused,
+                "stopped": self.result.stopped,
                 "paused_by": paused.who if paused else None,
                 "paused_because": paused.reason if paused else None}
 
@@ -339,8 +360,8 @@ class CampaignRunner:
         """A run of only a start and a stop document: a decision, kept in the catalog."""
         bundle = compose_run(metadata={"purpose": purpose, "campaign_id": self.config.name,
                                        **metadata})
-        self.writer("start", bundle.start_doc)
-        self.writer("stop", bundle.compose_stop(exit_status=status, reason=reason))
+        self._emit("start", bundle.start_doc)
+        self._emit("stop", bundle.compose_stop(exit_status=status, reason=reason))
 
     def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],
                 reason: str) -> None:
@@ -459,7 +480,7 @@ class CampaignRunner:
         if drift:
             return drift[0].kind, drift[0].message
         for name, doc in feature_documents(start, features):
-            self.writer(name, doc)
+            self._emit(name, doc)
         return features
 
     def _record_fault(self, fault: Fault) -> None:

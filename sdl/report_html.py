@@ -1,0 +1,181 @@
+"""A finished (or running) campaign as one self-contained HTML file, from the catalog alone.
+
+The file embeds plotly.js and every image (base64 PNG), so it opens offline from a mail
+attachment or a USB stick: the campaign's config, agent and software versions, every
+experiment with its conditions, features and where its raw data lives, the convergence
+plot with the agent's predictions, the best samples' patterns and micrographs, faults,
+control requests and refused proposals.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sdl.analysis.pipeline import measurements_from_data, read_primary
+from sdl.catalog import CATALOG_FILE
+from sdl.dashboard_figures import conditions_figure, convergence_figure, measurement_figures
+from sdl.dashboard_model import CampaignLog, campaign_log_from_catalog
+from sdl.systems import get_system
+
+#: plotly.js options: the file must not offer links out of it.
+_PLOTLY_CONFIG = {"displaylogo": False}
+
+#: How many of the best samples show their pattern and micrograph.
+BEST_SAMPLES = 3
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; } tr.failed td { color: #999; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+.pair { display: flex; flex-wrap: wrap; gap: 1em; } .pair > div { flex: 1 1 480px; }
+"""
+
+
+def _time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%S UTC")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
+           row_classes: Sequence[str] = (), table_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for index, row in enumerate(rows):
+        css = row_classes[index] if index < len(row_classes) else ""
+        cells = "".join(f"<td>{_number(cell)}</td>" for cell in row)
+        body.append(f'<tr class="{css}">{cells}</tr>')
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _experiment_rows(log: CampaignLog, catalog_path: Path) -> tuple[list[str], list[list[Any]],
+                                                                    list[str]]:
+    space = list(log.config.get("search_space", {}))
+    fixed = list(log.config.get("fixed_conditions", {}))
+    feature_names = sorted({name for e in log.experiments for name in e.features
+                            if not name.endswith("_std")})
+    header = ["experiment", "attempt", "proposed by", *space, *fixed, *feature_names,
+              "exit status", "fault", "raw run uid", "raw data"]
+    faults = {f["raw_uid"]: f"{f.get('kind')} -> {f.get('action')}" for f in log.faults
+              if f.get("raw_uid")}
+    rows, classes = [], []
+    for e in log.experiments:
+        rows.append([e.iteration + 1, e.attempt, e.proposed_by,
+                     *[e.conditions.get(n, "") for n in (*space, *fixed)],
+                     *[e.features.get(n, "") for n in feature_names],
+                     f"{e.exit_status or 'unfinished'} {e.reason}".strip(),
+                     faults.get(e.raw_uid, ""), e.raw_uid,
+                     f"{catalog_path} [{e.raw_uid}]/primary"])
+        classes.append("" if e.features else "failed")
+    return header, rows, classes
+
+
+def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -> list[str]:
+    parts = []
+    for rank, experiment in enumerate(log.best(BEST_SAMPLES), start=1):
+        measurements = measurements_from_data(read_primary(client[experiment.raw_uid]))
+        title = (f"#{rank}: experiment {experiment.iteration + 1}, {log.objective} = "
+                 f"{experiment.features[log.objective]:.4g}")
+        figures = measurement_figures(measurements, phases, f"#{rank}").values()
+        conditions = ", ".join(f"{k} = {v:.4g}" for k, v in experiment.conditions.items())
+        parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(conditions)}; raw run "
+                     f"<code>{experiment.raw_uid}</code></p><div class='pair'>"
+                     + "".join(f"<div>{_div(f)}</div>" for f in figures) + "</div>")
+    return parts
+
+
+def _div(figure: Any) -> str:
+    return figure.to_html(full_html=False, include_plotlyjs=False, config=_PLOTLY_CONFIG)
+
+
+def _decisions(log: CampaignLog) -> str:
+    faults = _table(["when", "experiment", "attempt", "kind", "action", "reason", "raw run uid"],
+                    [[_time(f["time"]), int(f.get("iteration", -1)) + 1, f.get("attempt", ""),
+                      f.get("kind", ""), f.get("action", ""), f.get("reason", ""),
+                      f.get("raw_uid") or ""] for f in log.faults], table_id="faults")
+    controls = _table(["when", "action", "who", "reason", "conditions"],
+                      [[_time(c.get("requested_at", c["time"])), c.get("action", ""),
+                        c.get("who", ""), c.get("reason", ""),
+                        ", ".join(f"{k}={v:g}" for k, v in (c.get("conditions") or {}).items())]
+                       for c in log.controls], table_id="controls")
+    refused = _table(["when", "proposal", "reason", "conditions"],
+                     [[_time(r["time"]), r.get("_id", ""), r.get("reason", ""),
+                       ", ".join(f"{k}={v:.4g}" for k, v in (r.get("conditions") or {}).items()
+                                 if v is not None)] for r in log.refused], table_id="refused")
+    return (f"<h2>Faults ({len(log.faults)})</h2>{faults}"
+            f"<h2>Control requests ({len(log.controls)})</h2>{controls}"
+            f"<h2>Refused proposals ({len(log.refused)})</h2>{refused}")
+
+
+def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
+    """The whole report of campaign ``campaign_id`` in ``client`` as one HTML document."""
+    log = campaign_log_from_catalog(client, campaign_id)
+    if not log.config:
+        raise ValueError(f"the catalog in {data_dir} has no campaign named {campaign_id!r} "
+                         "(no run with purpose 'campaign')")
+    summary = log.summary()
+    catalog_path = Path(data_dir).resolve() / CATALOG_FILE
+    phases = get_system(log.config.get("devices", {}).get("system", "tio2_solgel")).phases
+    agent = log.config.get("agent", {})
+    header, rows, classes = _experiment_rows(log, catalog_path)
+    best = summary["best"]
+    best_text = ("no experiment produced the objective" if best is None else
+                 f"best {log.objective} = {best['value']:.4g} ± {best['std'] or math.nan:.2g} at "
+                 f"experiment {best['iteration'] + 1}")
+    convergence = convergence_figure(log).to_html(full_html=False, include_plotlyjs=True,
+                                                  config=_PLOTLY_CONFIG)
+    sections = [
+        f"<h1>Campaign {html.escape(campaign_id)}</h1>",
+        f"<p>{html.escape(log.config.get('description', ''))}</p>",
+        f"<p id='summary'>{summary['experiments']} of {summary['budget']} experiments "
+        f"({summary['runs']} runs, {len(log.faults)} faults, {len(log.refused)} refused "
+        f"proposals), agent <b>{html.escape(str(agent.get('name')))}</b>, "
+        f"{html.escape(best_text)}. Started {_time(log.started_at)}; report written "
+        f"{_time(time.time())}.</p>",
+        f"<p>Raw data: the tiled catalog <code>{html.escape(str(catalog_path))}</code>; read a "
+        "run with <code>sdl.catalog.open_catalog(DATA_DIR)[RAW_UID]</code>.</p>",
+        "<h2>Convergence</h2>", convergence,
+        "<h2>Explored conditions</h2>",
+        _div(conditions_figure(log, log.config.get("search_space", {}))),
+        f"<h2>Best {min(BEST_SAMPLES, len(log.measured()))} samples</h2>",
+        *_best_sample_figures(client, log, phases),
+        f"<h2>Experiments ({len(rows)} runs)</h2>",
+        _table(header, rows, row_classes=classes, table_id="experiments"),
+        _decisions(log),
+        "<h2>Agent</h2>",
+        f"<pre>{html.escape(yaml.safe_dump(agent, sort_keys=False))}</pre>",
+        "<h2>Campaign configuration</h2>",
+        f"<pre>{html.escape(yaml.safe_dump(log.config, sort_keys=False))}</pre>",
+        "<h2>Software versions</h2>",
+        _table(["package", "version"], sorted(log.versions.items()), table_id="versions"),
+    ]
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>sdl report: {html.escape(campaign_id)}</title><style>{_STYLE}</style>"
+            f"</head><body>{''.join(sections)}</body></html>")
+
+
+def write_report(client: Any, campaign_id: str, data_dir: Path | str, path: Path | str) -> Path:
+    """Write :func:`report_html` to ``path`` (folders made as needed) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_html(client, campaign_id, data_dir), encoding="utf-8")
+    return path
+

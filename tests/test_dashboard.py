@@ -1,0 +1,197 @@
+"""The live dashboard: token-protected controls, and a real campaign watched in Chromium."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+from sdl.catalog import campaign_runs
+from sdl.config import parse_campaign
+from sdl.control import CampaignControl
+from sdl.dashboard import Dashboard
+from sdl.dashboard_model import CampaignLog
+from sdl.orchestrator import CampaignRunner
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
+CHROMIUM = Path("/usr/bin/chromium")
+SEARCH_SPACE = {"temperature_c": {"low": 250, "high": 950, "unit": "degC"},
+                "ph": {"low": 1, "high": 10, "unit": "pH"}}
+
+
+def _dashboard(control: CampaignControl) -> Dashboard:
+    log = CampaignLog("test")
+    log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}]}
+    return Dashboard(log, control, lambda: {"state": "running"}, SEARCH_SPACE,
+                     phases=("anatase",), token="right-token")
+
+
+@pytest.fixture
+def control():
+    return CampaignControl()
+
+
+@pytest.fixture
+def client(control):
+    dashboard = _dashboard(control)
+    yield TestClient(dashboard.app())
+    dashboard.measurement_figures.stop()
+
+
+@pytest.mark.parametrize("headers, code", [({}, 401), ({"Authorization": "Bearer wrong"}, 403)])
+def test_a_control_request_without_the_right_token_is_refused_and_does_nothing(
+        client, control, headers, code):
+    for action in ("pause", "abort", "veto", "inject"):
+        reply = client.post(f"/api/control/{action}", headers=headers,
+                            json={"who": "intruder", "conditions": {"temperature_c": 500, "ph": 4}})
+        assert reply.status_code == code
+    assert control.paused is None and control.aborted is None
+    assert control.take_veto() is None and control.take_injection() is None
+    assert control.take_log() == []
+
+
+@pytest.mark.parametrize("path", ["/", "/api/state", "/api/events"])
+def test_the_page_and_its_data_need_the_token(client, path):
+    assert client.get(path).status_code == 401
+    assert client.get(path, params={"token": "wrong"}).status_code == 403
+
+
+def test_the_page_loads_with_the_token_and_plotly_is_served_locally(client):
+    page = client.get("/", params={"token": "right-token"})
+    assert page.status_code == 200 and 'src="static/plotly.min.js"' in page.text
+    assert "http" not in page.text.split("<script", 1)[1].split(">", 1)[0]
+    assert len(client.get("/static/plotly.min.js").text) > 1_000_000
+
+
+def test_requests_with_the_token_reach_the_campaign_with_who_and_why(client, control):
+    auth = {"Authorization": "Bearer right-token"}
+    assert client.post("/api/control/pause", headers=auth,
+                       json={"who": "ada", "reason": "refill"}).status_code == 200
+    assert control.paused.who == "ada" and control.paused.reason == "refill"
+    client.post("/api/control/resume", headers=auth, json={"who": "ada"})
+    client.post("/api/control/veto", headers=auth, json={"who": "bob", "reason": "too hot"})
+    client.post("/api/control/inject", headers=auth,
+                json={"who": "cy", "conditions": {"temperature_c": 600, "ph": 4.5}})
+    assert control.paused is None and control.take_veto().who == "bob"
+    assert dict(control.take_injection().conditions) == {"temperature_c": 600.0, "ph": 4.5}
+    assert [(a.action, a.who) for a in control.take_log()] == [
+        ("pause", "ada"), ("resume", "ada"), ("veto", "bob"), ("inject", "cy")]
+
+
+@pytest.mark.parametrize("conditions", [{"temperature_c": 600}, {"temperature_c": "hot", "ph": 4},
+                                        {"temperature_c": 600, "ph": 4, "rpm": 3}])
+def test_an_injection_that_does_not_name_every_condition_as_a_number_is_refused(
+        client, control, conditions):
+    reply = client.post("/api/control/inject", headers={"Authorization": "Bearer right-token"},
+                        json={"who": "cy", "conditions": conditions})
+    assert reply.status_code == 422 and control.take_injection() is None
+
+
+def _browser_or_skip():
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed "
+        "(pip install playwright; no browser download needed)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    return playwright
+
+
+def _points(page, plot: str) -> int:
+    return page.evaluate("id => { const p = document.getElementById(id);"
+                         " return p && p.data ? p.data[0].x.length : 0; }", plot)
+
+
+def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
+                     page_open: threading.Event) -> None:
+    """What a person does in the browser, from another thread while the campaign runs."""
+    sync_api = _browser_or_skip()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        page.wait_for_function("document.getElementById('state').textContent === 'running'",
+                               timeout=30_000)
+        page_open.set()
+        page.wait_for_function(
+            "document.getElementById('plot-convergence').data?.[0].x.length >= 1", timeout=60_000)
+        seen["first_points"] = _points(page, "plot-convergence")
+        page.wait_for_function(
+            "document.getElementById('plot-micrograph').data?.length >= 1", timeout=30_000)
+        page.screenshot(path=shots / "dashboard-running.png", full_page=True)
+
+        page.fill("#who", "e2e-test")
+        page.fill("#reason", "checking pause")
+        page.click("#btn-pause")
+        page.wait_for_function("document.getElementById('state').textContent === 'paused'",
+                               timeout=10_000)
+        deadline = time.monotonic() + 15
+        while runner.RE.state == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["engine_when_paused"] = runner.RE.state
+        time.sleep(1.5)  # a pause between runs lets the analysis in flight finish first
+        paused_at = len(runner.result.records)
+        time.sleep(3.0)  # longer than one experiment at this speed-up
+        seen["done_while_paused"] = len(runner.result.records) - paused_at
+        seen["engine_after_wait"] = runner.RE.state
+        page.screenshot(path=shots / "dashboard-paused.png", full_page=True)
+
+        page.click("#btn-resume")
+        page.wait_for_function("document.getElementById('state').textContent !== 'paused'",
+                               timeout=10_000)
+        page.wait_for_function(
+            f"document.getElementById('plot-convergence').data[0].x.length > "
+            f"{max(seen['first_points'], paused_at)}", timeout=60_000)
+        seen["points_after_resume"] = _points(page, "plot-convergence")
+        seen["experiments_text"] = page.text_content("#experiments")
+        page.screenshot(path=shots / "dashboard-resumed.png", full_page=True)
+        browser.close()
+
+
+@pytest.mark.slow
+def test_a_campaign_is_watched_paused_and_resumed_from_the_browser(data_dir, tmp_path):
+    _browser_or_skip()
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["search_space"]["duration_h"] = {"low": 1.0, "high": 2.0, "unit": "h"}
+    data.update(data_dir=str(data_dir), budget=4, agent={"name": "random"},
+                devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
+    runner = CampaignRunner(parse_campaign(data))
+    dashboard = Dashboard.for_runner(runner)
+    url = dashboard.start()
+    seen: dict = {}
+    errors: list[BaseException] = []
+    page_open = threading.Event()
+
+    def browse() -> None:
+        try:
+            _watch_and_steer(url, runner, tmp_path, seen, page_open)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+            page_open.set()
+            runner.control.resume("test", "the browser failed")
+
+    browser = threading.Thread(target=browse, daemon=True)
+    browser.start()
+    try:
+        page_open.wait(timeout=60)  # the campaign starts once the page is up
+        result = runner.run()
+        browser.join(timeout=60)
+    finally:
+        dashboard.stop()
+    if errors:
+        raise errors[0]
+    assert seen["engine_when_paused"] in ("paused", "idle")
+    assert seen["done_while_paused"] == 0 and seen["engine_after_wait"] != "running"
+    assert seen["points_after_resume"] > seen["first_points"]
+    assert len(result.records) == 4 and result.stopped is None
+    assert [(a["action"], a["who"]) for a in dashboard.log.controls] == [
+        ("pause", "e2e-test"), ("resume", "e2e-test")]
+    assert dashboard.log.controls[0]["reason"] == "checking pause"
+    recorded = campaign_runs(runner.client, runner.config.name, "control")
+    assert [run.metadata["start"]["who"] for run in recorded] == ["e2e-test", "e2e-test"]
+    for name in ("running", "paused", "resumed"):
+        assert (tmp_path / f"dashboard-{name}.png").stat().st_size > 20_000
