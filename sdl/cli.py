@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -163,6 +164,13 @@ def _ioc(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Commands that train a learned model, by the module whose ``main(argv)`` does it.
+TRAINERS = {
+    "train-xrd": ("sdl.analysis.xrd_train", "train the 1D-CNN XRD phase classifier"),
+    "train-unet": ("sdl.analysis.unet_train", "train the U-Net micrograph segmenter"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdl", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -206,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_argument(flag, help=f"as given to sdl run {flag}")
     report.set_defaults(func=_report, budget=None, seed=None, agent=None)
 
+    for name, (module, help_text) in TRAINERS.items():
+        commands.add_parser(name, add_help=False,
+                            help=f"{help_text} (options: sdl {name} --help)")
+
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")
     validate.set_defaults(func=_validate)
@@ -229,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRAINERS:  # the trainer parses its own options
+        return importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

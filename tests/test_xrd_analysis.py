@@ -98,6 +98,8 @@ def test_goniometer_zero_shift_is_refined():
     two_theta, counts = measure({"anatase": 1.0}, {"anatase": 30.0}, instrument=shifted)
     features = analyse_pattern(two_theta, counts)
     assert features.zero_shift_deg == pytest.approx(0.15, abs=0.02)
+    assert 0 < features.zero_shift_deg_std < 0.02
+    assert abs(features.zero_shift_deg - 0.15) < 4 * features.zero_shift_deg_std + 0.005
     assert features.crystallite_size_nm["anatase"] == pytest.approx(30.0, rel=0.1)
 
 

@@ -132,7 +132,6 @@ class SampleAnalysis:
         if "xrd" in self.instruments:
             xrd = analyse_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
             features.update(xrd.as_dict())
-            features["xrd_zero_shift_deg"] = float(xrd.zero_shift_deg)
         if "microscope" in self.instruments:
             grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm)
             features.update(grains.as_dict())

@@ -81,8 +81,9 @@ class XRDFeatures:
     crystallite_size_nm, crystallite_size_nm_std
         Scherrer crystallite size per crystalline phase, nm, with standard uncertainties;
         NaN for phases below 1 wt%.
-    zero_shift_deg
-        Fitted goniometer zero shift, deg.
+    zero_shift_deg, zero_shift_deg_std
+        Fitted goniometer zero shift, deg, with its standard uncertainty (0 when it was not
+        refined); a drift of it between samples flags a misaligned instrument.
     rwp
         Weighted-profile R factor of the fit (0 is perfect; Poisson noise alone gives about
         ``1 / sqrt(mean counts)``).
@@ -97,6 +98,7 @@ class XRDFeatures:
     crystallite_size_nm: dict[str, float]
     crystallite_size_nm_std: dict[str, float]
     zero_shift_deg: float
+    zero_shift_deg_std: float
     rwp: float
     fitted_pattern: np.ndarray
     background: np.ndarray
@@ -113,6 +115,8 @@ class XRDFeatures:
                 self.crystallite_size_nm_std[phase]
             )
         features["rwp"] = float(self.rwp)
+        features["xrd_zero_shift_deg"] = float(self.zero_shift_deg)
+        features["xrd_zero_shift_deg_std"] = float(self.zero_shift_deg_std)
         return features
 
 
@@ -393,6 +397,9 @@ def analyse_pattern(
             for p, std, known in zip(phases, log_size_std, size_known, strict=True)
         },
         zero_shift_deg=zero_shift_deg,
+        zero_shift_deg_std=(
+            math.sqrt(max(float(covariance[-1, -1]), 0.0)) if fit_zero_shift else 0.0
+        ),
         rwp=rwp,
         fitted_pattern=fitted,
         background=background,
