@@ -142,7 +142,7 @@ def score_real(max_patterns: int | None = None) -> list[dict]:
         known = parse_mixture_name(name)
         found = {p: w for p, w in fit.weight_fractions.items() if p in fit.present}
         matched, weights = [], {}
-        for precursor, weight in known.items():
+        for precursor in known:
             candidates = _PRECURSOR_PHASES.get(precursor, (precursor,))
             hit = [p for p in candidates if p in found]
             if hit:

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from sdl.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.catalog import CatalogError
+from sdl.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.control import CTRL_C
 
 
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         report.add_argument(flag, help=f"as given to sdl run {flag}")
     report.set_defaults(func=_report, budget=None, seed=None, agent=None)
 
-    for name, (module, help_text) in TRAINERS.items():
+    for name, (_, help_text) in TRAINERS.items():
         commands.add_parser(name, add_help=False,
                             help=f"{help_text} (options: sdl {name} --help)")
 

@@ -155,6 +155,8 @@ def simulate_micrograph(
     read_noise: float = 0.01,
     blur_px: float = 0.8,
     drift_px: float = 1.5,
+    edge_contrast: float = 1.0,
+    grain_tone_std: float = 0.04,
 ) -> Micrograph:
     """A secondary-electron image of the sample's grains, with labels and phases as truth.
 
@@ -180,6 +182,11 @@ def simulate_micrograph(
     drift_px
         Std of the stage drift accumulated over one frame, px; applied along the slow scan
         so the frame is sheared, and the truth labels are sheared with it.
+    edge_contrast
+        Scale of the bright grain-edge signal (detector position, accelerating voltage and
+        working distance change it); 1 is the default SE detector.
+    grain_tone_std
+        Std of the grain-to-grain orientation (channelling) contrast, intensity units.
     """
     rows, cols = (int(n) for n in shape)
     if rows < 16 or cols < 16:
@@ -188,6 +195,10 @@ def simulate_micrograph(
         pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm)
     if not pixel_size_nm > 0:
         raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
+    if not (edge_contrast >= 0 and grain_tone_std >= 0):
+        raise ValueError(
+            f"edge_contrast and grain_tone_std must be >= 0, got {edge_contrast}, {grain_tone_std}"
+        )
     mean_px = sample.particle_size_nm / pixel_size_nm
     if mean_px < 1.0:
         raise ValueError(
@@ -229,12 +240,12 @@ def simulate_micrograph(
     brightness = np.array([PHASE_BRIGHTNESS.get(p, 0.45) for p in phases])
     edge_gain = np.array([EDGE_GAIN.get(p, CRYSTALLINE_EDGE_GAIN) for p in phases])
     # Orientation (channelling) contrast varies from grain to grain.
-    grain_tone = rng.normal(0.0, 0.04, len(present))[labels - 1]
+    grain_tone = rng.normal(0.0, grain_tone_std, len(present))[labels - 1]
     edge_width_px = float(np.clip(EDGE_WIDTH_NM / pixel_size_nm, 0.7, 1.5))
     image = (
         brightness[phase_map]
         + grain_tone
-        + edge_gain[phase_map] * np.exp(-edge_distance_px / edge_width_px)
+        + edge_contrast * edge_gain[phase_map] * np.exp(-edge_distance_px / edge_width_px)
     )
     image = gaussian_filter(image, blur_px) if blur_px > 0 else image
     dose = 0.5 / noise**2 if noise > 0 else None

@@ -105,7 +105,7 @@ def _stick_pattern(
     return two_theta_deg, relative
 
 
-def _pseudo_voigt_sum(
+def pseudo_voigt_sum(
     x_deg: np.ndarray,
     centre_deg: np.ndarray,
     area: np.ndarray,
@@ -247,7 +247,7 @@ class PowderDiffractometer:
             SCHERRER_K * wavelength / (10.0 * crystallite_size_nm * np.cos(theta))
         )
         centre_deg = np.degrees(2.0 * theta) + self.zero_shift_deg
-        return self.reference_line_cps_deg * _pseudo_voigt_sum(
+        return self.reference_line_cps_deg * pseudo_voigt_sum(
             self.two_theta_deg, centre_deg, area, gauss_fwhm_deg, lorentz_fwhm_deg
         )
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from sdl.analysis.microscopy import analyse_micrograph, grain_statistics
-from simulators.micrograph import simulate_micrograph
+from sdl.analysis.microscopy import (
+    analyse_micrograph,
+    grain_statistics,
+    mean_lineal_intercept,
+    phase_area_fractions,
+)
+from simulators.micrograph import PHASE_BRIGHTNESS, simulate_micrograph
 from simulators.sample import SampleState
 from simulators.tio2 import TiO2SolGel
 
@@ -56,7 +63,10 @@ def test_features_are_named_scalars_with_an_uncertainty():
     micrograph = simulate_micrograph(make_sample(40.0), np.random.default_rng(2))
     features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
     scalars = features.as_dict()
-    assert list(scalars) == ["grain_size_nm", "grain_size_nm_std", "grain_size_cv", "grain_count"]
+    assert list(scalars) == [
+        "grain_size_nm", "grain_size_nm_std", "grain_size_cv", "grain_count",
+        "grain_intercept_nm", "grain_intercept_nm_std",
+    ]
     assert all(isinstance(v, float) for v in scalars.values())
     assert features.grain_count > 20
     assert 0.0 < features.grain_size_nm_std < 0.1 * features.grain_size_nm
@@ -89,3 +99,72 @@ def test_non_positive_pixel_size_raises():
     image = np.random.default_rng(0).random((64, 64))
     with pytest.raises(ValueError, match="pixel_size_nm"):
         analyse_micrograph(image, 0.0)
+
+
+def checkerboard(side_px, squares=8):
+    rows, cols = np.indices((side_px * squares, side_px * squares)) // side_px
+    return (rows * squares + cols + 1).astype(np.int32)
+
+
+def test_mean_lineal_intercept_of_square_grains_is_their_side_and_gives_the_astm_number():
+    intercept_nm, std_nm = mean_lineal_intercept(checkerboard(10), pixel_size_nm=2.0)
+    # 8 squares per line, 7 boundaries: the intercept counts the frame edge as no boundary.
+    assert intercept_nm == pytest.approx(20.0 * 8 / 7)
+    assert std_nm == pytest.approx(0.0, abs=1e-9)
+    micrograph = simulate_micrograph(make_sample(40.0), np.random.default_rng(4))
+    features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
+    # ASTM E112 table 4: G = 7.0 for a mean intercept of 28.3 um.
+    astm = dataclasses.replace(features, intercept_nm=28.3e3)
+    assert astm.astm_grain_size_number == pytest.approx(7.0, abs=0.01)
+
+
+def test_intercept_tracks_the_true_intercept_with_an_honest_uncertainty():
+    micrograph = simulate_micrograph(make_sample(40.0), np.random.default_rng(5), shape=(384, 384))
+    features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
+    truth_nm, _ = mean_lineal_intercept(micrograph.labels, micrograph.pixel_size_nm)
+    assert features.intercept_nm == pytest.approx(truth_nm, rel=0.1)
+    assert 0.0 < features.intercept_nm_std < 0.1 * features.intercept_nm
+    # For equiaxed grains the intercept is ~0.8-0.9 of the equivalent-circle diameter.
+    assert 0.7 < features.intercept_nm / features.grain_size_nm < 1.0
+
+
+def test_size_distribution_is_returned_with_edge_weights():
+    micrograph = simulate_micrograph(make_sample(40.0, cv=0.5), np.random.default_rng(6))
+    features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
+    assert len(features.diameters_nm) == features.grain_count == len(features.weights)
+    assert features.weights.sum() == pytest.approx(1.0)
+    assert np.sum(features.weights * features.diameters_nm) == pytest.approx(
+        features.grain_size_nm
+    )
+
+
+def test_phase_area_fractions_from_contrast_match_the_true_areas_within_their_uncertainty():
+    sample = SampleState(
+        sample_id="s", conditions={}, phase_fractions={"amorphous": 0.3, "rutile": 0.7},
+        crystallite_size_nm={"rutile": 40.0}, particle_size_nm=40.0, particle_size_cv=0.3,
+    )
+    micrograph = simulate_micrograph(sample, np.random.default_rng(7), shape=(320, 320))
+    levels = {p: PHASE_BRIGHTNESS[p] for p in micrograph.phases}
+    fractions, std, grain_phase = phase_area_fractions(
+        micrograph.image, micrograph.labels, levels
+    )
+    true_area = np.bincount(micrograph.phase_map.ravel()) / micrograph.phase_map.size
+    for index, phase in enumerate(micrograph.phases):
+        assert 0.0 < std[phase] < 0.05
+        assert fractions[phase] == pytest.approx(true_area[index], abs=max(3 * std[phase], 0.02))
+    assert np.mean(grain_phase[micrograph.labels - 1] == micrograph.phase_map) > 0.95
+    features = analyse_micrograph(
+        micrograph.image, micrograph.pixel_size_nm, phase_grey_levels=levels
+    )
+    scalars = features.as_dict()
+    assert scalars["rutile_area_fraction"] == pytest.approx(
+        true_area[1], abs=3 * scalars["rutile_area_fraction_std"]
+    )
+
+
+def test_a_custom_segmenter_is_used():
+    micrograph = simulate_micrograph(make_sample(40.0), np.random.default_rng(8))
+    truth = analyse_micrograph(
+        micrograph.image, micrograph.pixel_size_nm, segmenter=lambda image: micrograph.labels
+    )
+    np.testing.assert_array_equal(truth.labels, micrograph.labels)

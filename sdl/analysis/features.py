@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from simulators.sample import AMORPHOUS
 
 #: Features from a micrograph (see :mod:`sdl.analysis.microscopy`).
-MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count")
+MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_intercept_nm")
 
 #: Properties computed from several instruments' features, with the instruments they need.
 DERIVED_FEATURES = {"photoactive_area_m2_g": frozenset({"xrd", "microscope"})}

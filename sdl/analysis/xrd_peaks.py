@@ -34,7 +34,7 @@ from scipy.signal import find_peaks as _scipy_find_peaks
 from scipy.signal import savgol_filter
 
 from sdl.analysis.xrd_reference import ProfileShape, ReferencePhase
-from simulators.xrd import SCHERRER_K, _pseudo_voigt_sum
+from simulators.xrd import SCHERRER_K, pseudo_voigt_sum
 
 #: Half width of the window fitted around a group of lines, in units of the line FWHM guess.
 _WINDOW_FWHM = 6.0
@@ -129,7 +129,7 @@ def doublet_profile(
     centre_deg = np.atleast_1d(np.asarray(centre_deg, dtype=float))
     ratio = shape.kalpha2_ratio
     share = np.concatenate([np.full(centre_deg.size, 1.0), np.full(centre_deg.size, ratio)])
-    return _pseudo_voigt_sum(
+    return pseudo_voigt_sum(
         np.asarray(two_theta_deg, dtype=float),
         np.concatenate([centre_deg, _kalpha2_deg(centre_deg, shape)]),
         np.tile(np.atleast_1d(area), 2) * share / (1.0 + ratio),

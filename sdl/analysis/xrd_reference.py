@@ -29,7 +29,7 @@ from simulators.xrd import (
     CU_KALPHA1_ANGSTROM,
     SCHERRER_K,
     PowderDiffractometer,
-    _pseudo_voigt_sum,
+    pseudo_voigt_sum,
 )
 
 #: Reflections weaker than this fraction of a phase's strongest are dropped.
@@ -179,7 +179,7 @@ def render_phase(
     )
     strain_fwhm_deg = np.degrees(4.0 * microstrain * np.tan(theta))
     gauss_fwhm_deg = np.hypot(shape.instrument_fwhm_deg(centre), strain_fwhm_deg)
-    return _pseudo_voigt_sum(
+    return pseudo_voigt_sum(
         two_theta_deg, centre + zero_shift_deg, np.concatenate(areas), gauss_fwhm_deg,
         lorentz_fwhm_deg,
     )
