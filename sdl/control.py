@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-
 #: Who asked, when the request came from the keyboard of the campaign's own terminal.
 CTRL_C = "Ctrl-C"
 
