@@ -132,11 +132,34 @@ class FaultPolicies(_Strict):
 
 
 class AnalysisConfig(_Strict):
-    """Acceptance limits the analysis applies before a measurement reaches the agent."""
+    """Which analysis methods a campaign uses, and the limits data must pass to be trusted."""
 
     xrd_zero_tolerance_deg: float = Field(
         default=0.2, gt=0, description="fitted 2-theta zero beyond this means the XRD drifted"
     )
+    segmenter: Literal["classical", "unet"] = Field(
+        default="classical", description="grain segmentation: watershed, or the trained U-Net"
+    )
+    unet_model: Path | None = Field(
+        default=None, description="U-Net weights written by `sdl train-unet --out PATH`"
+    )
+    xrd_classifier: Path | None = Field(
+        default=None, description="1D-CNN weights written by `sdl train-xrd --out PATH`; "
+        "adds <phase>_probability and <phase>_cnn_fraction features",
+    )
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> AnalysisConfig:
+        if self.segmenter == "unet" and self.unet_model is None:
+            raise ValueError("unet_model: segmenter unet needs the weights; make them with "
+                             "`sdl train-unet --out unet.pt`")
+        for field_name, command in (("unet_model", "train-unet"),
+                                    ("xrd_classifier", "train-xrd")):
+            path = getattr(self, field_name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{field_name}: no such file {path}; make it with "
+                                 f"`sdl {command} --out {path}`")
+        return self
 
 
 class DevicesConfig(_Strict):

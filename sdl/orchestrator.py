@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +42,8 @@ from sdl.analysis.pipeline import (
     read_primary,
 )
 from sdl.analysis.quality import calibration_problems
+from sdl.analysis.unet import load_model, segment_grains_unet
+from sdl.analysis.xrd_cnn import XRDClassifier
 from sdl.audit import exit_status
 from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
 from sdl.config import CampaignConfig, FaultPolicy
@@ -166,6 +168,16 @@ def build_agent(config: CampaignConfig) -> Any:
                       max_evaluations=config.budget, **config.agent.options)
 
 
+def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnalysis:
+    """The analysis the campaign asks for, with its trained models loaded once."""
+    settings = config.analysis
+    segmenter = None
+    if settings.segmenter == "unet":
+        segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
+    classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
+    return SampleAnalysis(config.instruments, phases, segmenter=segmenter, classifier=classifier)
+
+
 def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     """Metadata must be valid JSON: NaN and infinities become None."""
     return {
@@ -208,7 +220,7 @@ class CampaignRunner:
         self.writer = make_writer(self.client)
         self.instruments: Instruments = build_instruments(config, raw_dir(self.data_dir))
         system = get_system(config.devices.system)
-        self.analysis = SampleAnalysis(config.instruments, system.phases)
+        self.analysis = build_analysis(config, system.phases)
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
         self.RE = RunEngine({}, call_returns_result=False)

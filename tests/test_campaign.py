@@ -116,3 +116,35 @@ def test_a_corrupted_catalog_is_reported_by_file_and_left_untouched(tmp_path, ca
     assert (data_dir / CATALOG_FILE).read_bytes() == garbage
     with pytest.raises(CatalogError, match="no catalog in"):
         open_catalog(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_a_campaign_uses_the_trained_unet_and_xrd_classifier(tmp_path):
+    """The learned models are wired in: trained by the project's own code, named in the
+    campaign file, their features recorded in the catalog for every sample."""
+    from sdl.analysis.unet import save_model
+    from sdl.analysis.unet_train import train_unet
+    from sdl.analysis.xrd_cnn import train_classifier
+
+    unet, _ = train_unet(steps=40, batch_size=4, images=16, crop_px=48, width=4, depth=2,
+                         learning_rate=1e-2)
+    save_model(unet, tmp_path / "unet.pt")
+    train_classifier(n_patterns=64, epochs=1, batch_size=32).save(tmp_path / "xrd.pt")
+    config = _config(tmp_path, budget=2, agent={"name": "random"},
+                     analysis={"segmenter": "unet", "unet_model": str(tmp_path / "unet.pt"),
+                               "xrd_classifier": str(tmp_path / "xrd.pt")})
+    result = CampaignRunner(config).run()
+    assert len(result.records) == 2
+    client = open_catalog(config.data_dir)
+    for run in campaign_runs(client, config.name, "analysis"):
+        features = run["features"].read()
+        for phase in ("amorphous", "anatase", "brookite", "rutile"):
+            assert 0 <= float(features[f"{phase}_probability"][0]) <= 1
+        assert float(features["grain_size_nm"][0]) > 0
+
+
+def test_a_missing_model_file_is_a_config_error_naming_the_field(tmp_path):
+    with pytest.raises(CampaignConfigError, match=r"analysis: .*unet_model: no such file"):
+        _config(tmp_path, analysis={"segmenter": "unet", "unet_model": str(tmp_path / "x.pt")})
+    with pytest.raises(CampaignConfigError, match=r"unet_model: segmenter unet needs"):
+        _config(tmp_path, analysis={"segmenter": "unet"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from sdl.analysis.microscopy import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
 from sdl.analysis.quality import DataProblem, image_problems, pattern_problems
 from sdl.analysis.xrd import analyse_pattern
+from sdl.analysis.xrd_cnn import XRDClassifier
 from simulators.sample import AMORPHOUS
 
 #: Version of the feature definitions; recorded with every analysis run.
@@ -119,11 +120,27 @@ class SampleAnalysis:
         Which measurements to expect (``xrd``, ``microscope``).
     phases
         Crystalline phases the diffraction analysis looks for.
+    segmenter
+        Labels grains in a micrograph (default: the classical watershed); e.g. the U-Net's
+        :func:`~sdl.analysis.unet.segment_grains_unet` bound to its model.
+    classifier
+        A trained XRD phase classifier whose presence probabilities and fractions are
+        recorded beside the whole-pattern fit's (``<phase>_probability``,
+        ``<phase>_cnn_fraction``).
     """
 
-    def __init__(self, instruments: Sequence[str], phases: Sequence[str]) -> None:
+    def __init__(
+        self,
+        instruments: Sequence[str],
+        phases: Sequence[str],
+        *,
+        segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+        classifier: XRDClassifier | None = None,
+    ) -> None:
         self.instruments = tuple(instruments)
         self.phases = tuple(phases)
+        self.segmenter = segmenter
+        self.classifier = classifier
 
     def features(self, measurements: Measurements) -> dict[str, float]:
         """Named features of one sample; :class:`BadData` if the raw data is unfit."""
@@ -132,8 +149,11 @@ class SampleAnalysis:
         if "xrd" in self.instruments:
             xrd = analyse_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
             features.update(xrd.as_dict())
+            if self.classifier is not None:
+                features.update(self._classify(measurements.two_theta_deg, measurements.counts))
         if "microscope" in self.instruments:
-            grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm)
+            grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm,
+                                        segmenter=self.segmenter)
             features.update(grains.as_dict())
         if {"xrd", "microscope"} <= set(self.instruments):
             phases = (AMORPHOUS, *self.phases)
@@ -146,6 +166,14 @@ class SampleAnalysis:
             features["photoactive_area_m2_g"] = value
             features["photoactive_area_m2_g_std"] = std
         return {name: float(value) for name, value in features.items()}
+
+    def _classify(self, two_theta_deg: np.ndarray, counts: np.ndarray) -> dict[str, float]:
+        prediction = self.classifier.predict(two_theta_deg, counts)
+        features = {}
+        for index, component in enumerate(prediction.components):
+            features[f"{component}_probability"] = float(prediction.probability[0, index])
+            features[f"{component}_cnn_fraction"] = float(prediction.fractions[0, index])
+        return features
 
     def check(self, measurements: Measurements) -> None:
         """Raise :class:`BadData` unless every expected measurement is there and sound."""
