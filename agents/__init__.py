@@ -6,14 +6,18 @@ built from a ``SearchSpace`` and a list of ``Objective`` by ``make_agent``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from agents.base import HistoryAgent
 from agents.baselines import RandomAgent, SobolAgent
 from agents.bayesian import BayesianOptimizationAgent
 from agents.protocol import ID_KEY, Agent, History, Observation
-from agents.space import Objective, Parameter, SearchSpace
+from agents.space import LinearConstraint, Objective, OutcomeConstraint, Parameter, SearchSpace
 
 #: Agent classes by the name a campaign uses.
 AGENTS: dict[str, type[HistoryAgent]] = {
@@ -28,6 +32,8 @@ def make_agent(
     space: SearchSpace,
     objectives: Sequence[Objective],
     seed: int = 0,
+    candidates: str | Path | Sequence[Mapping[str, float]] | None = None,
+    linear_constraints: Sequence[str | Mapping[str, Any] | LinearConstraint] = (),
     **options: Any,
 ) -> HistoryAgent:
     """The agent called ``name`` over ``space`` and ``objectives``.
@@ -38,6 +44,15 @@ def make_agent(
         One of ``AGENTS``: ``"random"``, ``"sobol"``, ``"bayesian"``.
     space, objectives, seed
         Passed to the agent's constructor.
+    candidates
+        Make the search a pool: the agent then proposes only these points, each once. A list
+        of ``{parameter: value}`` mappings, or the path of a CSV file with one column per
+        parameter (a header row naming them; other columns are ignored). Every candidate must
+        lie inside ``space``. None keeps ``space`` as it is.
+    linear_constraints
+        Further linear limits on the conditions, added to ``space``'s: ``"a + 2*b <= 1"``
+        strings, ``{"coefficients": {...}, "op": "<=", "bound": 1}`` mappings or
+        ``LinearConstraint`` objects.
     **options
         Further constructor arguments (``max_evaluations``, ``n_initial``, ...).
     """
@@ -45,7 +60,33 @@ def make_agent(
         agent_class = AGENTS[name]
     except KeyError:
         raise ValueError(f"unknown agent {name!r}; valid names: {sorted(AGENTS)}") from None
+    if candidates is not None or linear_constraints:
+        space = SearchSpace(
+            space.parameters,
+            candidates=(
+                space.candidates if candidates is None else candidate_rows(space, candidates)
+            ),
+            linear_constraints=(*space.linear_constraints, *linear_constraints),
+        )
     return agent_class(space, objectives, seed=seed, **options)
+
+
+def candidate_rows(
+    space: SearchSpace, candidates: str | Path | Sequence[Mapping[str, float]]
+) -> np.ndarray:
+    """``n x d`` array of a candidate list or CSV file, columns in ``space``'s order."""
+    if isinstance(candidates, str | Path):
+        path = Path(candidates)
+        with path.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        where = f"candidate file {str(path)!r}"
+    else:
+        rows = list(candidates)
+        where = "candidates"
+    missing = sorted({name for row in rows for name in space.names if name not in row})
+    if missing:
+        raise ValueError(f"{where}: no value for parameter(s) {missing}")
+    return np.array([[float(row[name]) for name in space.names] for row in rows], dtype=float)
 
 
 __all__ = [
@@ -55,11 +96,14 @@ __all__ = [
     "BayesianOptimizationAgent",
     "History",
     "HistoryAgent",
+    "LinearConstraint",
     "Objective",
     "Observation",
+    "OutcomeConstraint",
     "Parameter",
     "RandomAgent",
     "SearchSpace",
     "SobolAgent",
+    "candidate_rows",
     "make_agent",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.quasirandom import SobolEngine
 
-from agents.base import HistoryAgent
+from agents.base import OVERSAMPLING, HistoryAgent
 from agents.protocol import derived_seed
 
 
@@ -25,16 +25,63 @@ def sobol_unit_points(dim: int, num_points: int, seed: int, skip: int) -> np.nda
     return engine.draw(num_points, dtype=torch.float64).numpy()
 
 
+def sobol_box_points(agent: HistoryAgent, num_points: int) -> np.ndarray:
+    """The agent's next ``num_points`` Sobol points in the unit cube that meet linear limits.
+
+    The ``k``-th trial takes the ``k``-th point of the sequence; with linear constraints, the
+    first feasible points of the ``k``-th block of ``OVERSAMPLING`` points.
+    """
+    skip = agent.history.n_known * (OVERSAMPLING if agent.space.linear_constraints else 1)
+    return agent.feasible_unit_points(
+        lambda k: sobol_unit_points(agent.space.dim, k, agent.seed, skip), num_points
+    )
+
+
+def sobol_pool_rows(agent: HistoryAgent, num_points: int, remaining: np.ndarray) -> np.ndarray:
+    """The pool rows nearest to the agent's next ``num_points`` Sobol points (distinct, free)."""
+    unit_points = sobol_unit_points(agent.space.dim, num_points, agent.seed, agent.history.n_known)
+    pool_unit = agent.space.to_unit(agent.space.candidate_array)
+    return nearest_rows(unit_points, pool_unit, remaining)
+
+
+def nearest_rows(
+    unit_points: np.ndarray, pool_unit: np.ndarray, remaining: np.ndarray
+) -> np.ndarray:
+    """For each of the ``m x d`` ``unit_points`` in turn, the nearest still-free pool row.
+
+    ``pool_unit`` is the whole pool in unit-cube coordinates (``n x d``), ``remaining`` the
+    indices of its free rows (at least ``m``). A row is taken once: the result has ``m``
+    distinct indices, so a space-filling design stays space filling on the pool.
+    """
+    free = list(map(int, remaining))
+    rows = []
+    for point in np.atleast_2d(unit_points):
+        distances = np.linalg.norm(pool_unit[free] - point, axis=1)
+        rows.append(free.pop(int(np.argmin(distances))))
+    return np.array(rows, dtype=int)
+
+
 class RandomAgent(HistoryAgent):
     """Uniform random search: each point is drawn independently, ``x ~ U(box)``.
 
-    Uniform in the unit cube, i.e. log-uniform along log-scale parameters.
+    Uniform in the unit cube, i.e. log-uniform along log-scale parameters. On a pool, rows
+    drawn uniformly without replacement from those not yet used.
     Beliefs in ``report()`` are empty: the agent has no model.
     """
 
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng(derived_seed(self.seed, self.history.n_known))
+
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
-        rng = np.random.default_rng(derived_seed(self.seed, self.history.n_known))
-        return rng.random((num_points, self.space.dim)), [{} for _ in range(num_points)]
+        rng = self._rng()
+        points = self.feasible_unit_points(lambda k: rng.random((k, self.space.dim)), num_points)
+        return points, [{} for _ in range(num_points)]
+
+    def _propose_from_pool(
+        self, num_points: int, remaining: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        rows = self._rng().choice(remaining, size=num_points, replace=False)
+        return rows, [{} for _ in range(num_points)]
 
 
 class SobolAgent(HistoryAgent):
@@ -43,8 +90,14 @@ class SobolAgent(HistoryAgent):
     The ``k``-th trial the agent knows of (suggested, registered or ingested) takes the ``k``-th
     point of the sequence, so ``n`` suggestions cover the box far more evenly than ``n`` random
     draws. Beliefs in ``report()`` are empty: the agent has no model.
+
+    On a pool, each Sobol point takes the nearest row not yet used.
     """
 
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
-        unit_points = sobol_unit_points(self.space.dim, num_points, self.seed, self.history.n_known)
-        return unit_points, [{} for _ in range(num_points)]
+        return sobol_box_points(self, num_points), [{} for _ in range(num_points)]
+
+    def _propose_from_pool(
+        self, num_points: int, remaining: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        return sobol_pool_rows(self, num_points, remaining), [{} for _ in range(num_points)]

@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
 from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
-from botorch.models import SingleTaskGP
+from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.optim import optimize_acqf
+from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from botorch.sampling.normal import SobolQMCNormalSampler
-from gpytorch.mlls import ExactMarginalLogLikelihood
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
+from botorch.utils.multi_objective.pareto import is_non_dominated
+from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 from linear_operator.utils.errors import NotPSDError
 
 from agents.base import HistoryAgent
-from agents.baselines import sobol_unit_points
+from agents.baselines import sobol_box_points, sobol_pool_rows
 from agents.protocol import derived_seed
-from agents.space import Objective, SearchSpace
+from agents.space import Objective, OutcomeConstraint, SearchSpace
 
 logger = logging.getLogger(__name__)
+
+#: Candidates per evaluation of the acquisition on a pool (bounds the memory of one call).
+POOL_CHUNK = 1024
 
 #: Errors that mean "the model could not be built or used"; the agent then explores instead.
 MODEL_ERRORS = (ModelFittingError, NotPSDError, torch.linalg.LinAlgError)
 
 
 class BayesianOptimizationAgent(HistoryAgent):
-    r"""Bayesian optimisation of one objective with a GP and batch noisy expected improvement.
+    r"""Bayesian optimisation with GPs: noisy expected improvement, or hypervolume improvement.
 
     Model. Inputs are the search space mapped to the unit cube by ``SearchSpace.to_unit``
     (log-scale parameters in log), so ``x`` is ``n x d`` in ``[0, 1]^d``; outputs are
@@ -68,6 +80,27 @@ class BayesianOptimizationAgent(HistoryAgent):
     Greedy batches are nearly as good as joint ``q x d`` optimisation and every point of the
     batch is worth measuring on its own.
 
+    Pool. In a pool-based space (``SearchSpace.candidates``) the acquisition is evaluated on
+    every remaining candidate row instead (``n_c x 1 x d``), the best row is taken, joins
+    ``X_pending``, and so on for ``q`` rows; failed rows are simply never offered again.
+
+    Constraints. Each outcome constraint's outcome gets its own GP (as above, in a
+    ``ModelListGP`` with the objective's) and multiplies the acquisition's samples by a smooth
+    feasibility indicator of ``outcome <= bound`` (or ``>=``), so proposals stay where the
+    limit is likely met. Linear input constraints go to the optimiser as inequalities in the
+    unit cube (on a pool, rows that break them are skipped).
+
+    Several objectives. ``qLogNoisyExpectedHypervolumeImprovement``: the expected (log)
+    growth of the hypervolume dominated by the Pareto front of the noiseless objectives,
+    above a reference point (``reference_point``, else BoTorch's ``infer_reference_point``:
+    the observed front's nadir less 10 % of its range). ``get_best_points`` returns the Pareto
+    set of the feasible observations.
+
+    Mixed spaces. Discrete parameters (``Parameter.values``, ``Parameter.integer``) and
+    categorical ones are optimised by ``optimize_acqf_mixed_alternating`` (alternating
+    discrete neighbourhood search and continuous L-BFGS); with a categorical parameter the
+    GP is a ``MixedSingleTaskGP`` (a categorical kernel on those columns).
+
     The first ``n_initial`` trials come from a scrambled Sobol design (as ``SobolAgent``). If
     the GP cannot be fitted or used, the proposal falls back to Sobol with a logged warning.
     Every proposal is seeded from ``seed`` and the size of the history, so the same history
@@ -78,13 +111,19 @@ class BayesianOptimizationAgent(HistoryAgent):
     space
         Where to search.
     objectives
-        Exactly one objective (a list of one, like the other agents take).
+        One objective, or several for a Pareto front.
     seed
         Non-negative seed.
     n_initial
-        Observations to collect from the Sobol design before the GP takes over (at least 2).
+        Observations to collect from the Sobol design before the GP takes over (at least 2;
+        default 5 in a box, 2 on a pool, whose rows already mark out where to look).
     max_evaluations
         Budget for ``should_stop`` (None: none).
+    outcome_constraints
+        Limits on measured outcomes (``"rutile_fraction <= 0.05"``); see ``HistoryAgent``.
+    reference_point
+        Multi-objective only: ``{objective: value}``, the worst value of each objective still
+        worth anything; the hypervolume is measured above it.
     num_restarts, raw_samples
         Starts of the gradient-based acquisition optimiser, and the quasi-random candidates
         they are chosen from.
@@ -94,10 +133,11 @@ class BayesianOptimizationAgent(HistoryAgent):
     Notes
     -----
     ``report()`` gives, for each point of the latest model-based batch,
-    ``acquisition_value`` (log expected improvement of that point alone, given the pending
-    trials, in log units of the objective), and ``{objective}_predicted_mean`` and
-    ``{objective}_predicted_std`` (posterior of ``f``, in the objective's units). Points from
-    the Sobol design have empty beliefs.
+    ``acquisition_value`` (log expected improvement, or log hypervolume improvement, of that
+    point alone given the pending trials), and ``{outcome}_predicted_mean`` and
+    ``{outcome}_predicted_std`` for every modelled outcome (objectives and constrained
+    outcomes; posterior of ``f``, in the outcome's units). Points from the Sobol design have
+    empty beliefs.
     """
 
     def __init__(
@@ -105,20 +145,32 @@ class BayesianOptimizationAgent(HistoryAgent):
         space: SearchSpace,
         objectives: Sequence[Objective],
         seed: int = 0,
-        n_initial: int = 5,
+        n_initial: int | None = None,
         max_evaluations: int | None = None,
         *,
+        outcome_constraints: Sequence[OutcomeConstraint | str | Mapping[str, Any]] = (),
+        reference_point: Mapping[str, float] | None = None,
         num_restarts: int = 10,
         raw_samples: int = 512,
         mc_samples: int = 128,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, max_evaluations=max_evaluations)
-        if len(self.objectives) != 1:
-            names = [o.name for o in self.objectives]
-            raise ValueError(
-                f"BayesianOptimizationAgent optimises exactly one objective, got {len(names)}: "
-                f"{names}; multi-objective optimisation is not supported yet"
-            )
+        super().__init__(
+            space,
+            objectives,
+            seed=seed,
+            max_evaluations=max_evaluations,
+            outcome_constraints=outcome_constraints,
+        )
+        if reference_point is not None:
+            missing = sorted({o.name for o in self.objectives} - set(reference_point))
+            if missing or len(self.objectives) < 2:
+                raise ValueError(
+                    "reference_point needs a value for every objective of a multi-objective "
+                    f"campaign; missing {missing}, objectives {[o.name for o in self.objectives]}"
+                )
+        self.reference_point = None if reference_point is None else dict(reference_point)
+        if n_initial is None:
+            n_initial = 2 if space.is_pool else 5
         for name, value, least in (
             ("n_initial", n_initial, 2),
             ("num_restarts", num_restarts, 1),
@@ -131,20 +183,41 @@ class BayesianOptimizationAgent(HistoryAgent):
             raise ValueError(
                 f"raw_samples ({raw_samples}) must be at least num_restarts ({num_restarts})"
             )
-        self.objective = self.objectives[0]
         self.n_initial = n_initial
         self.num_restarts = num_restarts
         self.raw_samples = raw_samples
         self.mc_samples = mc_samples
 
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
+        return self._model_or_sobol(
+            num_points,
+            lambda seed: self._model_based(num_points, seed),
+            lambda: self._sobol(num_points),
+        )
+
+    def _propose_from_pool(
+        self, num_points: int, remaining: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        return self._model_or_sobol(
+            num_points,
+            lambda seed: self._model_based_on_pool(num_points, remaining, seed),
+            lambda: (sobol_pool_rows(self, num_points, remaining), [{}] * num_points),
+        )
+
+    def _model_or_sobol(
+        self,
+        num_points: int,
+        model_based: Callable[[int], tuple[np.ndarray, list[dict[str, float]]]],
+        sobol: Callable[[], tuple[np.ndarray, list[dict[str, float]]]],
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """The model's proposal once ``n_initial`` points are observed, else (or on error) Sobol."""
         if len(self.history.observations) < self.n_initial:
-            return self._sobol(num_points)
+            return sobol()
         proposal_seed = derived_seed(self.seed, self.history.n_known)
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(proposal_seed)
-                return self._model_based(num_points, proposal_seed)
+                return model_based(proposal_seed)
         except MODEL_ERRORS as error:
             logger.warning(
                 "Gaussian process failed with %d observations (%s: %s); proposing %d Sobol "
@@ -154,83 +227,229 @@ class BayesianOptimizationAgent(HistoryAgent):
                 error,
                 num_points,
             )
-            return self._sobol(num_points)
+            return sobol()
 
     def _sobol(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
-        unit_points = sobol_unit_points(self.space.dim, num_points, self.seed, self.history.n_known)
-        return unit_points, [{} for _ in range(num_points)]
+        return sobol_box_points(self, num_points), [{} for _ in range(num_points)]
 
-    def _model_based(
-        self, num_points: int, proposal_seed: int
-    ) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """Fit the GP to the observations and maximise qLogNEI for ``num_points`` points."""
+    def _fitted_acquisition(
+        self, proposal_seed: int, X_pending: torch.Tensor | None
+    ) -> tuple[SingleTaskGP | ModelListGP, AcquisitionFunction]:
+        """The GP fitted to the observations and the acquisition over it, given ``X_pending``.
+
+        One output per recorded outcome (objectives, then constrained outcomes), each
+        sign-flipped so that larger is better for objectives. One objective: qLogNEI; several:
+        qLogNEHVI. Outcome constraints enter both as feasibility weights on the samples.
+        """
         train_X, train_Y = self._training_data()
-        model = SingleTaskGP(
+        categorical = [i for i, p in enumerate(self.space.parameters) if p.categorical]
+        outputs = [self._gp(train_X, y[:, None], categorical) for y in train_Y.unbind(-1)]
+        model: SingleTaskGP | ModelListGP = (
+            outputs[0] if len(outputs) == 1 else ModelListGP(*outputs)
+        )
+        if len(outputs) == 1:
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        else:
+            fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
+        sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=proposal_seed)
+        n_objectives = len(self.objectives)
+        constraints = [
+            _constraint_callable(n_objectives + k, c)
+            for k, c in enumerate(self.history.outcome_constraints)
+        ]
+        if n_objectives == 1:
+            return model, qLogNoisyExpectedImprovement(
+                model,
+                X_baseline=train_X,
+                sampler=sampler,
+                X_pending=X_pending,
+                # With constraints the model has several outputs and the objective is the first.
+                objective=GenericMCObjective(lambda Z, X=None: Z[..., 0]) if constraints else None,
+                constraints=constraints or None,
+            )
+        return model, qLogNoisyExpectedHypervolumeImprovement(
+            model,
+            ref_point=self._reference_point(train_Y[:, :n_objectives]).tolist(),
+            X_baseline=train_X,
+            sampler=sampler,
+            X_pending=X_pending,
+            objective=IdentityMCMultiOutputObjective(outcomes=list(range(n_objectives))),
+            constraints=constraints or None,
+            prune_baseline=True,
+        )
+
+    def _gp(
+        self, train_X: torch.Tensor, train_y: torch.Tensor, categorical: list[int]
+    ) -> SingleTaskGP:
+        """One outcome's GP (``train_y`` is ``n x 1``): ARD Matern 5/2, or mixed if categorical."""
+        if categorical:
+            return MixedSingleTaskGP(
+                train_X, train_y, cat_dims=categorical, outcome_transform=Standardize(m=1)
+            )
+        return SingleTaskGP(
             train_X,
-            train_Y,
+            train_y,
             covar_module=get_covar_module_with_dim_scaled_prior(
                 ard_num_dims=self.space.dim, use_rbf_kernel=False
             ),
             outcome_transform=Standardize(m=1),
         )
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        acquisition = qLogNoisyExpectedImprovement(
-            model,
-            X_baseline=train_X,
-            sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=proposal_seed),
-            X_pending=self._pending_unit(),
-        )
+
+    def _reference_point(self, objective_Y: torch.Tensor) -> torch.Tensor:
+        """Hypervolume reference (in maximised units): given, or just below the observed worst.
+
+        Without a given ``reference_point``, BoTorch's ``infer_reference_point`` on the
+        observed Pareto front: its nadir less 10 % of the front's range in every objective.
+        """
+        if self.reference_point is not None:
+            return torch.tensor(
+                [o.sign * self.reference_point[o.name] for o in self.objectives],
+                dtype=torch.float64,
+            )
+        return infer_reference_point(objective_Y[is_non_dominated(objective_Y)])
+
+    def _model_based_on_pool(
+        self, num_points: int, remaining: np.ndarray, proposal_seed: int
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """Rows of the pool that maximise qLogNEI, chosen greedily one after another.
+
+        The acquisition is evaluated on every remaining candidate; the best joins
+        ``X_pending`` before the next is chosen, so a batch does not crowd one spot.
+        """
+        pending = self._unit_of(list(self.history.pending.values()))
+        model, acquisition = self._fitted_acquisition(proposal_seed, pending)
+        choices = torch.from_numpy(self.space.to_unit(self.space.candidate_array[remaining]))
+        free = torch.ones(len(remaining), dtype=torch.bool)
+        chosen: list[int] = []
+        with torch.no_grad():
+            for _ in range(num_points):
+                values = torch.cat(
+                    [acquisition(batch.unsqueeze(-2)) for batch in choices.split(POOL_CHUNK)]
+                )
+                best = int(torch.argmax(values.masked_fill(~free, -math.inf)))
+                chosen.append(best)
+                free[best] = False
+                acquisition.set_X_pending(_stacked(pending, choices[chosen]))
+        acquisition.set_X_pending(pending)
+        return remaining[chosen], self._beliefs_at(model, acquisition, choices[chosen])
+
+    def _model_based(
+        self, num_points: int, proposal_seed: int
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """Fit the GP to the observations and maximise qLogNEI for ``num_points`` points."""
+        model, acquisition = self._fitted_acquisition(proposal_seed, self._pending_unit())
         unit_cube = torch.stack([torch.zeros(self.space.dim), torch.ones(self.space.dim)]).double()
-        candidates, _ = optimize_acqf(
-            acquisition,
-            bounds=unit_cube,
-            q=num_points,
-            num_restarts=self.num_restarts,
-            raw_samples=self.raw_samples,
-            options={"seed": proposal_seed},
-            sequential=True,
-        )
+        levels = {
+            column: self.space.level_coordinates(column).tolist()
+            for column in self.space.discrete_levels()
+        }
+        common = {
+            "bounds": unit_cube,
+            "q": num_points,
+            "num_restarts": self.num_restarts,
+            "raw_samples": self.raw_samples,
+            "sequential": True,
+            "inequality_constraints": self._unit_inequalities(),
+        }
+        if levels:
+            categorical = {c: v for c, v in levels.items() if self.space.parameters[c].categorical}
+            candidates, _ = optimize_acqf_mixed_alternating(
+                acquisition,
+                discrete_dims={c: v for c, v in levels.items() if c not in categorical} or None,
+                cat_dims=categorical or None,
+                **common,
+            )
+        else:
+            candidates, _ = optimize_acqf(acquisition, options={"seed": proposal_seed}, **common)
         return candidates.detach().clamp(0.0, 1.0).numpy(), self._beliefs_at(
             model, acquisition, candidates
         )
 
+    def _unit_inequalities(self) -> list[tuple[torch.Tensor, torch.Tensor, float]] | None:
+        """The linear constraints in unit-cube coordinates, as BoTorch's ``sum a x >= b``.
+
+        With ``x = low + u (high - low)``, ``sum_i a_i x_i <= b`` becomes
+        ``sum_i -a_i (high_i - low_i) u_i >= -(b - sum_i a_i low_i)``.
+        """
+        if not self.space.linear_constraints:
+            return None
+        low, high = self.space.bounds
+        inequalities = []
+        for constraint in self.space.linear_constraints:
+            columns = [self.space.names.index(name) for name, _ in constraint.coefficients]
+            a = np.array([c for _, c in constraint.coefficients])
+            sign = -1.0 if constraint.op == "<=" else 1.0
+            inequalities.append(
+                (
+                    torch.tensor(columns, dtype=torch.long),
+                    torch.tensor(sign * a * (high[columns] - low[columns]), dtype=torch.float64),
+                    float(sign * (constraint.bound - a @ low[columns])),
+                )
+            )
+        return inequalities
+
     def _training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n x d`` unit-cube inputs and ``n x 1`` outcomes, sign-flipped to be maximised."""
+        """``n x d`` unit-cube inputs and ``n x m`` outcomes: objectives sign-flipped to be
+        maximised, then the constrained outcomes as measured."""
         observations = list(self.history.observations.values())
         unit_X = self.space.to_unit(self.space.to_array([obs.parameters for obs in observations]))
+        signs = {o.name: o.sign for o in self.objectives}
         outcomes = [
-            [self.objective.sign * obs.outcomes[self.objective.name]] for obs in observations
+            [signs.get(name, 1.0) * obs.outcomes[name] for name in self.history.outcome_names]
+            for obs in observations
         ]
         return torch.from_numpy(unit_X), torch.tensor(outcomes, dtype=torch.float64)
 
     def _pending_unit(self) -> torch.Tensor | None:
         """``m x d`` unit-cube locations of pending and failed trials (None if there are none)."""
-        locations = [
-            *self.history.pending.values(),
-            *(p for p in self.history.failures.values() if p is not None),
-        ]
+        return self._unit_of(
+            [
+                *self.history.pending.values(),
+                *(p for p in self.history.failures.values() if p is not None),
+            ]
+        )
+
+    def _unit_of(self, locations: list[dict[str, float]]) -> torch.Tensor | None:
+        """``m x d`` unit-cube tensor of the locations (None if there are none)."""
         if not locations:
             return None
         return torch.from_numpy(self.space.to_unit(self.space.to_array(locations)))
 
     def _beliefs_at(
         self,
-        model: SingleTaskGP,
-        acquisition: qLogNoisyExpectedImprovement,
+        model: SingleTaskGP | ModelListGP,
+        acquisition: AcquisitionFunction,
         candidates: torch.Tensor,
     ) -> list[dict[str, float]]:
-        """Per candidate (``q x d``): its own log-EI and the posterior of the objective there."""
-        name = self.objective.name
+        """Per candidate (``q x d``): its own acquisition value and the posterior of every
+        modelled outcome there, in the outcome's units."""
+        signs = torch.tensor(
+            [{o.name: o.sign for o in self.objectives}.get(n, 1.0)
+             for n in self.history.outcome_names],
+            dtype=torch.float64,
+        )
         with torch.no_grad():
             acquisition_values = acquisition(candidates.unsqueeze(-2))
             posterior = model.posterior(candidates)
-            means = self.objective.sign * posterior.mean.squeeze(-1)
-            stds = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1)
-        return [
-            {
-                "acquisition_value": float(value),
-                f"{name}_predicted_mean": float(mean),
-                f"{name}_predicted_std": float(std),
-            }
-            for value, mean, std in zip(acquisition_values, means, stds, strict=True)
-        ]
+            means = signs * posterior.mean
+            stds = posterior.variance.clamp_min(0.0).sqrt()
+        beliefs = []
+        for value, mean, std in zip(acquisition_values, means, stds, strict=True):
+            belief = {"acquisition_value": float(value)}
+            for k, name in enumerate(self.history.outcome_names):
+                belief[f"{name}_predicted_mean"] = float(mean[k])
+                belief[f"{name}_predicted_std"] = float(std[k])
+            beliefs.append(belief)
+        return beliefs
+
+
+def _stacked(first: torch.Tensor | None, second: torch.Tensor) -> torch.Tensor:
+    """``first`` (``m x d`` or None) and ``second`` (``k x d``) as one ``(m + k) x d`` tensor."""
+    return second if first is None else torch.cat([first, second])
+
+
+def _constraint_callable(output: int, constraint: OutcomeConstraint) -> Callable[..., torch.Tensor]:
+    """BoTorch's form of an outcome constraint: negative where ``output`` meets the limit."""
+    if constraint.op == "<=":
+        return lambda Z, X=None: Z[..., output] - constraint.bound
+    return lambda Z, X=None: constraint.bound - Z[..., output]

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from agents.space import Objective, SearchSpace
+from agents.space import Objective, OutcomeConstraint, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,18 @@ class History:
         The search space: the parameter names and bounds.
     objectives
         The objectives; their names must differ from each other and from the parameters'.
+    outcome_constraints
+        Limits on measured outcomes (objectives or other features). Their outcomes are
+        recorded with every observation (a result without them is failed), and only
+        observations that meet every limit can be best.
     """
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective]) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        objectives: Sequence[Objective],
+        outcome_constraints: Sequence[OutcomeConstraint] = (),
+    ) -> None:
         objectives = tuple(objectives)
         if not objectives:
             raise ValueError("an agent needs at least one objective")
@@ -117,6 +126,16 @@ class History:
             raise ValueError(f"names used both as parameter and objective: {clashes}")
         self.space = space
         self.objectives = objectives
+        self.outcome_constraints = tuple(outcome_constraints)
+        clashes = sorted({c.name for c in self.outcome_constraints} & set(space.names))
+        if clashes:
+            raise ValueError(
+                f"outcome constraints on parameters (use linear_constraints): {clashes}"
+            )
+        #: Every outcome an observation records: the objectives, then constrained outcomes.
+        self.outcome_names = tuple(
+            dict.fromkeys([*names, *(c.name for c in self.outcome_constraints)])
+        )
         self.pending: dict[str, dict[str, float]] = {}
         self.observations: dict[str, Observation] = {}
         self.failures: dict[str, dict[str, float] | None] = {}
@@ -158,7 +177,7 @@ class History:
                 )
             self._forget(trial_id)
             self._evaluated.add(trial_id)
-            outcomes = {o.name: _finite_or_nan(point.get(o.name)) for o in self.objectives}
+            outcomes = {name: _finite_or_nan(point.get(name)) for name in self.outcome_names}
             missing = [name for name, value in outcomes.items() if math.isnan(value)]
             if missing:
                 logger.warning(
@@ -188,14 +207,20 @@ class History:
             self.space.validate(suggestion)
         return self.add_pending(suggestions)
 
-    def best_points(self) -> list[tuple[str, dict[str, float], dict[str, float]]]:
-        """The best observation for one objective; the non-dominated set for several.
+    def is_feasible(self, observation: Observation) -> bool:
+        """Whether the observation meets every outcome constraint."""
+        return all(c.satisfied(observation.outcomes[c.name]) for c in self.outcome_constraints)
 
-        Among equal values the earliest observation wins.
+    def best_points(self) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+        """The best feasible observation for one objective; the non-dominated set for several.
+
+        Among equal values the earliest observation wins. Observations that break an outcome
+        constraint are never best (empty if none meets them all).
         """
         ranked = [
             (trial_id, obs, np.array([o.sign * obs.outcomes[o.name] for o in self.objectives]))
             for trial_id, obs in self.observations.items()
+            if self.is_feasible(obs)
         ]
         if len(self.objectives) == 1 and ranked:
             ranked = [max(ranked, key=lambda item: item[2][0])]

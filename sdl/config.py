@@ -33,6 +33,12 @@ class ParameterConfig(_Strict):
     high: float
     unit: str = Field(min_length=1, description="unit, e.g. degC, h, pH, mol/mol")
     log_scale: bool = False
+    values: list[float] | None = Field(
+        default=None, min_length=2, description="the only levels allowed (a discrete knob)"
+    )
+    categorical: bool = Field(
+        default=False, description="values are unordered category codes (needs values)"
+    )
 
     @model_validator(mode="after")
     def _low_below_high(self) -> ParameterConfig:
@@ -42,6 +48,11 @@ class ParameterConfig(_Strict):
             raise ValueError(f"low must be below high, got low={self.low}, high={self.high}")
         if self.log_scale and self.low <= 0:
             raise ValueError(f"log_scale needs low > 0, got low={self.low}")
+        if self.categorical and self.values is None:
+            raise ValueError("categorical needs values: the category codes")
+        outside = [v for v in self.values or () if not self.low <= v <= self.high]
+        if outside:
+            raise ValueError(f"values {outside} lie outside [{self.low}, {self.high}]")
         return self
 
 

@@ -160,7 +160,8 @@ class CampaignResult:
 def build_agent(config: CampaignConfig) -> Any:
     """The agent named in ``config``, over the campaign's search space and objectives."""
     space = SearchSpace(tuple(
-        Parameter(name, p.low, p.high, p.unit, log_scale=p.log_scale)
+        Parameter(name, p.low, p.high, p.unit, log_scale=p.log_scale,
+                  values=tuple(p.values) if p.values else None, categorical=p.categorical)
         for name, p in config.search_space.items()
     ))
     objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]

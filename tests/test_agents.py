@@ -301,9 +301,9 @@ def test_model_free_agents_return_the_pareto_set_for_several_objectives(space):
     assert [best[0] for best in agent.get_best_points()] == ["cheap", "rich"]
 
 
-def test_bayesian_refuses_several_objectives(space):
-    with pytest.raises(ValueError, match="exactly one objective, got 2.*not supported yet"):
-        BayesianOptimizationAgent(space, [Objective("a", "maximize"), Objective("b", "minimize")])
+def test_bayesian_refuses_a_reference_point_for_a_single_objective(space, objectives):
+    with pytest.raises(ValueError, match="reference_point needs a value for every objective"):
+        BayesianOptimizationAgent(space, objectives, reference_point={"y": 1.0})
 
 
 def test_objectives_must_not_reuse_parameter_names(space):

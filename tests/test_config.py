@@ -61,3 +61,16 @@ def test_missing_file_and_bad_yaml_are_clear_errors(tmp_path):
                          ids=lambda path: path.name)
 def test_every_example_campaign_is_valid(path):
     assert load_campaign(path).budget > 0
+
+
+def test_a_discrete_knob_reaches_the_agent_and_its_levels_are_checked(tmp_path):
+    from sdl.orchestrator import build_agent
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["search_space"]["ph"] = {"low": 1, "high": 10, "unit": "pH", "values": [2, 4, 7]}
+    config = parse_campaign(data)
+    proposals = build_agent(config).suggest(3)
+    assert {p["ph"] for p in proposals} <= {2.0, 4.0, 7.0}
+    data["search_space"]["ph"]["values"] = [2, 12]
+    with pytest.raises(CampaignConfigError, match=r"search_space\.ph: .*\[12\.0\] lie outside"):
+        parse_campaign(data)

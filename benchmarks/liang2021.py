@@ -1,0 +1,410 @@
+"""Pool-based optimisation on the five experimental data sets of Liang et al. 2021.
+
+Liang, Q. et al. "Benchmarking the performance of Bayesian optimization across multiple
+experimental materials science domains", npj Computational Materials 7, 188 (2021); data from
+the authors' repository PV-Lab/Benchmarking (MIT licence), read from ``../shared/data``.
+
+The paper's protocol. The pool is the set of unique inputs of a data set (repeated rows'
+objective averaged). Every campaign starts from 2 rows drawn at random (the same 2 for every
+agent at a given seed), then the agent chooses one row at a time among those not yet tried.
+Scores, on the mean over seeds:
+
+* Top%(n): the fraction of the pool's top 5% (the ``ceil(0.05 N)`` best rows) found in the
+  first ``n`` experiments;
+* EF(n) = Top%_agent(n) / Top%_random(n), the enhancement factor;
+* AF = n_random / n_agent, the acceleration factor, the experiments each needs for its mean
+  Top% to reach 0.8;
+* experiments until the first row of the pool's top 1% (``ceil(0.01 N)`` best rows) is found.
+
+Random sampling's expected Top% is exact: drawing ``n`` of ``N`` rows without replacement
+finds ``n K / N`` of the ``K`` top rows on average (the mean of the hypergeometric
+distribution), so its mean Top% is ``n / N``. The random agent is also simulated, as a check.
+
+Agents, side by side in one run:
+
+* ``ours``: ``make_agent("bayesian", ...)`` with its defaults on a pool-based ``SearchSpace``;
+* ``ax``: ax-platform's ``Client`` with ``method="fast"`` (its default Bayesian optimisation),
+  continuous ``RangeParameterConfig`` bounds = the pool's extent, ``initialization_budget=2``
+  filled by the same 2 attached random rows. Ax's ``Client`` has no candidate-set setting, so
+  each Ax proposal is snapped to the nearest untried row (in pool-normalised coordinates); the
+  proposed trial is then marked abandoned and the row actually measured is attached and
+  completed, so Ax's model learns the true (input, outcome) pairs;
+* ``random``: ``make_agent("random", ...)`` on the same pool.
+
+    python benchmarks/liang2021.py --seeds 10
+    python benchmarks/liang2021.py --seeds 3 --datasets Perovskite AutoAM --agents ours random
+
+Prints one table and writes ``benchmarks/results/liang2021.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / ".." / "shared" / "data" / "liang2021"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: Objective direction per data set (README of ../shared/data) and the paper's best AF at
+#: Top% = 0.8, as the authors' repository reports it.
+DATASETS: dict[str, tuple[str, float]] = {
+    "Crossed_barrel": ("maximize", 15.1),
+    "Perovskite": ("minimize", 1.7),
+    "AgNP": ("minimize", 4.2),
+    "P3HT": ("maximize", 4.1),
+    "AutoAM": ("maximize", 2.5),
+}
+AGENT_NAMES = ("ours", "ax", "random")
+N_INITIAL = 2
+TOP_FRACTION = 0.05
+TOP1_FRACTION = 0.01
+TARGET_TOP = 0.8
+EF_AT = 30
+
+logger = logging.getLogger("benchmarks.liang2021")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A data set as a pool: unique inputs ``X`` (``N x d``) and mean objective ``y`` (``N``)."""
+
+    name: str
+    columns: tuple[str, ...]
+    X: np.ndarray
+    y: np.ndarray
+    direction: str
+
+    @property
+    def size(self) -> int:
+        return len(self.y)
+
+    def best_rows(self, fraction: float) -> np.ndarray:
+        """Indices of the ``ceil(fraction N)`` best rows (ties broken by row order)."""
+        count = math.ceil(fraction * self.size)
+        order = np.argsort(-self.y if self.direction == "maximize" else self.y, kind="stable")
+        return order[:count]
+
+
+def load_pool(data_dir: Path, name: str) -> Pool:
+    """Read ``{name}.csv`` (inputs, then the objective) and average repeated inputs."""
+    import pandas as pd
+
+    frame = pd.read_csv(data_dir / f"{name}.csv")
+    inputs, objective = list(frame.columns[:-1]), frame.columns[-1]
+    grouped = frame.groupby(inputs, sort=True, as_index=False)[objective].mean()
+    return Pool(
+        name=name,
+        columns=tuple(inputs),
+        X=grouped[inputs].to_numpy(dtype=float),
+        y=grouped[objective].to_numpy(dtype=float),
+        direction=DATASETS[name][0],
+    )
+
+
+def initial_rows(pool: Pool, seed: int) -> np.ndarray:
+    """The 2 random starting rows of a campaign, the same for every agent at ``seed``."""
+    return np.random.default_rng([seed, pool.size]).choice(pool.size, N_INITIAL, replace=False)
+
+
+def done(pool: Pool, tried: Sequence[int]) -> bool:
+    """Whether every top-5% row is found (the Top% curve is 1 from here on)."""
+    return set(map(int, pool.best_rows(TOP_FRACTION))) <= set(map(int, tried))
+
+
+def run_ours(pool: Pool, seed: int, budget: int, agent_name: str) -> list[int]:
+    """Rows tried, in order, by one of our agents (``"bayesian"`` or ``"random"``)."""
+    from agents import Objective, SearchSpace, make_agent
+
+    names = [f"x{i}" for i in range(pool.X.shape[1])]
+    space = SearchSpace.from_candidates(names, pool.X)
+    agent = make_agent(agent_name, space, [Objective("y", pool.direction)], seed=seed)
+    tried = [int(row) for row in initial_rows(pool, seed)]
+    agent.ingest(
+        [{**dict(zip(names, pool.X[row], strict=True)), "y": pool.y[row]} for row in tried]
+    )
+    while len(tried) < budget and not done(pool, tried):
+        (suggestion,) = agent.suggest(1)
+        row = int(space.candidate_index(space.to_array([suggestion]))[0])
+        tried.append(row)
+        agent.ingest([{"_id": suggestion["_id"], "y": float(pool.y[row])}])
+    return tried
+
+
+def run_ax(pool: Pool, seed: int, budget: int) -> list[int]:
+    """Rows tried, in order, by Ax's default Bayesian optimisation (see the module docstring)."""
+    from ax.api.client import Client
+    from ax.api.configs import RangeParameterConfig
+
+    for name in [*logging.root.manager.loggerDict, "ax"]:
+        if name.split(".")[0] == "ax":
+            logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    low, high = pool.X.min(axis=0), pool.X.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    names = [f"x{i}" for i in range(pool.X.shape[1])]
+    client = Client(random_seed=seed)
+    client.configure_experiment(
+        name=f"liang_{pool.name}",
+        parameters=[
+            RangeParameterConfig(name=n, bounds=(float(lo), float(hi if hi > lo else lo + 1.0)),
+                                 parameter_type="float")
+            for n, lo, hi in zip(names, low, high, strict=True)
+        ],
+    )
+    client.configure_optimization(objective="y" if pool.direction == "maximize" else "-y")
+    client.configure_generation_strategy(
+        method="fast",
+        initialization_budget=N_INITIAL,
+        initialization_random_seed=seed,
+        initialize_with_center=False,
+        use_existing_trials_for_initialization=True,
+    )
+
+    def measure(row: int) -> None:
+        index = client.attach_trial({n: float(v) for n, v in zip(names, pool.X[row], strict=True)})
+        client.complete_trial(index, {"y": float(pool.y[row])})
+
+    tried = [int(row) for row in initial_rows(pool, seed)]
+    for row in tried:
+        measure(row)
+    unit_pool = (pool.X - low) / span
+    while len(tried) < budget and not done(pool, tried):
+        ((index, parameters),) = client.get_next_trials(max_trials=1).items()
+        proposal = (np.array([parameters[n] for n in names]) - low) / span
+        distances = np.linalg.norm(unit_pool - proposal, axis=1)
+        distances[tried] = np.inf
+        row = int(np.argmin(distances))
+        client.mark_trial_abandoned(index)
+        measure(row)
+        tried.append(row)
+    return tried
+
+
+def run_one(job: tuple[str, str, int, int, str]) -> tuple[str, str, int, list[int], float]:
+    """One campaign: ``(data set, agent, seed, rows tried, seconds)``."""
+    import torch
+
+    torch.set_num_threads(1)
+    name, agent, seed, budget, data_dir = job
+    pool = load_pool(Path(data_dir), name)
+    started = time.perf_counter()
+    runners: dict[str, Callable[[], list[int]]] = {
+        "ours": lambda: run_ours(pool, seed, budget, "bayesian"),
+        "random": lambda: run_ours(pool, seed, budget, "random"),
+        "ax": lambda: run_ax(pool, seed, budget),
+    }
+    tried = runners[agent]()
+    return name, agent, seed, tried, time.perf_counter() - started
+
+
+def top_curve(pool: Pool, tried: Sequence[int], budget: int) -> np.ndarray:
+    """Top%(n) for n = 1..budget; after every top row is found the curve stays at 1."""
+    top = set(map(int, pool.best_rows(TOP_FRACTION)))
+    found = np.cumsum([int(row) in top for row in tried])[:budget] / len(top)
+    rest = 1.0 if found[-1] == 1.0 else math.nan
+    return np.concatenate([found, np.full(budget - len(found), rest)])
+
+
+def experiments_to(curve: np.ndarray, level: float) -> float:
+    """First n (1-based) at which ``curve`` reaches ``level``; NaN if it never does."""
+    reached = np.flatnonzero(curve >= level - 1e-12)
+    return float(reached[0] + 1) if len(reached) else math.nan
+
+
+def experiments_to_top1(pool: Pool, tried: Sequence[int]) -> float:
+    """Experiments until the first top-1% row is found; NaN if it never is."""
+    top1 = set(map(int, pool.best_rows(TOP1_FRACTION)))
+    hits = [i for i, row in enumerate(tried) if int(row) in top1]
+    return float(hits[0] + 1) if hits else math.nan
+
+
+def summarise(pool: Pool, runs: dict[int, list[int]], budget: int) -> dict:
+    """Mean Top% curve, AF with a bootstrap interval over seeds, EF, top-1% statistics."""
+    curves = np.array([top_curve(pool, tried, budget) for tried in runs.values()])
+    random_curve = np.arange(1, budget + 1) / pool.size
+    n_random = math.ceil(TARGET_TOP * pool.size)
+    mean = curves.mean(axis=0)
+    n_agent = experiments_to(mean, TARGET_TOP)
+    rng = np.random.default_rng(0)
+    boot = [
+        n_random / experiments_to(curves[rng.integers(0, len(curves), len(curves))].mean(0),
+                                  TARGET_TOP)
+        for _ in range(1000)
+    ]
+    top1 = np.array([experiments_to_top1(pool, tried) for tried in runs.values()])
+    found_top1 = top1[np.isfinite(top1)]
+    ef_at = min(EF_AT, budget) - 1
+    return {
+        "n_seeds": len(runs),
+        "top_curve_mean": mean.tolist(),
+        "top_curve_std": curves.std(axis=0).tolist(),
+        "experiments_to_top80": n_agent,
+        "experiments_to_top80_per_seed": [experiments_to(c, TARGET_TOP) for c in curves],
+        "af": n_random / n_agent,
+        "af_upper_bound_if_not_reached": n_random / (budget + 1),
+        "af_ci90": [float(np.nanpercentile(boot, 5)), float(np.nanpercentile(boot, 95))],
+        f"ef_at_{EF_AT}": float(mean[ef_at] / random_curve[ef_at]),
+        "experiments_to_top1_mean": float(np.mean(found_top1)) if len(found_top1) else math.nan,
+        "experiments_to_top1_std": float(np.std(found_top1)) if len(found_top1) else math.nan,
+        "seeds_that_found_top1": int(len(found_top1)),
+        "experiments_to_top1_per_seed": top1.tolist(),
+        "rows_tried": {str(seed): tried for seed, tried in runs.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the Liang CSV files")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--budget", type=int, default=60,
+                        help="most experiments per campaign (at most the pool; a campaign "
+                             "also stops once it has found every top-5%% row)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="skip the campaigns; score the ones logged in liang2021_runs.jsonl")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "liang2021_runs.jsonl"
+
+    pools = {name: load_pool(args.data, name) for name in args.datasets}
+    budgets = {name: min(args.budget, pool.size) for name, pool in pools.items()}
+    jobs = [
+        (name, agent, seed, budgets[name], str(args.data))
+        for name in args.datasets
+        for agent in args.agents
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
+    ]
+    # Seed by seed (a run cut short still has whole seeds), the slowest jobs of a seed first.
+    jobs.sort(key=lambda job: (job[2], job[1] != "ax", -pools[job[0]].size))
+    runs: dict[str, dict[str, dict[int, list[int]]]] = {n: {a: {} for a in args.agents}
+                                                        for n in args.datasets}
+    seconds: dict[str, dict[str, float]] = {n: dict.fromkeys(args.agents, 0.0)
+                                            for n in args.datasets}
+    if args.summarise_only:
+        logged = [json.loads(line) for line in log_path.read_text().splitlines()]
+    else:
+        log_path.write_text("")
+        logged = []
+        with ProcessPoolExecutor(max_workers=args.workers) as executor:
+            for name, agent, seed, tried, wall_s in executor.map(run_one, jobs):
+                record = {"dataset": name, "agent": agent, "seed": seed, "rows": tried,
+                          "seconds": wall_s}
+                with log_path.open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+                logged.append(record)
+                logger.warning("%s %s seed %d: %d experiments, %.0f s", name, agent, seed,
+                               len(tried), wall_s)
+    for record in logged:
+        if record["dataset"] in runs and record["agent"] in runs[record["dataset"]]:
+            runs[record["dataset"]][record["agent"]][record["seed"]] = record["rows"]
+            seconds[record["dataset"]][record["agent"]] += record["seconds"]
+
+    results = {
+        name: {
+            "pool_size": pools[name].size,
+            "n_top5": len(pools[name].best_rows(TOP_FRACTION)),
+            "n_top1": len(pools[name].best_rows(TOP1_FRACTION)),
+            "direction": pools[name].direction,
+            "budget": budgets[name],
+            "paper_best_af": DATASETS[name][1],
+            "random_exact_experiments_to_top80": math.ceil(TARGET_TOP * pools[name].size),
+            "agents": {
+                agent: {**summarise(pools[name], runs[name][agent], budgets[name]),
+                        "agent_seconds": seconds[name][agent]}
+                for agent in args.agents
+            },
+        }
+        for name in args.datasets
+    }
+    print_table(results, args.agents)
+    (args.out / "liang2021.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.agents, args.out / "liang2021.png")
+    print(f"\nwrote {args.out / 'liang2021.json'} and {args.out / 'liang2021.png'}")
+
+
+def print_table(results: dict, agents: Sequence[str]) -> None:
+    seeds = {agent: sorted({r["agents"][agent]["n_seeds"] for r in results.values()})
+             for agent in agents}
+    print(f"\nLiang et al. 2021 pool benchmark, seeds per agent {seeds}, {N_INITIAL} random "
+          "initial rows; "
+          f"AF at Top% = {TARGET_TOP} vs exact random (90% bootstrap interval)")
+    header = f"{'data set':<15}{'N':>5} {'paper AF':>9}"
+    for agent in agents:
+        header += f" {agent + ' AF':>20}"
+    for agent in agents:
+        header += f" {agent + ' n80':>10}"
+    for agent in agents:
+        header += f" {agent + ' top1% (found)':>22}"
+    header += f" {'ours EF@' + str(EF_AT):>11}"
+    print(header)
+    for name, result in results.items():
+        line = f"{name:<15}{result['pool_size']:>5} {result['paper_best_af']:>9.1f}"
+        for agent in agents:
+            a = result["agents"][agent]
+            low, high = a["af_ci90"]
+            if math.isnan(a["af"]):
+                line += f" {'<' + format(a['af_upper_bound_if_not_reached'], '.2f'):>20}"
+            else:
+                line += f" {a['af']:>6.2f} [{low:>5.2f},{high:>5.2f}]"
+        for agent in agents:
+            n80 = result["agents"][agent]["experiments_to_top80"]
+            line += f" {'>' + str(result['budget']) if math.isnan(n80) else int(n80):>10}"
+        for agent in agents:
+            a = result["agents"][agent]
+            found = f"({a['seeds_that_found_top1']}/{a['n_seeds']})"
+            line += (f" {a['experiments_to_top1_mean']:>7.1f}±{a['experiments_to_top1_std']:<5.1f}"
+                     f"{found:>9}")
+        if "ours" in agents:
+            line += f" {result['agents']['ours'][f'ef_at_{EF_AT}']:>11.2f}"
+        print(line)
+    print("(random needs ceil(0.8 N) experiments exactly; n80: experiments for the mean Top% "
+          "to reach 0.8, '>B' if not within the budget B, and then AF is below the bound shown; "
+          "top1%: experiments to the first top-1% row, mean ± std over the seeds that found "
+          "one within the budget, (found/seeds))")
+
+
+def plot(results: dict, agents: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items(), strict=True):
+        n = np.arange(1, result["budget"] + 1)
+        ax.plot(n, n / result["pool_size"], "k--", lw=1, label="random (exact)")
+        for agent in agents:
+            a = result["agents"][agent]
+            mean, std = np.array(a["top_curve_mean"]), np.array(a["top_curve_std"])
+            ax.plot(n, mean, label=f"{agent} (AF {a['af']:.1f})")
+            ax.fill_between(n, mean - std, mean + std, alpha=0.2)
+        ax.axhline(TARGET_TOP, color="grey", lw=0.5)
+        ax.set(title=f"{name} (paper AF {result['paper_best_af']})", xlabel="experiments",
+               ylabel="Top% (fraction of top 5% found)", ylim=(0, 1.02))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Liang et al., npj Comput. Mater. 7, 188 (2021) data; mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
