@@ -99,11 +99,18 @@ def killed_campaigns(root: Path, kills: int, budget: int) -> dict:
     path = root / "killed.yaml"
     path.write_text(yaml.safe_dump(campaign_data(data_dir, "killed", budget, 0)))
     rng = np.random.default_rng(7)
+    (data_dir / "raw").mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "sdl.cli", "run", str(path), "--quiet"]
     done = 0
     for _ in range(kills):
+        started = len(list((data_dir / "raw").glob("*.h5")))
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(6.0, 12.0)))  # start-up is ~5 s; then ~1 s/experiment
+        # Wait until it is making samples (each leaves a micrograph file), then strike at a
+        # random moment of the experiments that follow.
+        while (len(list((data_dir / "raw").glob("*.h5"))) <= started
+               and process.poll() is None):
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0.0, 2.0)))
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             done += 1

@@ -26,7 +26,7 @@ from sdl.dashboard_model import CampaignLog, campaign_log_from_catalog
 from sdl.systems import get_system
 
 #: plotly.js options: the file must not offer links out of it.
-_PLOTLY_CONFIG = {"displaylogo": False}
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 #: How many of the best samples show their pattern and micrograph.
 BEST_SAMPLES = 3
@@ -37,7 +37,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; } tr.failed td { color: #999; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
-.pair { display: flex; flex-wrap: wrap; gap: 1em; } .pair > div { flex: 1 1 480px; }
+.pair { display: flex; flex-wrap: wrap; gap: 1em; } .pair > div { flex: 1 1 100%; min-width: 0; }
 """
 
 
