@@ -549,20 +549,24 @@ class CampaignRunner:
         skips = [run for run in faults if run.metadata["start"]["action"] == "skip"]
         history = sorted([*campaign_runs(self.client, name, "experiment"), *skips],
                          key=lambda run: run.metadata["start"]["time"])
+        kept: set[str] = set()
         for run in history:
             start = run.metadata["start"]
-            if start["_id"] in {record.proposal_id for record in self.result.records}:
+            if start["_id"] in kept:
                 continue
             if start["purpose"] == "fault":
+                kept.add(start["_id"])
                 self._keep(ExperimentRecord(len(self.result.records), start["_id"],
                                             start.get("conditions", {}), {},
                                             start["raw_uid"] or "", 0.0))
                 continue
             features = self._resumed_features(run, analysed, judged)
             if features is not None:
+                kept.add(start["_id"])
                 self._keep(ExperimentRecord(len(self.result.records), start["_id"],
                                             start["conditions"], features, start["uid"],
-                                            instrument_time_s(read_primary(run))))
+                                            instrument_time_s(read_primary(
+                                                run, measurements=False))))
         if self.result.records:
             logger.info("resumed campaign %s with %d experiments from the catalog",
                         name, len(self.result.records))

@@ -58,10 +58,14 @@ def instrument_time_s(data: Mapping[str, Any]) -> float:
 _MEASUREMENT_KEYS = ("xrd_two_theta", "xrd_counts", "microscope_image", "microscope_pixel_size_nm")
 
 
-def read_primary(run: Any) -> dict[str, Any]:
-    """The one event of a ``synthesize_and_measure`` run, read back from the catalog."""
+def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
+    """The one event of a ``synthesize_and_measure`` run, read back from the catalog.
+
+    With ``measurements=False`` only the instrument times are read (no pattern, no image):
+    enough for :func:`instrument_time_s`, and far cheaper.
+    """
     primary = run["primary"]
-    keys = [k for k in primary if k in _MEASUREMENT_KEYS
+    keys = [k for k in primary if (measurements and k in _MEASUREMENT_KEYS)
             or (k.endswith("_time_s") and not k.startswith("ts_"))]
     return {key: np.asarray(primary[key].read())[0] for key in keys}
 
