@@ -168,6 +168,7 @@ def _ioc(args: argparse.Namespace) -> int:
 TRAINERS = {
     "train-xrd": ("sdl.analysis.xrd_train", "train the 1D-CNN XRD phase classifier"),
     "train-unet": ("sdl.analysis.unet_train", "train the U-Net micrograph segmenter"),
+    "train-rl": ("sdl.rl_train", "train the RL agent's policy on randomised TiO2 campaigns"),
 }
 
 

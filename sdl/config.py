@@ -200,12 +200,19 @@ class DevicesConfig(_Strict):
     faults: dict[Literal[tuple(FAULT_TARGETS)], FaultInjectionConfig] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="simulated faults to inject (backend: sim only)"
     )
+    stations: int = Field(
+        default=1, ge=1, le=64,
+        description="identical reactor+instrument stations working side by side (backend: sim)",
+    )
 
     @model_validator(mode="after")
     def _faults_only_simulated(self) -> DevicesConfig:
         if self.faults and self.backend != "sim":
             raise ValueError("faults: fault injection needs backend: sim; real instruments "
                              "bring their own")
+        if self.stations > 1 and self.backend != "sim":
+            raise ValueError(f"stations: {self.stations} stations need backend: sim; EPICS "
+                             "stations are one per PV prefix (run one queueserver per prefix)")
         return self
 
 

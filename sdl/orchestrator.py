@@ -25,23 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bluesky import RunEngine
-from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
 from devices.epics import EpicsError
-from plans.experiment import synthesize_and_measure
 from sdl.analysis.pipeline import (
-    BadData,
-    RunDocuments,
     SampleAnalysis,
     feature_documents,
     instrument_time_s,
-    measurements_from_data,
+    judge,
     read_primary,
 )
-from sdl.analysis.quality import calibration_problems
 from sdl.analysis.unet import load_model, segment_grains_unet
 from sdl.analysis.xrd_cnn import XRDClassifier
 from sdl.audit import exit_status
@@ -50,18 +44,10 @@ from sdl.config import CampaignConfig, FaultPolicy
 from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
 from sdl.control_server import ControlServer, connection_file
 from sdl.lab import Instruments, build_instruments
+from sdl.stations import Failed, LocalStation, Measured, Station
 from sdl.systems import get_system
-from simulators.faults import InstrumentFault, SetpointMissed
 
 logger = logging.getLogger(__name__)
-
-#: Fault kind of each error an instrument may raise (checked in order; subclasses first).
-FAULT_KINDS: tuple[tuple[type[BaseException], str], ...] = (
-    (EpicsError, "disconnect"),
-    (TimeoutError, "timeout"),
-    (SetpointMissed, "setpoint_miss"),
-    (InstrumentFault, "instrument_error"),
-)
 
 #: Consecutive refused proposals after which the campaign stops instead of spinning.
 MAX_CONSECUTIVE_REFUSALS = 20
@@ -77,6 +63,7 @@ class ExperimentRecord:
     features: dict[str, float]
     raw_uid: str
     instrument_time_s: float
+    station: str = ""
 
     @property
     def failed(self) -> bool:
@@ -95,31 +82,6 @@ class Fault:
     action: str = ""
     raw_uid: str | None = None
     conditions: Mapping[str, float] = field(default_factory=dict)
-
-
-def _device_error(error: BaseException) -> BaseException:
-    """The device's own error inside a failed Status (or the error itself)."""
-    if isinstance(error, FailedStatus) and error.args and hasattr(error.args[0], "exception"):
-        return error.args[0].exception() or error
-    return error
-
-
-def _error_text(error: BaseException) -> str:
-    """What went wrong, in the device's own words."""
-    device_error = _device_error(error)
-    return f"{type(device_error).__name__}: {device_error}"
-
-
-def fault_kind(error: BaseException) -> str | None:
-    """The ``on_fault`` kind of an instrument's error, or None if no instrument raised it.
-
-    Any error a device reports through its Status is at least an ``instrument_error``.
-    """
-    device_error = _device_error(error)
-    for error_type, kind in FAULT_KINDS:
-        if isinstance(device_error, error_type):
-            return kind
-    return "instrument_error" if isinstance(error, FailedStatus) else None
 
 
 @dataclass
@@ -154,7 +116,18 @@ class CampaignResult:
 
     @property
     def instrument_hours(self) -> float:
+        """Instrument time of all experiments together."""
         return sum(r.instrument_time_s for r in self.records) / 3600.0
+
+    @property
+    def makespan_hours(self) -> float:
+        """Instrument time of the busiest station: how long the campaign took when its
+        stations worked side by side."""
+        per_station: dict[str, float] = {}
+        for record in self.records:
+            per_station[record.station] = (per_station.get(record.station, 0.0)
+                                           + record.instrument_time_s)
+        return max(per_station.values(), default=0.0) / 3600.0
 
 
 def build_agent(config: CampaignConfig) -> Any:
@@ -188,7 +161,11 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class CampaignRunner:
-    """Runs one campaign in this process: RunEngine, catalog, analysis and agent together.
+    """Runs one campaign from this process: the agent, the catalog and one or more stations.
+
+    Each station makes one sample at a time; with several, each works in its own thread and
+    the agent proposes for whichever is free, counting the experiments still running as
+    pending, so no two stations are sent the same conditions.
 
     Parameters
     ----------
@@ -199,6 +176,12 @@ class CampaignRunner:
     serve_control
         Also take control requests over ZeroMQ on 127.0.0.1 while running (``sdl control``;
         see :mod:`sdl.control_server`).
+    client
+        The catalog to record into (a tiled client); default: the SQLite catalog in the
+        campaign's data directory.
+    stations
+        Makes the stations, given this runner (see :mod:`sdl.distributed`); default:
+        ``devices.stations`` simulated or EPICS stations in this process.
 
     Attributes
     ----------
@@ -212,25 +195,48 @@ class CampaignRunner:
         *,
         on_experiment: Callable[[CampaignResult], None] | None = None,
         serve_control: bool = False,
+        client: Any = None,
+        stations: Callable[[CampaignRunner], Sequence[Station]] | None = None,
     ) -> None:
         self.config = config
         self.on_experiment = on_experiment
         self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
-        self.client = open_catalog(self.data_dir, create=True)
+        self.client = client if client is not None else open_catalog(self.data_dir, create=True)
         self.writer = make_writer(self.client)
-        self.instruments: Instruments = build_instruments(config, raw_dir(self.data_dir))
         system = get_system(config.devices.system)
         self.analysis = build_analysis(config, system.phases)
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
-        self.RE = RunEngine({}, call_returns_result=False)
-        self.RE.context_managers = []  # Ctrl-C is the campaign's to handle: see run()
         self._watchers: list[Callable[[str, dict[str, Any]], Any]] = []
-        self.RE.subscribe(self._emit)
-        self.latest_run = RunDocuments()
-        self.RE.subscribe(self.latest_run)
-        self.control = CampaignControl(on_pause=self._pause_engine)
+        self._lock = threading.RLock()  # the agent, the result and the count of experiments
+        self._emit_lock = threading.RLock()  # the catalog writer; taken after _lock, never before
+        self._started = 0  # experiments begun (kept or still running)
+        self._stop_reason: str | None = None
+        self.control = CampaignControl(on_pause=self._pause_stations)
+        self.stations = list(stations(self) if stations else self._local_stations())
+        self._reference_reactor = getattr(self.stations[0], "instruments", None)
+
+    def _local_stations(self) -> list[LocalStation]:
+        """``devices.stations`` stations in this process, each with its own random streams."""
+        count = self.config.devices.stations
+        return [
+            LocalStation(f"station-{index}" if count > 1 else "station",
+                         build_instruments(self.config.model_copy(
+                             update={"seed": self.config.seed + index}), raw_dir(self.data_dir)),
+                         self._emit, self._checkpoint, self._evaluate)
+            for index in range(count)
+        ]
+
+    @property
+    def RE(self) -> Any:  # noqa: N802 (bluesky's name for it)
+        """The first station's RunEngine (the only one in the default single-station lab)."""
+        return self.stations[0].RE
+
+    @property
+    def instruments(self) -> Instruments:
+        """The first station's instruments."""
+        return self.stations[0].instruments
 
     def run(self) -> CampaignResult:
         """Run experiments until the budget is spent, the agent says stop, or someone aborts.
@@ -259,12 +265,13 @@ class CampaignRunner:
         self._watchers.append(watcher)
 
     def _emit(self, name: str, doc: dict[str, Any]) -> None:
-        self.writer(name, doc)
-        for watcher in self._watchers:
-            try:
-                watcher(name, doc)
-            except Exception:
-                logger.exception("a watcher could not follow a %s document", name)
+        with self._emit_lock:
+            self.writer(name, doc)
+            for watcher in self._watchers:
+                try:
+                    watcher(name, doc)
+                except Exception:
+                    logger.exception("a watcher could not follow a %s document", name)
 
     def status(self) -> dict[str, Any]:
         """Where the campaign stands, for people watching it."""
@@ -316,30 +323,64 @@ class CampaignRunner:
             signal.signal(signal.SIGINT, previous)
 
     def _loop(self) -> None:
+        """Every station takes experiments until the campaign is done; with several, each in
+        its own thread. The first error of any station ends the campaign once the others
+        have finished the experiment they are running."""
+        if len(self.stations) == 1:
+            self._station_loop(self.stations[0])
+            return
+        errors: list[BaseException] = []
+
+        def work(station: Station) -> None:
+            try:
+                self._station_loop(station)
+            except BaseException as error:  # handed to the main thread below
+                with self._lock:
+                    errors.append(error)
+                    self._stop_reason = self._stop_reason or f"{station.name}: {error}"
+
+        threads = [threading.Thread(target=work, args=(station,), name=station.name,
+                                    daemon=True) for station in self.stations]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.2)  # the main thread stays free for Ctrl-C
+        if errors:
+            raise errors[0]
+
+    def _station_loop(self, station: Station) -> None:
         refusals = 0
-        while len(self.result.records) < self.config.budget:
+        while True:
             self._checkpoint()
-            if self.result.records:
-                stop, reason = self.agent.should_stop()
-                if stop:
-                    logger.info("agent stopped the campaign: %s", reason)
+            with self._lock:
+                if self._stop_reason or self._started >= self.config.budget:
                     return
-            proposal, proposed_by = self._next_proposal()
-            conditions = {name: float(proposal[name]) for name in self.config.search_space}
-            problem = self._with_retry(partial(self._refusal_reason, conditions),
-                                       "checking the proposal against the device limits")
-            veto = self.control.take_veto() if problem is None and proposed_by == "agent" else None
-            if veto is not None:
-                problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
-            if problem:
-                refusals += 1
-                self._refuse(proposal, conditions, problem)
-                if refusals >= MAX_CONSECUTIVE_REFUSALS:
-                    raise CampaignAborted(f"{refusals} proposals in a row were refused; "
-                                          f"last: {problem}")
-                continue
-            refusals = 0
-            self._experiment(proposal, conditions, proposed_by)
+                if self.result.records:
+                    stop, reason = self.agent.should_stop()
+                    if stop:
+                        logger.info("agent stopped the campaign: %s", reason)
+                        self._stop_reason = f"agent: {reason}"
+                        return
+                proposal, proposed_by = self._next_proposal()
+                conditions = {name: float(proposal[name]) for name in self.config.search_space}
+                problem = self._with_retry(partial(self._refusal_reason, conditions),
+                                           "checking the proposal against the device limits")
+                veto = (self.control.take_veto()
+                        if problem is None and proposed_by == "agent" else None)
+                if veto is not None:
+                    problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
+                if problem:
+                    refusals += 1
+                    self._refuse(proposal, conditions, problem)
+                    if refusals >= MAX_CONSECUTIVE_REFUSALS:
+                        raise CampaignAborted(f"{refusals} proposals in a row were refused; "
+                                              f"last: {problem}")
+                    continue
+                refusals = 0
+                md = self._run_metadata(proposal, proposed_by, station)
+                self._started += 1
+            self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
             if self.on_experiment:
                 self.on_experiment(self.result)
 
@@ -361,12 +402,13 @@ class CampaignRunner:
         self.control.wait_while_paused()
         self._record_control()
 
-    def _pause_engine(self) -> None:
-        if self.RE.state == "running":
-            self.RE.request_pause(defer=True)
+    def _pause_stations(self) -> None:
+        for station in self.stations:
+            station.pause()
 
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
-        return refusal_reason(conditions, self.config.search_space, self.instruments.reactor)
+        reactor = self._reference_reactor.reactor if self._reference_reactor else None
+        return refusal_reason(conditions, self.config.search_space, reactor)
 
     def _record(self, purpose: str, metadata: Mapping[str, Any], *,
                 status: str = "success", reason: str = "") -> None:
@@ -390,39 +432,43 @@ class CampaignRunner:
         for request in self.control.take_log():
             self._record("control", _control_metadata(request))
 
-    def _experiment(self, proposal: Mapping[str, Any], conditions: dict[str, float],
-                    proposed_by: str) -> None:
-        """Make and measure one sample, applying the fault policy until it succeeds or not."""
-        iteration = len(self.result.records)
-        proposal_id = proposal["_id"]
-        md = {
+    def _run_metadata(self, proposal: Mapping[str, Any], proposed_by: str,
+                      station: Station) -> dict[str, Any]:
+        """What the raw run records about why it was made (the agent's belief included)."""
+        return {
             "campaign_id": self.config.name,
-            "iteration": iteration,
-            "_id": proposal_id,
+            "iteration": self._started,
+            "_id": proposal["_id"],
             "agent": self.config.agent.name,
             "proposed_by": proposed_by,
+            "station": station.name,
             "seed": self.config.seed,
             "objectives": [o.model_dump() for o in self.config.objectives],
-            "agent_belief": _json_safe(self.agent.report().get(proposal_id, {})),
+            "agent_belief": _json_safe(self.agent.report().get(proposal["_id"], {})),
         }
-        all_conditions = {**conditions, **self.config.fixed_conditions}
+
+    def _experiment(self, station: Station, md: Mapping[str, Any],
+                    conditions: dict[str, float]) -> None:
+        """Make and measure one sample, applying the fault policy until it succeeds or not."""
+        iteration, proposal_id = md["iteration"], md["_id"]
         tries: dict[str, int] = {}
         for attempt in itertools.count(1):
-            outcome = self._attempt(all_conditions, {**md, "attempt": attempt})
-            if not isinstance(outcome, Fault):
-                uid, features, hours_s = outcome
-                self._keep(ExperimentRecord(iteration, proposal_id, all_conditions, features,
-                                            uid, hours_s))
+            outcome = station.attempt(conditions, {**md, "attempt": attempt})
+            if isinstance(outcome, Measured):
+                self._keep(ExperimentRecord(iteration, proposal_id, conditions, outcome.features,
+                                            outcome.raw_uid, outcome.instrument_time_s,
+                                            station.name))
                 return
             tries[outcome.kind] = tries.get(outcome.kind, 0) + 1
             policy = getattr(self.config.on_fault, outcome.kind)
-            fault = dataclasses.replace(outcome, action=_decision(policy, tries[outcome.kind]))
+            fault = Fault(outcome.kind, outcome.reason, iteration, proposal_id, attempt,
+                          _decision(policy, tries[outcome.kind]), outcome.raw_uid, conditions)
             self._record_fault(fault)
             if fault.action == "retry":
                 time.sleep(policy.retry_delay_s)
             elif fault.action == "skip":
-                self._keep(ExperimentRecord(iteration, proposal_id, all_conditions, {},
-                                            fault.raw_uid or "", 0.0))
+                self._keep(ExperimentRecord(iteration, proposal_id, conditions, {},
+                                            fault.raw_uid or "", 0.0, station.name))
                 return
             elif fault.action == "pause":
                 self.control.pause("fault policy", f"{fault.kind}: {fault.reason}")
@@ -432,80 +478,31 @@ class CampaignRunner:
                                       f"{fault.reason}")
 
     def _keep(self, record: ExperimentRecord) -> None:
-        self._tell_agent(record)
-        self.result.records.append(record)
-
-    def _attempt(self, conditions: Mapping[str, float],
-                 md: Mapping[str, Any]) -> tuple[str, dict[str, float], float] | Fault:
-        """One run of the experiment plan and its analysis: the result, or the fault."""
-        def fault(kind: str, reason: str, raw_uid: str | None) -> Fault:
-            return Fault(kind, reason, md["iteration"], md["_id"], md["attempt"], raw_uid=raw_uid,
-                         conditions=conditions)
-
-        try:
-            uid = self._run_plan(synthesize_and_measure(
-                self.instruments.reactor, self.instruments.detectors, conditions, md=md))
-        except (CampaignAborted, KeyboardInterrupt):
-            raise
-        except Exception as error:
-            kind = fault_kind(error)
-            if kind is None:
-                raise
-            start = self.latest_run.start if self.latest_run.started else {}
-            same = start.get("_id") == md["_id"] and start.get("attempt") == md["attempt"]
-            return fault(kind, _error_text(error), start["uid"] if same else None)
-        data = self.latest_run.primary_data()
-        evaluated = self._evaluate(self.latest_run.start, data)
-        if isinstance(evaluated, tuple):
-            return fault(*evaluated, uid)
-        return uid, evaluated, instrument_time_s(data)
-
-    def _run_plan(self, plan: Any) -> str:
-        """Run a plan on the RunEngine, riding out pauses; Ctrl-C or an abort stops it."""
-        try:
-            (uid,) = self.RE(plan)
-            return uid
-        except RunEngineInterrupted:
-            pass
-        while True:
-            try:
-                self._checkpoint()
-            except CampaignAborted as abort:
-                self.RE.abort(str(abort))
-                raise
-            try:
-                (uid,) = self.RE.resume()
-                return uid
-            except RunEngineInterrupted:
-                continue
+        with self._lock:
+            self._tell_agent(record)
+            self.result.records.append(record)
 
     def _evaluate(self, start: Mapping[str, Any],
-                  data: Mapping[str, Any]) -> dict[str, float] | tuple[str, str]:
-        """Features of a raw run, recorded as an analysis run; or (fault kind, reason)."""
-        try:
-            features = self.analysis.features(measurements_from_data(data))
-        except BadData as error:
-            return error.problems[0].kind, str(error)
-        except ValueError as error:
-            return "analysis_error", str(error)
-        drift = calibration_problems(features.get("xrd_zero_shift_deg", 0.0),
-                                     self.config.analysis.xrd_zero_tolerance_deg)
-        if drift:
-            return drift[0].kind, drift[0].message
-        for name, doc in feature_documents(start, features):
+                  data: Mapping[str, Any]) -> dict[str, float] | Failed:
+        """Features of a raw run, recorded as an analysis run; or why they cannot be had."""
+        judged = judge(self.analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
+        if isinstance(judged, tuple):
+            return Failed(*judged)
+        for name, doc in feature_documents(start, judged):
             self._emit(name, doc)
-        return features
+        return judged
 
     def _record_fault(self, fault: Fault) -> None:
         log = logger.error if fault.action in ("abort", "pause") else logger.warning
         log("experiment %d attempt %d: %s (%s) -> %s", fault.iteration, fault.attempt,
             fault.kind, fault.reason, fault.action)
-        self._record("fault", {"iteration": fault.iteration, "_id": fault.proposal_id,
-                               "conditions": _json_safe(fault.conditions),
-                               "attempt": fault.attempt, "kind": fault.kind,
-                               "action": fault.action, "raw_uid": fault.raw_uid,
-                               "reason": fault.reason})
-        self.result.faults.append(fault)
+        with self._lock:
+            self._record("fault", {"iteration": fault.iteration, "_id": fault.proposal_id,
+                                   "conditions": _json_safe(fault.conditions),
+                                   "attempt": fault.attempt, "kind": fault.kind,
+                                   "action": fault.action, "raw_uid": fault.raw_uid,
+                                   "reason": fault.reason})
+            self.result.faults.append(fault)
 
     def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
         """Do ``action``; when a PV is lost, apply the ``disconnect`` policy's retries."""
@@ -567,6 +564,7 @@ class CampaignRunner:
                                             start["conditions"], features, start["uid"],
                                             instrument_time_s(read_primary(
                                                 run, measurements=False))))
+        self._started = len(self.result.records)
         if self.result.records:
             logger.info("resumed campaign %s with %d experiments from the catalog",
                         name, len(self.result.records))
@@ -585,9 +583,9 @@ class CampaignRunner:
         if start["uid"] in analysed or start["uid"] in judged:
             return analysed.get(start["uid"])
         evaluated = self._evaluate(start, read_primary(run))
-        if isinstance(evaluated, tuple):
-            self._record_fault(Fault(*evaluated, start["iteration"], start["_id"],
-                                     start.get("attempt", 1), "redo", start["uid"]))
+        if isinstance(evaluated, Failed):
+            self._record_fault(Fault(evaluated.kind, evaluated.reason, start["iteration"],
+                                     start["_id"], start.get("attempt", 1), "redo", start["uid"]))
             return None
         return evaluated
 
@@ -613,13 +611,18 @@ def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, A
     """Why the reactor must not be sent these conditions (None if they are safe).
 
     The search space bounds the agent; each setpoint's own ``check_value`` applies the
-    device's safe limits (on EPICS, the PV's control limits too), as a move would.
+    device's safe limits (on EPICS, the PV's control limits too), as a move would. Without
+    a reactor in this process (its stations are queueservers), the search space, which was
+    checked against the devices' limits, is the bound here, and each station's setpoints
+    check again before they move.
     """
     for name, value in conditions.items():
         parameter = search_space[name]
         if not parameter.low <= value <= parameter.high:
             return (f"{name}={value:g} {parameter.unit} is outside the search space "
                     f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
+        if reactor is None:
+            continue
         try:
             getattr(reactor, name).check_value(value)
         except ValueError as error:

@@ -13,7 +13,12 @@ from event_model import Filler, compose_run
 
 from sdl.analysis.microscopy import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
-from sdl.analysis.quality import DataProblem, image_problems, pattern_problems
+from sdl.analysis.quality import (
+    DataProblem,
+    calibration_problems,
+    image_problems,
+    pattern_problems,
+)
 from sdl.analysis.xrd import analyse_pattern
 from sdl.analysis.xrd_cnn import XRDClassifier
 from simulators.sample import AMORPHOUS
@@ -192,6 +197,25 @@ class SampleAnalysis:
             problems += image_problems(measurements.image)
         if problems:
             raise BadData(problems)
+
+
+def judge(analysis: SampleAnalysis, data: Mapping[str, Any],
+          zero_tolerance_deg: float) -> dict[str, float] | tuple[str, str]:
+    """Features of one raw event's data, or the ``on_fault`` kind and reason they are unfit.
+
+    Unfit: bad raw data (``corrupt_data``), an analysis that fails (``analysis_error``) or a
+    fitted 2-theta zero beyond ``zero_tolerance_deg`` (``drift``).
+    """
+    try:
+        features = analysis.features(measurements_from_data(data))
+    except BadData as error:
+        return error.problems[0].kind, str(error)
+    except ValueError as error:
+        return "analysis_error", str(error)
+    drift = calibration_problems(features.get("xrd_zero_shift_deg", 0.0), zero_tolerance_deg)
+    if drift:
+        return drift[0].kind, drift[0].message
+    return features
 
 
 def feature_documents(
