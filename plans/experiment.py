@@ -8,7 +8,36 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable, Triggerable
-from bluesky.utils import MsgGenerator
+from bluesky.utils import FailedStatus, MsgGenerator, RunEngineControlException
+
+
+def device_error(error: BaseException) -> BaseException:
+    """The device's own error inside a failed Status (or the error itself)."""
+    if isinstance(error, FailedStatus) and error.args and hasattr(error.args[0], "exception"):
+        return error.args[0].exception() or error
+    return error
+
+
+def error_text(error: BaseException) -> str:
+    """What went wrong, in the device's own words: ``"ErrorType: message"``."""
+    cause = device_error(error)
+    return f"{type(cause).__name__}: {cause}"
+
+
+def run_explaining_failures(plan: MsgGenerator[Any], md: Mapping[str, Any]) -> MsgGenerator[str]:
+    """bluesky's ``run_wrapper``, except that a failed run's stop document says which device
+    error ended it (``"InstrumentFault: ..."``, not the failed Status), so whoever reads only
+    the documents (a stream subscriber, the catalog) knows what went wrong."""
+    uid = yield from bps.open_run(dict(md))
+
+    def except_plan(error: BaseException) -> MsgGenerator[None]:
+        if isinstance(error, RunEngineControlException):
+            yield from bps.close_run(exit_status=error.exit_status)
+        else:
+            yield from bps.close_run(exit_status="fail", reason=error_text(error))
+
+    yield from bpp.contingency_wrapper(plan, except_plan=except_plan, else_plan=bps.close_run)
+    return uid
 
 
 def set_conditions(reactor: Any, conditions: Mapping[str, float]) -> MsgGenerator[None]:
@@ -85,8 +114,10 @@ def synthesize_and_measure(
     }
 
     @bpp.stage_decorator([reactor, *detectors])
-    @bpp.run_decorator(md=_md)
-    def inner() -> MsgGenerator[None]:
+    def inner() -> MsgGenerator[str]:
+        return (yield from run_explaining_failures(steps(), _md))
+
+    def steps() -> MsgGenerator[None]:
         yield from set_conditions(reactor, conditions)
         yield from bps.checkpoint()  # a pause here resumes with the synthesis
         yield from bps.trigger(reactor, wait=True)

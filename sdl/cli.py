@@ -81,6 +81,52 @@ def _start_dashboard(runner: Any, port: int) -> Any:
     return dashboard
 
 
+def _stack(args: argparse.Namespace) -> int:
+    from sdl.stack import Stack, StackError, StackSettings
+
+    config = _with_overrides(args.campaign, args)
+    settings = StackSettings(stations=args.stations, redis=args.redis, postgres=args.postgres)
+    try:
+        with Stack(config, settings) as stack:
+            print(f"stack up: catalog {stack.tiled_uri} (PostgreSQL), stream "
+                  f"{stack.proxy.out_address}, {len(stack.stations)} station(s); "
+                  f"logs in {stack.run_dir}", flush=True)
+            agent = stack.start_services()
+            try:
+                status = agent.wait()
+            except KeyboardInterrupt:
+                print("stopping the stack (the campaign resumes when started again)",
+                      file=sys.stderr)
+                status = 130
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"stack down; agent service exited with status {status}")
+    return status
+
+
+def _analysis_service(args: argparse.Namespace) -> int:
+    from sdl.services import run_analysis_service
+
+    return run_analysis_service(load_campaign(args.campaign), args.tiled, args.stream_out,
+                                args.stream_in)
+
+
+def _agent_service(args: argparse.Namespace) -> int:
+    from sdl.report import summary_text
+    from sdl.services import run_agent_service
+
+    stations = dict(item.split("=", 1) for item in args.station)
+    result = run_agent_service(load_campaign(args.campaign), args.tiled, args.stream_out,
+                               stations)
+    if result.records:
+        print(summary_text(result))
+    if result.stopped is None:
+        return 0
+    print(f"stopped: {result.stopped}", file=sys.stderr)
+    return 130 if CTRL_C in result.stopped else 3
+
+
 def _report(args: argparse.Namespace) -> int:
     from sdl.catalog import open_catalog
     from sdl.report_html import write_report
@@ -191,6 +237,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=0,
                      help="the dashboard's port (default: a free one)")
     run.set_defaults(func=_run)
+
+    stack = commands.add_parser(
+        "stack", help="run a campaign on the facility stack: tiled on PostgreSQL, document "
+        "stream, a queueserver per station, analysis and agent services")
+    stack.add_argument("campaign", help="campaign YAML file (the same as for sdl run)")
+    stack.add_argument("--stations", type=int, default=1,
+                       help="reactor+instrument stations, each its own queueserver")
+    stack.add_argument("--redis", default="127.0.0.1:6379", help="Redis HOST:PORT")
+    stack.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/sdl",
+                       help="PostgreSQL database for the catalog (created if missing)")
+    for flag in ("--data-dir", "--name"):
+        stack.add_argument(flag, help=f"as for sdl run {flag}")
+    stack.add_argument("--budget", type=int, help="override the number of experiments")
+    stack.set_defaults(func=_stack, seed=None, agent=None)
+
+    for name, func, help_text in (
+            ("analysis-service", _analysis_service,
+             "analyse a campaign's raw runs from the document stream into the catalog"),
+            ("agent-service", _agent_service,
+             "run a campaign's agent over queueserver stations, outcomes from the stream")):
+        service = commands.add_parser(name, help=help_text)
+        service.add_argument("campaign", help="campaign YAML file")
+        service.add_argument("--tiled", required=True, help="tiled server URI "
+                             "(API key from $SDL_TILED_API_KEY)")
+        service.add_argument("--stream-out", required=True,
+                             help="the stream proxy's subscriber address, tcp://HOST:PORT")
+        if name == "analysis-service":
+            service.add_argument("--stream-in", required=True,
+                                 help="the stream proxy's publisher address, tcp://HOST:PORT")
+        else:
+            service.add_argument("--station", action="append", required=True,
+                                 metavar="NAME=tcp://HOST:PORT",
+                                 help="a station's queueserver control address (repeat)")
+        service.set_defaults(func=func)
 
     control = commands.add_parser(
         "control", help="pause, resume, abort, veto or inject into a running campaign")

@@ -23,7 +23,8 @@ class CampaignConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # JSON has no infinity (PostgreSQL refuses it): a speed-up of inf is written "inf".
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
 
 class ParameterConfig(_Strict):

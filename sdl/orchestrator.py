@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import itertools
+import json
 import logging
 import math
 import signal
@@ -224,7 +225,7 @@ class CampaignRunner:
             LocalStation(f"station-{index}" if count > 1 else "station",
                          build_instruments(self.config.model_copy(
                              update={"seed": self.config.seed + index}), raw_dir(self.data_dir)),
-                         self._emit, self._checkpoint, self._evaluate)
+                         self._emit, self.checkpoint, self._evaluate)
             for index in range(count)
         ]
 
@@ -247,7 +248,7 @@ class CampaignRunner:
         """
         try:
             with self._ctrl_c_aborts(), self._control_server():
-                self._record("campaign", {"config": self.config.model_dump(mode="json"),
+                self._record("campaign", {"config": json.loads(self.config.model_dump_json()),
                                           "versions": software_versions()})
                 self._resume()
                 self._loop()
@@ -352,7 +353,7 @@ class CampaignRunner:
     def _station_loop(self, station: Station) -> None:
         refusals = 0
         while True:
-            self._checkpoint()
+            self.checkpoint()
             with self._lock:
                 if self._stop_reason or self._started >= self.config.budget:
                     return
@@ -393,7 +394,7 @@ class CampaignRunner:
         (proposal,) = self.agent.register_suggestions([dict(injection.conditions or {})])
         return proposal, injection.who
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
         """Between steps: record requests, wait out a pause, stop on an abort."""
         self._record_control()
         if self.control.paused is not None:
@@ -472,7 +473,7 @@ class CampaignRunner:
                 return
             elif fault.action == "pause":
                 self.control.pause("fault policy", f"{fault.kind}: {fault.reason}")
-                self._checkpoint()
+                self.checkpoint()
             else:
                 raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: "
                                       f"{fault.reason}")

@@ -123,15 +123,19 @@ def photoactive_area(
     return activity * specific_surface_area_m2_g(arrays["particle_size_nm"], TIO2_DENSITY_G_CM3)
 
 
-def random_model(rng: np.random.Generator) -> TiO2SolGel:
-    """A ``TiO2SolGel`` whose physics and noise are drawn around the defaults."""
+def random_model(rng: np.random.Generator, spread_scale: float = 1.0) -> TiO2SolGel:
+    """A ``TiO2SolGel`` whose physics and noise are drawn around the defaults.
+
+    ``spread_scale`` multiplies every physical spread (not the noise ranges): above 1 it
+    draws instances from a wider family than the policy was trained on.
+    """
     default = TiO2SolGel()
     changes = {
-        name: getattr(default, name) * float(np.exp(rng.normal(0.0, spread)))
+        name: getattr(default, name) * float(np.exp(rng.normal(0.0, spread_scale * spread)))
         for name, spread in RELATIVE_SPREAD.items()
     }
     changes |= {
-        name: getattr(default, name) + float(rng.normal(0.0, spread))
+        name: getattr(default, name) + float(rng.normal(0.0, spread_scale * spread))
         for name, spread in ABSOLUTE_SPREAD.items()
     }
     changes["batch_variation"] = float(rng.uniform(*NOISE_RANGES["batch_variation"]))
@@ -184,9 +188,9 @@ class Instance:
         return (np.asarray(values) - self.median) / (self.optimum - self.median)
 
 
-def draw_instance(rng: np.random.Generator) -> Instance:
+def draw_instance(rng: np.random.Generator, spread_scale: float = 1.0) -> Instance:
     """A randomised simulator instance, with its scale estimated on a Sobol design."""
-    model = random_model(rng)
+    model = random_model(rng, spread_scale)
     noise = float(rng.uniform(*NOISE_RANGES["measurement_noise"]))
     design = qmc.Sobol(TIO2_SPACE.dim, seed=0).random(SCALE_DESIGN_POINTS)
     values = photoactive_area(model, TIO2_SPACE.from_unit(design))
@@ -198,9 +202,9 @@ def instance_rng(stream: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([stream, *keys])
 
 
-def held_out_instances(count: int) -> list[Instance]:
+def held_out_instances(count: int, spread_scale: float = 1.0) -> list[Instance]:
     """The first ``count`` held-apart instances (the same for every training seed)."""
-    return [draw_instance(instance_rng(HELD_OUT_STREAM, i)) for i in range(count)]
+    return [draw_instance(instance_rng(HELD_OUT_STREAM, i), spread_scale) for i in range(count)]
 
 
 def refined_optimum(instance: Instance, starts: int = 5) -> Instance:
@@ -210,7 +214,9 @@ def refined_optimum(instance: Instance, starts: int = 5) -> Instance:
     best = instance.optimum
     for start in design[np.argsort(values)[-starts:]]:
         found = minimize(
-            lambda u: -instance.truth(u)[0], start, method="L-BFGS-B",
+            lambda u: -instance.truth(u)[0],
+            start,
+            method="L-BFGS-B",
             bounds=[(0.0, 1.0)] * TIO2_SPACE.dim,
         )
         best = max(best, -float(found.fun))
@@ -253,8 +259,10 @@ class Batch:
 def prefix_contexts(values: torch.Tensor) -> torch.Tensor:
     """``B x T x ...`` per-episode values as ``(B T) x T x ...``: one history per step."""
     batch, steps = values.shape[:2]
-    return values[:, None].expand(batch, steps, *values.shape[1:]).reshape(
-        batch * steps, *values.shape[1:]
+    return (
+        values[:, None]
+        .expand(batch, steps, *values.shape[1:])
+        .reshape(batch * steps, *values.shape[1:])
     )
 
 
@@ -264,7 +272,9 @@ def prefix_mask(batch: int, steps: int) -> torch.Tensor:
 
 
 def rollout(
-    policy: HistoryPolicy, instances: Sequence[Instance], rng: np.random.Generator,
+    policy: HistoryPolicy,
+    instances: Sequence[Instance],
+    rng: np.random.Generator,
     generator: torch.Generator,
 ) -> Batch:
     """Play one campaign per instance, all in step with each other, with the current policy."""
@@ -289,8 +299,13 @@ def rollout(
             for b, instance in enumerate(instances):
                 measured[b, step] = float(instance.measure(points[b], rng)[0])
                 truth[b, step] = instance.normalised(instance.truth(points[b]))[0]
-    return Batch(unit_x, logits, measured, log_prob, torch.as_tensor(
-        reported_truth(measured.numpy(), truth), dtype=torch.float32))
+    return Batch(
+        unit_x,
+        logits,
+        measured,
+        log_prob,
+        torch.as_tensor(reported_truth(measured.numpy(), truth), dtype=torch.float32),
+    )
 
 
 def reported_truth(measured: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -301,8 +316,12 @@ def reported_truth(measured: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def ppo_update(
-    policy: HistoryPolicy, optimiser: torch.optim.Optimizer, episodes: Batch,
-    epochs: int = 4, clip: float = 0.2, entropy_bonus: float = 1e-3,
+    policy: HistoryPolicy,
+    optimiser: torch.optim.Optimizer,
+    episodes: Batch,
+    epochs: int = 4,
+    clip: float = 0.2,
+    entropy_bonus: float = 1e-3,
 ) -> float:
     """Clipped-surrogate PPO steps on one batch; returns the last surrogate loss.
 
@@ -314,7 +333,8 @@ def ppo_update(
     advantage = returns - returns.mean(0, keepdim=True)
     advantage = (advantage / (advantage.std() + 1e-8)).reshape(-1)
     contexts = (
-        prefix_contexts(episodes.unit_x), prefix_contexts(episodes.measured),
+        prefix_contexts(episodes.unit_x),
+        prefix_contexts(episodes.measured),
         prefix_mask(batch, steps),
     )
     actions = episodes.logits.reshape(-1, dim)
@@ -334,8 +354,14 @@ def ppo_update(
 
 
 def train_policy(
-    episodes: int, seed: int, out: Path, horizon: int = 30, batch: int = 64,
-    hidden: int = 64, learning_rate: float = 3e-4, save_every: int = 20,
+    episodes: int,
+    seed: int,
+    out: Path,
+    horizon: int = 30,
+    batch: int = 64,
+    hidden: int = 64,
+    learning_rate: float = 3e-4,
+    save_every: int = 20,
 ) -> HistoryPolicy:
     """Train a policy on ``episodes`` randomised instances and write it to ``out``.
 
@@ -350,23 +376,36 @@ def train_policy(
     started = time.perf_counter()
     for index in range(batches):
         instances = [
-            draw_instance(instance_rng(TRAIN_STREAM, seed, index * batch + b))
-            for b in range(batch)
+            draw_instance(instance_rng(TRAIN_STREAM, seed, index * batch + b)) for b in range(batch)
         ]
         played = rollout(policy, instances, rng, generator)
         loss = ppo_update(policy, optimiser, played)
         final = played.reward[:, -1]
         logger.info(
             "batch %d/%d: normalised true best after %d steps %.3f (regret %.3f), loss %.3f, "
-            "%.0f s", index + 1, batches, horizon, float(final.mean()),
-            float((1.0 - final).mean()), loss, time.perf_counter() - started,
+            "%.0f s",
+            index + 1,
+            batches,
+            horizon,
+            float(final.mean()),
+            float((1.0 - final).mean()),
+            loss,
+            time.perf_counter() - started,
         )
         if (index + 1) % save_every == 0 or index + 1 == batches:
-            save_policy(policy, out, {
-                "environment": "tio2-domain-randomised", "seed": seed,
-                "episodes": (index + 1) * batch, "batch": batch, "learning_rate": learning_rate,
-                "space": list(TIO2_SPACE.names), "objective": TIO2_OBJECTIVE.name,
-            })
+            save_policy(
+                policy,
+                out,
+                {
+                    "environment": "tio2-domain-randomised",
+                    "seed": seed,
+                    "episodes": (index + 1) * batch,
+                    "batch": batch,
+                    "learning_rate": learning_rate,
+                    "space": list(TIO2_SPACE.names),
+                    "objective": TIO2_OBJECTIVE.name,
+                },
+            )
     return policy
 
 
@@ -374,34 +413,54 @@ def held_out_regret(
     agent_factory: Callable[[int], Agent], instances: Sequence[Instance], budget: int
 ) -> np.ndarray:
     """``len(instances) x budget`` normalised simple regret of fresh agents on each instance."""
-    return np.array([
-        1.0 - instance.normalised(run_agent(
-            agent_factory(i), instance, budget, instance_rng(HELD_OUT_STREAM, i, 1)))
-        for i, instance in enumerate(instances)
-    ])
+    return np.array(
+        [
+            1.0
+            - instance.normalised(
+                run_agent(agent_factory(i), instance, budget, instance_rng(HELD_OUT_STREAM, i, 1))
+            )
+            for i, instance in enumerate(instances)
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sdl train-rl", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS,
-                        help=f"where to write the policy (default {DEFAULT_WEIGHTS})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help=f"where to write the policy (default {DEFAULT_WEIGHTS})",
+    )
     parser.add_argument("--episodes", type=int, default=20_000, help="training campaigns")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizon", type=int, default=30, help="experiments per campaign")
     parser.add_argument("--batch", type=int, default=64, help="campaigns per PPO update")
     parser.add_argument("--hidden", type=int, default=64, help="width of the network")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--eval-instances", type=int, default=10,
-                        help="held-apart instances to compare with random on (0: none)")
+    parser.add_argument(
+        "--eval-instances",
+        type=int,
+        default=10,
+        help="held-apart instances to compare with random on (0: none)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
-    train_policy(args.episodes, args.seed, args.out, horizon=args.horizon, batch=args.batch,
-                 hidden=args.hidden)
-    print(f"trained on {max(1, args.episodes // args.batch) * args.batch} randomised campaigns "
-          f"in {time.perf_counter() - started:.0f} s; wrote {args.out}")
+    train_policy(
+        args.episodes,
+        args.seed,
+        args.out,
+        horizon=args.horizon,
+        batch=args.batch,
+        hidden=args.hidden,
+    )
+    print(
+        f"trained on {max(1, args.episodes // args.batch) * args.batch} randomised campaigns "
+        f"in {time.perf_counter() - started:.0f} s; wrote {args.out}"
+    )
     if args.eval_instances:
         instances = held_out_instances(args.eval_instances)
         for name, factory in (
@@ -409,9 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("random", lambda i: RandomAgent(TIO2_SPACE, [TIO2_OBJECTIVE], seed=i)),
         ):
             final = held_out_regret(factory, instances, args.horizon)[:, -1]
-            print(f"{name:>6}: normalised simple regret after {args.horizon} on "
-                  f"{len(instances)} held-apart instances {final.mean():.3f} "
-                  f"± {final.std(ddof=1) / np.sqrt(len(final)):.3f}")
+            print(
+                f"{name:>6}: normalised simple regret after {args.horizon} on "
+                f"{len(instances)} held-apart instances {final.mean():.3f} "
+                f"± {final.std(ddof=1) / np.sqrt(len(final)):.3f}"
+            )
     return 0
 
 

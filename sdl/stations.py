@@ -16,7 +16,7 @@ from bluesky import RunEngine
 from bluesky.utils import FailedStatus, RunEngineInterrupted
 
 from devices.epics import EpicsError
-from plans.experiment import synthesize_and_measure
+from plans.experiment import device_error, error_text, synthesize_and_measure
 from sdl.analysis.pipeline import RunDocuments, instrument_time_s
 from sdl.control import CampaignAborted
 from sdl.lab import Instruments
@@ -61,27 +61,14 @@ class Station(Protocol):
         """Pause the running plan at its next checkpoint (the campaign resumes it)."""
 
 
-def _device_error(error: BaseException) -> BaseException:
-    """The device's own error inside a failed Status (or the error itself)."""
-    if isinstance(error, FailedStatus) and error.args and hasattr(error.args[0], "exception"):
-        return error.args[0].exception() or error
-    return error
-
-
-def error_text(error: BaseException) -> str:
-    """What went wrong, in the device's own words."""
-    device_error = _device_error(error)
-    return f"{type(device_error).__name__}: {device_error}"
-
-
 def fault_kind(error: BaseException) -> str | None:
     """The ``on_fault`` kind of an instrument's error, or None if no instrument raised it.
 
     Any error a device reports through its Status is at least an ``instrument_error``.
     """
-    device_error = _device_error(error)
+    cause = device_error(error)
     for error_type, kind in FAULT_KINDS:
-        if isinstance(device_error, error_type):
+        if isinstance(cause, error_type):
             return kind
     return "instrument_error" if isinstance(error, FailedStatus) else None
 
@@ -91,10 +78,16 @@ def fault_kind_of_reason(reason: str) -> str:
 
     Used where only the documents of a run are seen (a queueserver's RunEngine).
     """
+    error_type_name = reason.split(":", 1)[0].strip()
     for error_type, kind in FAULT_KINDS:
-        if reason.startswith(error_type.__name__) or f" {error_type.__name__}" in reason:
+        if error_type_name == error_type.__name__ or any(
+                cls.__name__ == error_type_name for cls in _subclasses(error_type)):
             return kind
     return "instrument_error"
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
 
 
 Evaluate = Callable[[Mapping[str, Any], Mapping[str, Any]], "dict[str, float] | Failed"]

@@ -1,0 +1,119 @@
+"""The analysis service: features of every raw experiment run on the stream, as analysis runs.
+
+``sdl analysis-service CAMPAIGN --stream-out ADDR --stream-in ADDR --tiled URI`` follows the
+document stream, and for each experiment run of the campaign that ends successfully runs the
+same analysis as the embedded mode (:func:`sdl.analysis.pipeline.judge`, with the models the
+campaign file names). The result is an analysis run, written to the catalog and published on
+the stream for the agent: with the features, or failed with the ``on_fault`` kind
+(``problem_kind``) and the reason. Messages that are not documents are logged and dropped;
+the service keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from event_model import compose_run
+
+from sdl.analysis.pipeline import ANALYSIS_VERSION, RunDocuments, feature_documents, judge
+from sdl.config import CampaignConfig
+from sdl.orchestrator import build_analysis
+from sdl.systems import get_system
+
+logger = logging.getLogger(__name__)
+
+
+def failed_analysis_documents(raw_start: dict[str, Any], kind: str,
+                              reason: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """An analysis run that records why a raw run could not be analysed."""
+    links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
+    bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": raw_start["uid"],
+                                   "analysis_version": ANALYSIS_VERSION, "problem_kind": kind,
+                                   **links})
+    yield "start", bundle.start_doc
+    yield "stop", bundle.compose_stop(exit_status="fail", reason=reason)
+
+
+class AnalysisService:
+    """Collects each raw run of ``config``'s campaign from the stream and analyses it.
+
+    Parameters
+    ----------
+    config
+        The campaign (its name selects the runs; its ``analysis`` section the methods).
+    emit
+        Receives the analysis runs' documents (the catalog writer and the stream publisher).
+    """
+
+    def __init__(self, config: CampaignConfig,
+                 emit: Callable[[str, dict[str, Any]], Any]) -> None:
+        self.config = config
+        self._emit = emit
+        self._analysis = build_analysis(config, get_system(config.devices.system).phases)
+        self._runs: dict[str, RunDocuments] = {}
+        self._run_of_descriptor: dict[str, str] = {}  # descriptor or resource -> run
+        self._finished: queue.Queue[RunDocuments | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="sdl-analysis", daemon=True)
+        self.analysed = 0
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        """Follow one document of the stream (cheap: analysis runs on the worker thread)."""
+        if name == "start":
+            if doc.get("purpose") == "experiment" and doc.get("campaign_id") == self.config.name:
+                self._runs[doc["uid"]] = RunDocuments()
+                self._runs[doc["uid"]](name, doc)
+            return
+        run_uid = (doc.get("run_start")
+                   or self._run_of_descriptor.get(doc.get("descriptor") or doc.get("resource")))
+        run = self._runs.get(run_uid or "")
+        if run is None:
+            return
+        if name in ("descriptor", "resource"):  # events and datums name these, not the run
+            self._run_of_descriptor[doc["uid"]] = doc["run_start"]
+        run(name, doc)
+        if name == "stop":
+            del self._runs[doc["run_start"]]
+            self._run_of_descriptor = {descriptor: uid for descriptor, uid
+                                       in self._run_of_descriptor.items() if uid != run_uid}
+            if doc.get("exit_status") == "success":
+                self._finished.put(run)
+
+    def start(self) -> AnalysisService:
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        self._finished.put(None)
+        self._worker.join(timeout=30)
+
+    def _work(self) -> None:
+        while (run := self._finished.get()) is not None:
+            try:
+                self._analyse(run)
+            except Exception as error:
+                logger.exception("could not analyse run %s", run.start.get("uid"))
+                self._publish(failed_analysis_documents(
+                    run.start, "analysis_error", f"{type(error).__name__}: {error}"))
+
+    def _analyse(self, run: RunDocuments) -> None:
+        start = run.start
+        judged = judge(self._analysis, run.primary_data(),
+                       self.config.analysis.xrd_zero_tolerance_deg)
+        if isinstance(judged, tuple):
+            kind, reason = judged
+            logger.warning("run %s (%s attempt %s): %s: %s", start["uid"], start["_id"],
+                           start.get("attempt"), kind, reason)
+            documents = failed_analysis_documents(start, kind, reason)
+        else:
+            documents = feature_documents(start, judged)
+        self._publish(documents)
+        logger.info("analysed run %s (iteration %s)", start["uid"], start.get("iteration"))
+
+    def _publish(self, documents: Iterator[tuple[str, dict[str, Any]]]) -> None:
+        for name, doc in documents:
+            self._emit(name, doc)
+        self.analysed += 1

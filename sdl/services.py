@@ -1,0 +1,95 @@
+"""The two services of a facility deployment, each its own process: analysis and agent.
+
+Both read the document stream (:mod:`sdl.stream`) and write to a tiled server; the agent
+service also drives the stations' queueservers. ``sdl stack`` starts them with everything
+else; ``sdl analysis-service`` and ``sdl agent-service`` run one on its own (e.g. the agent
+on a GPU host), given the addresses. The tiled API key comes from ``SDL_TILED_API_KEY``, not
+the command line, which other users of the host can read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from tiled.client import from_uri
+
+from sdl.analysis_service import AnalysisService
+from sdl.catalog import make_writer
+from sdl.config import CampaignConfig
+from sdl.distributed import QueueStation, StreamOutcomes
+from sdl.orchestrator import CampaignResult, CampaignRunner
+from sdl.stream import DocumentPublisher, StreamSubscriber
+
+logger = logging.getLogger(__name__)
+
+#: Where services find the tiled server's API key.
+API_KEY_VARIABLE = "SDL_TILED_API_KEY"
+
+
+def tiled_client(uri: str) -> Any:
+    """A client of the tiled server at ``uri``, with the key from ``SDL_TILED_API_KEY``."""
+    return from_uri(uri, api_key=os.environ.get(API_KEY_VARIABLE))
+
+
+@contextmanager
+def _subscribed(address: str, callback: Any) -> Iterator[None]:
+    subscriber = StreamSubscriber(address, callback).start()
+    try:
+        yield
+    finally:
+        subscriber.close()
+
+
+def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str,
+                         stream_in: str) -> int:
+    """Analyse the campaign's raw runs from the stream until SIGTERM or Ctrl-C."""
+    writer = make_writer(tiled_client(tiled_uri))
+    publisher = DocumentPublisher(stream_in)
+    lock = threading.Lock()
+
+    def emit(name: str, doc: dict[str, Any]) -> None:
+        with lock:
+            writer(name, doc)
+            publisher(name, doc)
+
+    service = AnalysisService(config, emit).start()
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    with _subscribed(stream_out, service):
+        logger.info("analysis service for %s: reading %s", config.name, stream_out)
+        stopped.wait()
+    service.stop()
+    logger.info("analysis service stopped after %d runs", service.analysed)
+    return 0
+
+
+def run_agent_service(config: CampaignConfig, tiled_uri: str, stream_out: str,
+                      stations: Mapping[str, str], *,
+                      serve_control: bool = True) -> CampaignResult:
+    """Run the campaign's closed loop over queueserver ``stations`` (name -> control address).
+
+    The same :class:`CampaignRunner` as ``sdl run``: resuming from the catalog, fault policies,
+    refusals and control requests included.
+    """
+    outcomes = StreamOutcomes()
+
+    def queue_stations(runner: CampaignRunner) -> list[QueueStation]:
+        timeout_s = config.devices.action_timeout_s or 3600.0
+        return [QueueStation(name, address, outcomes, runner.checkpoint, timeout_s=timeout_s)
+                for name, address in stations.items()]
+
+    runner = CampaignRunner(config, client=tiled_client(tiled_uri), stations=queue_stations,
+                            serve_control=serve_control)
+    try:
+        with _subscribed(stream_out, outcomes):
+            return runner.run()
+    finally:
+        for station in runner.stations:
+            station.close()
