@@ -7,12 +7,15 @@ freshly built agent with a different seed (so every timing includes fitting the 
 Reported: the median and the worst wall-clock seconds of one proposal.
 
 * ``ours``: ``make_agent("bayesian", ...)`` with its defaults on the continuous box
-  (``--pool N`` times a pool of N random candidates instead);
+  (``--pool N`` times a pool of N random candidates instead; ``--option name=value``, repeated,
+  passes agent options, e.g. ``--option torch_threads=null`` to use ``--threads``);
 * ``ax``: ax-platform's ``Client``, ``method="fast"``, the ``n`` observations attached as
   completed trials; one ``get_next_trials(max_trials=1)`` is timed.
 
 Both run in this process with ``torch.set_num_threads(--threads)`` (default 2, the target
-machine's cores).
+machine's cores). Our agent computes each proposal with its own ``torch_threads`` (default 1)
+and restores the caller's setting; Ax uses ``--threads``, so ``--threads 1`` compares the two
+on one thread each.
 
     python benchmarks/agent_latency.py
     python benchmarks/agent_latency.py --dims 5 --observations 200 --repeats 5
@@ -26,9 +29,11 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +54,11 @@ def ackley(x: np.ndarray) -> np.ndarray:
     )
 
 
-def time_ours(X: np.ndarray, y: np.ndarray, seed: int, pool: int) -> float:
-    """Seconds for one proposal of a fresh ``bayesian`` agent that has ingested ``X, y``."""
+def time_ours(
+    X: np.ndarray, y: np.ndarray, seed: int, pool: int, options: Mapping[str, object] | None = None
+) -> float:
+    """Seconds for one proposal of a fresh ``bayesian`` agent (with ``options``) that has
+    ingested ``X, y``."""
     from agents import Objective, Parameter, SearchSpace, make_agent
 
     names = [f"x{i}" for i in range(X.shape[1])]
@@ -59,7 +67,8 @@ def time_ours(X: np.ndarray, y: np.ndarray, seed: int, pool: int) -> float:
     if pool:
         candidates = np.random.default_rng([seed, 1]).random((pool, X.shape[1]))
     space = SearchSpace(parameters, candidates=None if candidates is None else candidates)
-    agent = make_agent("bayesian", space, [Objective("y", "minimize")], seed=seed)
+    agent = make_agent("bayesian", space, [Objective("y", "minimize")], seed=seed,
+                       **(options or {}))
     agent.ingest(
         [{**dict(zip(names, map(float, row), strict=True)), "y": float(v)} for row, v in
          zip(X, y, strict=True)]
@@ -105,14 +114,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pool", type=int, default=0,
                         help="time our agent on a pool of this many candidates (0: the box)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="an option of our agent, VALUE in JSON (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    options = dict(parse_option(text) for text in args.option)
     import torch
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     timers: dict[str, Callable[[np.ndarray, np.ndarray, int, int], float]] = {
-        "ours": time_ours, "ax": time_ax,
+        "ours": partial(time_ours, options=options), "ax": time_ax,
     }
     rows = []
     for d in args.dims:
@@ -124,22 +136,45 @@ def main(argv: Sequence[str] | None = None) -> None:
                 seconds = [timers[agent](X, y, seed, args.pool) for seed in range(args.repeats)]
                 row[agent] = {"median_s": float(np.median(seconds)), "worst_s": max(seconds),
                               "seconds": seconds}
+            row["load_average"] = load_average()
             rows.append(row)
             print_row(row, args.agents, header=len(rows) == 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "agent_latency.json").write_text(json.dumps(
-        {"threads": args.threads, "pool": args.pool, "repeats": args.repeats, "rows": rows},
+        {"threads": args.threads, "pool": args.pool, "repeats": args.repeats,
+         "ours_options": options, "rows": rows},
         indent=1))
     plot(rows, args.agents, args.out / "agent_latency.png")
     print(f"\nwrote {args.out / 'agent_latency.json'} and {args.out / 'agent_latency.png'}")
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """``"name=value"`` as ``(name, value)``, the value read as JSON where it is JSON."""
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError(f"--option takes NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system does not tell)."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
 def print_row(row: dict, agents: Sequence[str], header: bool) -> None:
     if header:
         print(f"{'d':>3} {'n':>5}" + "".join(f" {a + ' median s':>14} {a + ' worst s':>13}"
-                                             for a in agents))
+                                             for a in agents) + "   load 1/5/15 min")
+    load = row["load_average"]
     print(f"{row['dim']:>3} {row['observations']:>5}" + "".join(
-        f" {row[a]['median_s']:>14.3f} {row[a]['worst_s']:>13.3f}" for a in agents), flush=True)
+        f" {row[a]['median_s']:>14.3f} {row[a]['worst_s']:>13.3f}" for a in agents)
+        + ("   " + " ".join(f"{v:.2f}" for v in load) if load else ""), flush=True)
 
 
 def plot(rows: list[dict], agents: Sequence[str], path: Path) -> None:

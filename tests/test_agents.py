@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+import torch
 from bluesky_adaptive.protocols import (
     CanRegisterSuggestions,
     Optimizer,
@@ -323,3 +324,56 @@ def test_objectives_must_not_reuse_parameter_names(space):
 def test_bayesian_refuses_invalid_options(space, objectives, options, message):
     with pytest.raises(ValueError, match=message):
         BayesianOptimizationAgent(space, objectives, **options)
+
+
+def test_bayesian_refuses_fewer_than_one_torch_thread(space, objectives):
+    with pytest.raises(ValueError, match="torch_threads must be at least 1 or None, got 0"):
+        BayesianOptimizationAgent(space, objectives, torch_threads=0)
+
+
+@pytest.fixture
+def two_torch_threads():
+    """Torch at two intra-op threads for the test, the previous setting restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_bayesian_proposes_on_its_own_threads_and_restores_the_callers(
+    space, objectives, monkeypatch
+):
+    threads_while_fitting = []
+    fit = agents.bayesian.fit_gpytorch_mll
+
+    def recording_fit(mll):
+        threads_while_fitting.append(torch.get_num_threads())
+        return fit(mll)
+
+    monkeypatch.setattr(agents.bayesian, "fit_gpytorch_mll", recording_fit)
+    agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=3)
+    run_campaign(agent, branin, 4)
+    assert threads_while_fitting == [1]
+    assert torch.get_num_threads() == 2
+    untouched = BayesianOptimizationAgent(
+        space, objectives, seed=0, n_initial=3, torch_threads=None
+    )
+    run_campaign(untouched, branin, 4)
+    assert threads_while_fitting == [1, 2]
+
+
+def test_bayesian_proposal_does_not_depend_on_the_callers_thread_count(space, objectives):
+    history = run_campaign(make_agent("bayesian", space, objectives, seed=3), branin, 7)
+    proposals = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            agent = make_agent("bayesian", space, objectives, seed=3)
+            agent.ingest(history)
+            (proposal,) = agent.suggest()
+            proposals.append((proposal["x1"], proposal["x2"]))
+    finally:
+        torch.set_num_threads(previous)
+    assert proposals[0] == proposals[1]
