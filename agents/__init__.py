@@ -17,6 +17,7 @@ from agents.base import HistoryAgent
 from agents.baselines import RandomAgent, SobolAgent
 from agents.bayesian import BayesianOptimizationAgent
 from agents.protocol import ID_KEY, Agent, History, Observation
+from agents.rl import RLAgent
 from agents.space import LinearConstraint, Objective, OutcomeConstraint, Parameter, SearchSpace
 
 #: Agent classes by the name a campaign uses.
@@ -24,6 +25,7 @@ AGENTS: dict[str, type[HistoryAgent]] = {
     "random": RandomAgent,
     "sobol": SobolAgent,
     "bayesian": BayesianOptimizationAgent,
+    "rl": RLAgent,
 }
 
 
@@ -101,6 +103,7 @@ __all__ = [
     "Observation",
     "OutcomeConstraint",
     "Parameter",
+    "RLAgent",
     "RandomAgent",
     "SearchSpace",
     "SobolAgent",

@@ -70,8 +70,16 @@ class ObjectiveConfig(_Strict):
 class AgentConfig(_Strict):
     """Which agent proposes the experiments, with its constructor options."""
 
-    name: Literal["bayesian", "random", "sobol"] = "bayesian"
+    name: Literal["bayesian", "random", "sobol", "rl"] = "bayesian"
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rl_needs_its_policy(self) -> AgentConfig:
+        if self.name == "rl" and not self.options.get("weights"):
+            raise ValueError("options.weights: the rl agent needs its trained policy, e.g. "
+                             "weights: models/rl_tio2.pt (made by `sdl train-rl --out "
+                             "models/rl_tio2.pt`)")
+        return self
 
 
 class EpicsConfig(_Strict):

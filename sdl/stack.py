@@ -238,13 +238,15 @@ class Stack:
         permissions = self.run_dir / "user_group_permissions.yaml"
         permissions.write_text(yaml.safe_dump(USER_GROUP_PERMISSIONS))
         assert self.proxy is not None
+        prefix = f"sdl_{self.config.name}_{name}"
+        self._exit.callback(_forget_queue, self.settings.redis, prefix)  # after it stops
         process = self._spawn(name, [
             str(BIN / "start-re-manager"), "--startup-module", "sdl.qserver_startup",
             "--existing-plans-devices", str(station_dir / "existing_plans_and_devices.yaml"),
             "--update-existing-plans-devices", "ENVIRONMENT_OPEN",
             "--user-group-permissions", str(permissions),
             "--redis-addr", self.settings.redis,
-            "--redis-name-prefix", f"sdl_{self.config.name}_{name}",
+            "--redis-name-prefix", prefix,
             "--zmq-control-addr", control,
             "--zmq-info-addr", f"tcp://{host}:{free_port(host)}",
             "--zmq-publish-console", "OFF",
@@ -293,6 +295,17 @@ def _close_environment(api: REManagerAPI) -> None:
         logger.warning("could not close a station's environment cleanly: %s", error)
     finally:
         api.close()
+
+
+def _forget_queue(address: str, prefix: str) -> None:
+    """Delete a stopped station's queue from Redis: the campaign's state is in the catalog."""
+    import redis
+
+    host, _, port = address.partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=3)
+    keys = list(client.scan_iter(match=f"{prefix}_*"))
+    if keys:
+        client.delete(*keys)
 
 
 def _stop_process(process: subprocess.Popen, name: str, stop_signal: int) -> None:

@@ -74,3 +74,12 @@ def test_a_discrete_knob_reaches_the_agent_and_its_levels_are_checked(tmp_path):
     data["search_space"]["ph"]["values"] = [2, 12]
     with pytest.raises(CampaignConfigError, match=r"search_space\.ph: .*\[12\.0\] lie outside"):
         parse_campaign(data)
+
+
+
+def test_an_rl_campaign_must_name_its_trained_policy(campaign):
+    campaign["agent"] = {"name": "rl"}
+    with pytest.raises(CampaignConfigError, match=r"agent.*options.weights.*sdl train-rl"):
+        parse_campaign(campaign)
+    campaign["agent"]["options"] = {"weights": "models/rl_tio2.pt"}
+    assert parse_campaign(campaign).agent.options["weights"] == "models/rl_tio2.pt"

@@ -1,0 +1,182 @@
+"""The RL agent: its Optimizer surface, its weights file, and the training environment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from bluesky_adaptive.protocols import (
+    CanRegisterSuggestions,
+    Optimizer,
+    SupportsStoppingCriteria,
+    TrialFaultAware,
+)
+
+from agents import Agent, Objective, Parameter, RLAgent, SearchSpace, make_agent
+from agents.rl import history_tokens, load_policy
+from sdl.analysis.truth import true_features
+from sdl.cli import main as sdl_main
+from sdl.rl_train import (
+    HELD_OUT_STREAM,
+    TIO2_OBJECTIVE,
+    TIO2_SPACE,
+    TRAIN_STREAM,
+    draw_instance,
+    held_out_instances,
+    instance_rng,
+    photoactive_area,
+    reported_truth,
+)
+from simulators.tio2 import TIO2_PHASES
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """A tiny policy trained by the real command: 2 PPO batches of 4 campaigns of 4 steps."""
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("rl") / "policy.pt"
+    code = sdl_main(
+        [
+            "train-rl",
+            "--out",
+            str(path),
+            "--episodes",
+            "8",
+            "--batch",
+            "4",
+            "--horizon",
+            "4",
+            "--hidden",
+            "8",
+            "--eval-instances",
+            "0",
+        ]
+    )
+    assert code == 0
+    return str(path)
+
+
+def tio2_agent(weights: str, seed: int = 0, **options) -> RLAgent:
+    return make_agent("rl", TIO2_SPACE, [TIO2_OBJECTIVE], seed=seed, weights=weights, **options)
+
+
+def play(agent: RLAgent, steps: int, seed: int = 0) -> list[dict]:
+    """Suggest and ingest ``steps`` points measured on one held-apart instance."""
+    (instance,) = held_out_instances(1)
+    rng = np.random.default_rng(seed)
+    points = []
+    for _ in range(steps):
+        (suggestion,) = agent.suggest()
+        unit = TIO2_SPACE.to_unit(TIO2_SPACE.to_array([suggestion]))
+        points.append({**suggestion, TIO2_OBJECTIVE.name: float(instance.measure(unit, rng)[0])})
+        agent.ingest(points[-1:])
+    return points
+
+
+def test_training_command_writes_a_policy_that_loads_for_its_dimension(weights):
+    policy = load_policy(weights, dim=4)
+    assert policy.dim == 4 and policy.horizon == 4
+    saved = torch.load(weights, weights_only=True)
+    assert saved["training"]["episodes"] == 8
+    assert saved["training"]["space"] == list(TIO2_SPACE.names)
+
+
+def test_rl_agent_has_the_bluesky_adaptive_optimizer_surface(weights):
+    agent = tio2_agent(weights)
+    for protocol in (
+        Optimizer,
+        TrialFaultAware,
+        CanRegisterSuggestions,
+        SupportsStoppingCriteria,
+        Agent,
+    ):
+        assert isinstance(agent, protocol), protocol.__name__
+
+
+def test_proposals_lie_in_the_space_and_report_the_policy_belief(weights):
+    agent = tio2_agent(weights, max_evaluations=6)
+    history = play(agent, 6)
+    assert agent.should_stop() == (True, "budget spent: 6 of 6 evaluations")
+    batch = agent.suggest(3)
+    assert all(TIO2_SPACE.contains(s) for s in batch)
+    assert len({s["_id"] for s in batch}) == 3
+    assert len({s["temperature_c"] for s in batch}) == 3
+    report = agent.report()
+    assert set(report) == {s["_id"] for s in batch}
+    belief = report[batch[0]["_id"]]
+    assert TIO2_SPACE.contains({n: belief[f"{n}_policy_centre"] for n in TIO2_SPACE.names})
+    assert 0 < belief["policy_spread_unit"] < 1
+    best_id, _, outcomes = agent.get_best_points()[0]
+    assert outcomes[TIO2_OBJECTIVE.name] == max(p[TIO2_OBJECTIVE.name] for p in history)
+
+
+def test_same_seed_and_history_give_the_same_proposal(weights):
+    first = tio2_agent(weights, seed=3)
+    history = play(first, 5)
+    rebuilt, other_seed = tio2_agent(weights, seed=3), tio2_agent(weights, seed=4)
+    rebuilt.ingest(history)
+    other_seed.ingest(history)
+    (a,), (b,), (c,) = first.suggest(), rebuilt.suggest(), other_seed.suggest()
+    names = TIO2_SPACE.names
+    assert [a[n] for n in names] == pytest.approx([b[n] for n in names], abs=1e-9)
+    assert [a[n] for n in names] != pytest.approx([c[n] for n in names], abs=1e-6)
+
+
+def test_a_space_of_another_dimension_is_refused(weights):
+    space = SearchSpace((Parameter("x1", 0.0, 1.0, ""), Parameter("x2", 0.0, 1.0, "")))
+    with pytest.raises(ValueError, match="trained for 4 parameter.*search space has 2"):
+        make_agent("rl", space, [Objective("y", "maximize")], weights=weights)
+
+
+def test_missing_weights_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sdl train-rl --out"):
+        tio2_agent(str(tmp_path / "absent.pt"))
+
+
+def test_the_rl_agent_refuses_several_objectives(weights):
+    objectives = [TIO2_OBJECTIVE, Objective("grain_size_nm", "minimize")]
+    with pytest.raises(ValueError, match="one objective, got 2"):
+        make_agent("rl", TIO2_SPACE, objectives, weights=weights)
+
+
+def test_proposals_meet_linear_constraints(weights):
+    agent = tio2_agent(weights, linear_constraints=["temperature_c + 50*duration_h <= 1000"])
+    play(agent, 3)
+    for suggestion in agent.suggest(4):
+        assert suggestion["temperature_c"] + 50 * suggestion["duration_h"] <= 1000 + 1e-6
+
+
+def test_history_features_do_not_depend_on_the_objective_scale():
+    rng = np.random.default_rng(0)
+    unit_x = torch.as_tensor(rng.random((1, 6, 3)), dtype=torch.float32)
+    score = torch.as_tensor(rng.normal(size=(1, 6)), dtype=torch.float32)
+    mask = torch.tensor([[True] * 5 + [False]])
+    tokens, x_best = history_tokens(unit_x, score, mask)
+    scaled, scaled_best = history_tokens(unit_x, 250.0 * score + 1e3, mask)
+    torch.testing.assert_close(tokens, scaled, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x_best, scaled_best)
+    best = int(score[0, :5].argmax())
+    assert tokens[0, best, 3] == 1.0 and tokens[0, best, 5] == 1.0
+    assert torch.all(tokens[0, 5] == 0)
+
+
+def test_the_environment_objective_is_the_simulator_truth():
+    instance = draw_instance(instance_rng(TRAIN_STREAM, 0, 0))
+    conditions = {"temperature_c": 520.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}
+    expected = true_features(instance.model.expected(conditions), TIO2_PHASES[1:])
+    values = photoactive_area(instance.model, TIO2_SPACE.to_array([conditions]))
+    assert values[0] == pytest.approx(expected[TIO2_OBJECTIVE.name], rel=1e-9)
+    assert instance.median < values[0] <= instance.optimum * 1.05
+
+
+def test_held_apart_instances_are_not_training_instances():
+    held_out = held_out_instances(3)
+    trained = [draw_instance(instance_rng(TRAIN_STREAM, 0, i)) for i in range(3)]
+    assert all(h.model != t.model for h in held_out for t in trained)
+    assert held_out[0].model == draw_instance(instance_rng(HELD_OUT_STREAM, 0)).model
+
+
+def test_the_reward_scores_the_earliest_best_measured_point():
+    measured = np.array([[1.0, 3.0, 2.0, 3.0]])
+    truth = np.array([[0.1, 0.5, 0.9, 0.7]])
+    np.testing.assert_array_equal(reported_truth(measured, truth), [[0.1, 0.5, 0.5, 0.5]])

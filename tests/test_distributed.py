@@ -1,0 +1,159 @@
+"""The facility deployment for real: tiled on PostgreSQL, the stream, queueservers on Redis,
+analysis and agent services in their own processes; read back from the server run by run."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from event_model import compose_run
+from tiled.client import from_uri
+
+from sdl.catalog import campaign_runs
+from sdl.config import parse_campaign
+from sdl.distributed import StreamOutcomes
+from sdl.stack import Stack, StackSettings, preflight
+from sdl.stations import Failed, Measured, fault_kind_of_reason
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _campaign(tmp_path, **changes):
+    return parse_campaign({
+        "name": "distributed-test", "seed": 5, "data_dir": str(tmp_path / "data"),
+        "search_space": {
+            "temperature_c": {"low": 250, "high": 950, "unit": "degC"},
+            "duration_h": {"low": 0.25, "high": 12, "unit": "h"},
+            "ph": {"low": 1, "high": 10, "unit": "pH"},
+            "h2o_ti_ratio": {"low": 2, "high": 60, "unit": "mol/mol"},
+        },
+        "objectives": [{"name": "photoactive_area_m2_g", "direction": "maximize"}],
+        "instruments": ["xrd", "microscope"],
+        "agent": {"name": "bayesian", "options": {"n_initial": 2}},
+        "budget": 5,
+        **changes,
+    })
+
+
+def test_missing_services_are_named_with_the_option_that_points_elsewhere():
+    problems = preflight(StackSettings(redis="127.0.0.1:1", postgres=f"{POSTGRES[:-4]}1/x"))
+    assert len(problems) == 2
+    assert "Redis is not answering at 127.0.0.1:1" in problems[0] and "--redis" in problems[0]
+    assert "PostgreSQL is not usable" in problems[1] and "--postgres" in problems[1]
+
+
+def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason=""):
+    bundle = compose_run(metadata={"purpose": "experiment", "_id": proposal_id,
+                                   "attempt": attempt})
+    outcomes("start", bundle.start_doc)
+    descriptor = bundle.compose_descriptor(name="primary", data_keys={
+        "reactor_synthesis_time_s": {"source": "sim", "dtype": "number", "shape": []}})
+    outcomes("descriptor", descriptor.descriptor_doc)
+    outcomes("event", descriptor.compose_event(data={"reactor_synthesis_time_s": 7200.0},
+                                               timestamps={"reactor_synthesis_time_s": 0}))
+    outcomes("stop", bundle.compose_stop(exit_status=exit_status, reason=reason))
+    return bundle.start_doc["uid"]
+
+
+def _analysis_run(outcomes, raw_uid, features=None, problem=None):
+    md = {"purpose": "analysis", "raw_uid": raw_uid, **({"problem_kind": problem[0]}
+                                                        if problem else {})}
+    bundle = compose_run(metadata=md)
+    outcomes("start", bundle.start_doc)
+    if features:
+        descriptor = bundle.compose_descriptor(name="features", data_keys={
+            name: {"source": "sdl", "dtype": "number", "shape": []} for name in features})
+        outcomes("descriptor", descriptor.descriptor_doc)
+        outcomes("event", descriptor.compose_event(data=features,
+                                                   timestamps={n: 0 for n in features}))
+    outcomes("stop", bundle.compose_stop(exit_status="fail" if problem else "success",
+                                         reason=problem[1] if problem else ""))
+
+
+def test_stream_outcomes_join_raw_and_analysis_runs_per_attempt():
+    outcomes = StreamOutcomes()
+    measured = _raw_run(outcomes, "p1", 1)
+    failed_raw = _raw_run(outcomes, "p2", 1, exit_status="fail",
+                          reason="SetpointMissed: reactor stayed at 20 degC")
+    corrupt = _raw_run(outcomes, "p3", 2)
+    _analysis_run(outcomes, corrupt, problem=("corrupt_data", "NaN in the pattern"))
+    assert outcomes.wait(("p1", 1), timeout_s=0) is None  # its analysis has not come yet
+    _analysis_run(outcomes, measured, features={"y": 3.5})
+
+    assert outcomes.wait(("p1", 1), timeout_s=1) == Measured(measured, {"y": 3.5}, 7200.0)
+    assert outcomes.wait(("p2", 1), timeout_s=1) == Failed(
+        "setpoint_miss", "SetpointMissed: reactor stayed at 20 degC", failed_raw)
+    assert outcomes.wait(("p3", 2), timeout_s=1) == Failed("corrupt_data", "NaN in the pattern",
+                                                           corrupt)
+
+
+@pytest.mark.parametrize(("reason", "kind"), [
+    ("InstrumentFault: xrd detector error", "instrument_error"),
+    ("TimeoutError: reactor went silent", "timeout"),
+    ("EpicsError: PV SDL:T lost", "disconnect"),
+    ("LimitError: temperature_c=2000", "instrument_error"),
+])
+def test_a_failed_run_s_stop_reason_gives_its_fault_kind(reason, kind):
+    assert fault_kind_of_reason(reason) == kind
+
+
+@pytest.fixture
+def database():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    settings = StackSettings()
+    problems = preflight(StackSettings(postgres=f"{POSTGRES}/test"))
+    if problems:
+        pytest.skip("the facility stack needs Redis and PostgreSQL: " + "; ".join(problems))
+    name = f"sdl_test_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES}/{name}"
+
+    async def drop() -> None:
+        import asyncpg
+
+        admin = await asyncpg.connect(f"{POSTGRES}/postgres")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    asyncio.run(drop())
+    assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.slow
+def test_a_campaign_runs_through_queueservers_stream_services_and_tiled_on_postgres(
+        tmp_path, database):
+    config = _campaign(tmp_path)
+    with Stack(config, StackSettings(stations=2, postgres=database)) as stack:
+        assert urlsplit(stack.tiled_uri).hostname == "127.0.0.1"
+        assert stack.connection_file.stat().st_mode & 0o077 == 0  # holds the API key
+        agent = stack.start_services()
+        assert agent.wait(timeout=400) == 0, agent.log_path.read_text()[-3000:]
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        experiments = campaign_runs(client, config.name, "experiment")
+        analyses = {run.metadata["start"]["raw_uid"]: run
+                    for run in campaign_runs(client, config.name, "analysis")}
+        campaign = campaign_runs(client, config.name, "campaign")
+        assert len(campaign) == 1 and campaign[0].metadata["start"]["config"]["budget"] == 5
+
+        assert len(experiments) == config.budget
+        assert {run.metadata["start"]["station"] for run in experiments} == {"station-0",
+                                                                              "station-1"}
+        proposals = [run.metadata["start"]["_id"] for run in experiments]
+        assert len(set(proposals)) == len(proposals)
+        conditions = {tuple(sorted(run.metadata["start"]["conditions"].items()))
+                      for run in experiments}
+        assert len(conditions) == len(experiments)  # no two stations got the same point
+        for run in experiments:
+            start = run.metadata["start"]
+            assert run.metadata["stop"]["exit_status"] == "success"
+            primary = run["primary"].read()
+            assert primary["xrd_counts"].shape[-1] > 1000
+            assert min(primary["microscope_image"].shape[-2:]) >= 128  # the HDF5 frame, read back
+            analysis = analyses[start["uid"]]
+            assert analysis.metadata["start"]["_id"] == start["_id"]
+            features = analysis["features"].read()
+            assert float(features["photoactive_area_m2_g"][0]) > 0
+            for name, value in start["conditions"].items():
+                assert config.search_space[name].low <= value <= config.search_space[name].high
+    assert not stack.connection_file.exists()
