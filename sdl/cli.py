@@ -113,12 +113,14 @@ def _analysis_service(args: argparse.Namespace) -> int:
 
 
 def _agent_service(args: argparse.Namespace) -> int:
+    from sdl.distributed import StreamOutcomes
     from sdl.report import summary_text
-    from sdl.services import run_agent_service
+    from sdl.services import agent_service, run_agent_service
 
     stations = dict(item.split("=", 1) for item in args.station)
-    result = run_agent_service(load_campaign(args.campaign), args.tiled, args.stream_out,
-                               stations)
+    outcomes = StreamOutcomes()
+    runner = agent_service(load_campaign(args.campaign), args.tiled, stations, outcomes)
+    result = run_agent_service(runner, outcomes, args.stream_out)
     if result.records:
         print(summary_text(result))
     if result.stopped is None:

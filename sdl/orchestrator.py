@@ -9,7 +9,6 @@ campaign's ``on_fault`` policy, and every outcome is recorded in the catalog wit
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.metadata
 import itertools
 import json

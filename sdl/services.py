@@ -70,23 +70,26 @@ def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str
     return 0
 
 
-def run_agent_service(config: CampaignConfig, tiled_uri: str, stream_out: str,
-                      stations: Mapping[str, str], *,
-                      serve_control: bool = True) -> CampaignResult:
-    """Run the campaign's closed loop over queueserver ``stations`` (name -> control address).
+def agent_service(config: CampaignConfig, tiled_uri: str, stations: Mapping[str, str],
+                  outcomes: StreamOutcomes, *, serve_control: bool = True) -> CampaignRunner:
+    """The campaign's closed loop over queueserver ``stations`` (name -> control address),
+    learning each attempt's outcome from ``outcomes`` (which must follow the stream).
 
-    The same :class:`CampaignRunner` as ``sdl run``: resuming from the catalog, fault policies,
-    refusals and control requests included.
+    The same :class:`CampaignRunner` as ``sdl run``: resuming from the catalog, fault
+    policies, refusals and control requests included.
     """
-    outcomes = StreamOutcomes()
-
     def queue_stations(runner: CampaignRunner) -> list[QueueStation]:
         timeout_s = config.devices.action_timeout_s or 3600.0
         return [QueueStation(name, address, outcomes, runner.checkpoint, timeout_s=timeout_s)
                 for name, address in stations.items()]
 
-    runner = CampaignRunner(config, client=tiled_client(tiled_uri), stations=queue_stations,
-                            serve_control=serve_control)
+    return CampaignRunner(config, client=tiled_client(tiled_uri), stations=queue_stations,
+                          serve_control=serve_control)
+
+
+def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes,
+                      stream_out: str) -> CampaignResult:
+    """Run an :func:`agent_service`'s campaign with ``outcomes`` following ``stream_out``."""
     try:
         with _subscribed(stream_out, outcomes):
             return runner.run()

@@ -184,12 +184,15 @@ class Stack:
 
     def start_services(self) -> subprocess.Popen:
         """Start the analysis and agent services; the agent's process is returned."""
-        assert self.proxy is not None
-        self._spawn("analysis-service", self.service_command(
-            "analysis-service", "--stream-in", self.proxy.in_address))
+        self.start_analysis_service()
         stations = [f"--station={name}={address}" for name, address in self.stations.items()]
         return self._spawn("agent-service", self.service_command("agent-service", *stations),
                            stop_signal=signal.SIGINT)
+
+    def start_analysis_service(self) -> subprocess.Popen:
+        assert self.proxy is not None
+        return self._spawn("analysis-service", self.service_command(
+            "analysis-service", "--stream-in", self.proxy.in_address))
 
     def _environment(self, **extra: str) -> dict[str, str]:
         return {**os.environ, API_KEY_VARIABLE: self.api_key, "PYTHONUNBUFFERED": "1", **extra}

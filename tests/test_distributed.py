@@ -121,6 +121,7 @@ def database():
 
 
 @pytest.mark.slow
+@pytest.mark.services
 def test_a_campaign_runs_through_queueservers_stream_services_and_tiled_on_postgres(
         tmp_path, database):
     config = _campaign(tmp_path)
