@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,51 @@ def campaign_runs(client: Any, campaign_id: str, purpose: str) -> list[Any]:
     )
     runs = list(results.values())
     return sorted(runs, key=lambda run: run.metadata["start"]["time"])
+
+
+class BackgroundWriter:
+    """Writes documents to the catalog on its own thread, in the order they were given.
+
+    The loop then never waits for the catalog (most of an experiment's bookkeeping time):
+    it hands each document over and goes on. ``after(name, doc)`` is called once a document
+    is in the catalog. A write that fails is logged and kept as :attr:`error`, and nothing
+    after it is written, so the catalog never holds a run with a hole in it; the campaign
+    checks :attr:`error` between steps and stops. :meth:`flush` waits until every document
+    given so far is written.
+    """
+
+    def __init__(self, write: Callable[[str, dict[str, Any]], Any],
+                 after: Callable[[str, dict[str, Any]], Any] | None = None) -> None:
+        self._write = write
+        self._after = after
+        self._documents: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        self._documents.put((name, doc))
+
+    def flush(self) -> None:
+        self._documents.join()
+
+    def close(self) -> None:
+        self.flush()
+        self._documents.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while (item := self._documents.get()) is not None:
+            try:
+                if self.error is None:
+                    self._write(*item)
+                    if self._after is not None:
+                        self._after(*item)
+            except Exception as error:
+                logging.getLogger(__name__).exception("could not write a %s document to the "
+                                                      "catalog; writing stops", item[0])
+                self.error = error
+            finally:
+                self._documents.task_done()
+        self._documents.task_done()

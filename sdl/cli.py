@@ -91,7 +91,9 @@ def _stack(args: argparse.Namespace) -> int:
             print(f"stack up: catalog {stack.tiled_uri} (PostgreSQL), stream "
                   f"{stack.proxy.out_address}, {len(stack.stations)} station(s); "
                   f"logs in {stack.run_dir}", flush=True)
-            agent = stack.start_services()
+            agent = stack.start_services(dashboard=args.dashboard)
+            if args.dashboard:
+                print(stack.dashboard_address(agent), flush=True)
             try:
                 status = agent.wait()
             except KeyboardInterrupt:
@@ -120,7 +122,7 @@ def _agent_service(args: argparse.Namespace) -> int:
     stations = dict(item.split("=", 1) for item in args.station)
     outcomes = StreamOutcomes()
     runner = agent_service(load_campaign(args.campaign), args.tiled, stations, outcomes)
-    result = run_agent_service(runner, outcomes, args.stream_out)
+    result = run_agent_service(runner, outcomes, args.stream_out, dashboard=args.dashboard)
     if result.records:
         print(summary_text(result))
     if result.stopped is None:
@@ -252,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--data-dir", "--name"):
         stack.add_argument(flag, help=f"as for sdl run {flag}")
     stack.add_argument("--budget", type=int, help="override the number of experiments")
+    stack.add_argument("--dashboard", action="store_true",
+                       help="the agent service serves the live page (address printed)")
     stack.set_defaults(func=_stack, seed=None, agent=None)
 
     for name, func, help_text in (
@@ -272,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
             service.add_argument("--station", action="append", required=True,
                                  metavar="NAME=tcp://HOST:PORT",
                                  help="a station's queueserver control address (repeat)")
+            service.add_argument("--dashboard", action="store_true",
+                                 help="serve the live page to watch and steer (127.0.0.1)")
         service.set_defaults(func=func)
 
     control = commands.add_parser(

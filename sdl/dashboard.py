@@ -9,8 +9,8 @@ and when. Every endpoint but the static plotly.js needs the token printed at sta
 
 The page's data comes from a :class:`~sdl.dashboard_model.DocumentFeed`, a plain Bluesky
 document callback. In the embedded mode (:meth:`Dashboard.for_runner`) it is fed in-process
-by the campaign's RunEngine and catalog writer; a distributed deployment feeds the same
-callback from a ZeroMQ ``RemoteDispatcher`` and passes queueserver calls as ``control``.
+by the campaign's RunEngine and catalog writer; in a distributed deployment the agent
+service (``sdl agent-service --dashboard``) feeds it the document stream as well.
 """
 
 from __future__ import annotations
@@ -169,7 +169,9 @@ class Dashboard:
         log.config = config.model_dump(mode="json")
 
         def status() -> dict[str, Any]:
-            return {**runner.status(), "run_engine": runner.RE.state,
+            return {**runner.status(),
+                    "run_engine": ", ".join(f"{station.name}: {station.state}"
+                                            for station in runner.stations),
                     "instrument_hours": runner.result.instrument_hours}
 
         dashboard = cls(log, runner.control, status,

@@ -168,5 +168,10 @@ class QueueStation:
             if self._api.status()["manager_state"] == "executing_queue":
                 self._api.re_pause(option="deferred")
 
+    @property
+    def state(self) -> str:
+        with self._api_lock:
+            return str(self._api.status()["re_state"])
+
     def close(self) -> None:
         self._api.close()

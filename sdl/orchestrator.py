@@ -39,7 +39,14 @@ from sdl.analysis.pipeline import (
 from sdl.analysis.unet import load_model, segment_grains_unet
 from sdl.analysis.xrd_cnn import XRDClassifier
 from sdl.audit import exit_status
-from sdl.catalog import campaign_runs, make_writer, open_catalog, raw_dir
+from sdl.catalog import (
+    BackgroundWriter,
+    CatalogError,
+    campaign_runs,
+    make_writer,
+    open_catalog,
+    raw_dir,
+)
 from sdl.config import CampaignConfig, FaultPolicy
 from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
 from sdl.control_server import ControlServer, connection_file
@@ -203,14 +210,13 @@ class CampaignRunner:
         self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
         self.client = client if client is not None else open_catalog(self.data_dir, create=True)
-        self.writer = make_writer(self.client)
+        self.writer = BackgroundWriter(make_writer(self.client), after=self._tell_watchers)
         system = get_system(config.devices.system)
         self.analysis = build_analysis(config, system.phases)
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
         self._watchers: list[Callable[[str, dict[str, Any]], Any]] = []
         self._lock = threading.RLock()  # the agent, the result and the count of experiments
-        self._emit_lock = threading.RLock()  # the catalog writer; taken after _lock, never before
         self._started = 0  # experiments begun (kept or still running)
         self._stop_reason: str | None = None
         self.control = CampaignControl(on_pause=self._pause_stations)
@@ -256,6 +262,10 @@ class CampaignRunner:
             logger.warning("campaign %s stopped: %s", self.config.name, self.result.stopped)
         finally:
             self._record_control()
+            self.writer.flush()
+        if self.writer.error is not None:
+            raise CatalogError(f"the campaign stopped because its catalog could not be "
+                               f"written: {self.writer.error}") from self.writer.error
         return self.result
 
     def subscribe(self, watcher: Callable[[str, dict[str, Any]], Any]) -> None:
@@ -265,13 +275,14 @@ class CampaignRunner:
         self._watchers.append(watcher)
 
     def _emit(self, name: str, doc: dict[str, Any]) -> None:
-        with self._emit_lock:
-            self.writer(name, doc)
-            for watcher in self._watchers:
-                try:
-                    watcher(name, doc)
-                except Exception:
-                    logger.exception("a watcher could not follow a %s document", name)
+        self.writer(name, doc)
+
+    def _tell_watchers(self, name: str, doc: dict[str, Any]) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(name, doc)
+            except Exception:
+                logger.exception("a watcher could not follow a %s document", name)
 
     def status(self) -> dict[str, Any]:
         """Where the campaign stands, for people watching it."""
@@ -394,7 +405,10 @@ class CampaignRunner:
         return proposal, injection.who
 
     def checkpoint(self) -> None:
-        """Between steps: record requests, wait out a pause, stop on an abort."""
+        """Between steps: record requests, wait out a pause, stop on an abort (or when the
+        catalog can no longer be written: nothing runs unrecorded)."""
+        if self.writer.error is not None:
+            raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
         self._record_control()
         if self.control.paused is not None:
             logger.warning("campaign %s paused by %s: %s; waiting to be resumed",

@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 #: Where services find the tiled server's API key.
 API_KEY_VARIABLE = "SDL_TILED_API_KEY"
+
+#: What the analysis service prints once it follows the stream.
+READY_LINE = "analysis service ready"
 
 
 def tiled_client(uri: str) -> Any:
@@ -63,7 +67,8 @@ def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     with _subscribed(stream_out, service):
-        logger.info("analysis service for %s: reading %s", config.name, stream_out)
+        time.sleep(0.5)  # ZeroMQ's slow joiner: let the subscription reach the proxy
+        print(f"{READY_LINE}: campaign {config.name}, reading {stream_out}", flush=True)
         stopped.wait()
     service.stop()
     logger.info("analysis service stopped after %d runs", service.analysed)
@@ -87,12 +92,28 @@ def agent_service(config: CampaignConfig, tiled_uri: str, stations: Mapping[str,
                           serve_control=serve_control)
 
 
-def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes,
-                      stream_out: str) -> CampaignResult:
-    """Run an :func:`agent_service`'s campaign with ``outcomes`` following ``stream_out``."""
+def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes, stream_out: str,
+                      *, dashboard: bool = False) -> CampaignResult:
+    """Run an :func:`agent_service`'s campaign with ``outcomes`` following ``stream_out``;
+    with ``dashboard``, also serve the live page on 127.0.0.1, fed by the stream."""
+    followers: list[Callable[[str, dict[str, Any]], Any]] = [outcomes]
+    page = None
+    if dashboard:
+        from sdl.dashboard import Dashboard
+
+        page = Dashboard.for_runner(runner)
+        followers.append(page.feed)
+        print(f"dashboard (open in a browser on this machine): {page.start()}", flush=True)
+
+    def follow(name: str, doc: dict[str, Any]) -> None:
+        for follower in followers:
+            follower(name, doc)
+
     try:
-        with _subscribed(stream_out, outcomes):
+        with _subscribed(stream_out, follow):
             return runner.run()
     finally:
+        if page is not None:
+            page.stop()
         for station in runner.stations:
             station.close()

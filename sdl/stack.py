@@ -32,7 +32,7 @@ import yaml
 from bluesky_queueserver_api.zmq import REManagerAPI
 
 from sdl.config import CampaignConfig
-from sdl.services import API_KEY_VARIABLE
+from sdl.services import API_KEY_VARIABLE, READY_LINE
 from sdl.stream import StreamProxy
 
 logger = logging.getLogger(__name__)
@@ -182,17 +182,38 @@ class Stack:
         return [sys.executable, "-m", "sdl.cli", service, str(self.campaign_file),
                 "--tiled", self.tiled_uri, "--stream-out", self.proxy.out_address, *extra]
 
-    def start_services(self) -> subprocess.Popen:
+    def start_services(self, dashboard: bool = False) -> subprocess.Popen:
         """Start the analysis and agent services; the agent's process is returned."""
         self.start_analysis_service()
-        stations = [f"--station={name}={address}" for name, address in self.stations.items()]
-        return self._spawn("agent-service", self.service_command("agent-service", *stations),
+        options = [f"--station={name}={address}" for name, address in self.stations.items()]
+        options += ["--dashboard"] if dashboard else []
+        return self._spawn("agent-service", self.service_command("agent-service", *options),
                            stop_signal=signal.SIGINT)
 
+    def dashboard_address(self, agent: subprocess.Popen) -> str:
+        """The dashboard line the agent service (started with ``dashboard``) prints."""
+        return self._printed(agent, "dashboard", "the agent service's dashboard")
+
     def start_analysis_service(self) -> subprocess.Popen:
+        """Start the analysis service and wait until it follows the stream, so that it sees
+        the first experiment."""
         assert self.proxy is not None
-        return self._spawn("analysis-service", self.service_command(
+        service = self._spawn("analysis-service", self.service_command(
             "analysis-service", "--stream-in", self.proxy.in_address))
+        self._printed(service, READY_LINE, "the analysis service")
+        return service
+
+    def _printed(self, process: subprocess.Popen, prefix: str, what: str) -> str:
+        """The first line starting with ``prefix`` that ``process`` writes to its log."""
+        log = process.log_path  # type: ignore[attr-defined]
+        line: list[str] = []
+
+        def printed() -> bool:
+            line[:] = [text for text in log.read_text().splitlines() if text.startswith(prefix)]
+            return bool(line)
+
+        _wait_until(printed, what, self.settings.startup_timeout_s, process, log)
+        return line[0]
 
     def _environment(self, **extra: str) -> dict[str, str]:
         return {**os.environ, API_KEY_VARIABLE: self.api_key, "PYTHONUNBUFFERED": "1", **extra}

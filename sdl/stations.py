@@ -60,6 +60,10 @@ class Station(Protocol):
     def pause(self) -> None:
         """Pause the running plan at its next checkpoint (the campaign resumes it)."""
 
+    @property
+    def state(self) -> str:
+        """Its RunEngine's state (idle, running, paused), for people watching."""
+
 
 def fault_kind(error: BaseException) -> str | None:
     """The ``on_fault`` kind of an instrument's error, or None if no instrument raised it.
@@ -145,6 +149,10 @@ class LocalStation:
     def pause(self) -> None:
         if self.RE.state == "running":
             self.RE.request_pause(defer=True)
+
+    @property
+    def state(self) -> str:
+        return str(self.RE.state)
 
     def _run_plan(self, plan: Any) -> str:
         """Run a plan on the RunEngine, riding out pauses; Ctrl-C or an abort stops it."""
