@@ -236,8 +236,10 @@ class CampaignConfig(_Strict):
     fixed_conditions: dict[str, float] = Field(
         default_factory=dict, description="conditions held constant, in the reactor's units"
     )
-    objectives: list[ObjectiveConfig] = Field(min_length=1, max_length=1)
-    instruments: list[Literal["xrd", "microscope"]] = Field(min_length=1)
+    objectives: list[ObjectiveConfig] = Field(
+        min_length=1, description="what is better; several make a Pareto (multi-objective) search"
+    )
+    instruments: list[Literal["xrd", "microscope", "magnetometer"]] = Field(min_length=1)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     budget: int = Field(gt=0, le=100_000, description="number of experiments")
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
@@ -250,6 +252,13 @@ class CampaignConfig(_Strict):
         if len(set(instruments)) != len(instruments):
             raise ValueError(f"instruments must not repeat, got {instruments}")
         return instruments
+
+    @model_validator(mode="after")
+    def _magnetometer_only_simulated(self) -> CampaignConfig:
+        if "magnetometer" in self.instruments and self.devices.backend != "sim":
+            raise ValueError("instruments: the magnetometer has no EPICS device yet; it needs "
+                             "devices.backend: sim")
+        return self
 
     @model_validator(mode="after")
     def _fixed_not_searched(self) -> CampaignConfig:
@@ -273,12 +282,39 @@ class CampaignConfig(_Strict):
     def _objectives_are_measured(self) -> CampaignConfig:
         system = get_system(self.devices.system)
         available = features_for(self.instruments, system.phases)
+        seen: set[str] = set()
         for index, objective in enumerate(self.objectives):
             if objective.name not in available:
                 raise ValueError(
                     f"objectives.{index}.name: {objective.name!r} is not measured by instruments "
                     f"{self.instruments}; choose one of {sorted(available)}"
                 )
+            if objective.name in seen:
+                raise ValueError(f"objectives.{index}.name: {objective.name!r} is listed twice")
+            seen.add(objective.name)
+        return self
+
+    @model_validator(mode="after")
+    def _several_objectives_fit_the_agent(self) -> CampaignConfig:
+        names = [objective.name for objective in self.objectives]
+        if self.agent.name == "rl" and len(names) > 1:
+            raise ValueError(f"agent.name: the rl agent optimises one objective, got {names}; "
+                             "use bayesian (qLogNEHVI), random or sobol for several")
+        reference = self.agent.options.get("reference_point")
+        if reference is None:
+            return self
+        if len(names) < 2:
+            raise ValueError("agent.options.reference_point: hypervolume needs several "
+                             f"objectives; this campaign has one, {names}")
+        if not isinstance(reference, dict) or set(reference) != set(names):
+            raise ValueError("agent.options.reference_point: give one value for each objective "
+                             f"{names}, got {reference!r}")
+        bad = {name: value for name, value in reference.items()
+               if isinstance(value, bool) or not isinstance(value, int | float)
+               or not math.isfinite(value)}
+        if bad:
+            raise ValueError(f"agent.options.reference_point: values must be finite numbers, "
+                             f"got {bad}")
         return self
 
 

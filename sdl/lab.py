@@ -20,6 +20,7 @@ from devices.epics import (
     unconnected_pvs,
     use_caproto,
 )
+from devices.magnetometer import SimulatedMagnetometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import Reactor, reactor_class
 from devices.sim_lab import SimulatedLab
@@ -49,13 +50,15 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
     lab = SimulatedLab(SimClock(config.devices.speedup), seed=config.seed, faults=faults,
                        action_timeout_s=config.devices.action_timeout_s)
     reactor_cls = reactor_class(f"{system.name.title().replace('_', '')}Reactor",
-                                system.condition_limits)
+                                system.condition_limits, joint_limit=system.joint_limit)
     reactor = reactor_cls(name="reactor", lab=lab, model=system.make_model())
     detectors: list[Any] = []
     if "xrd" in config.instruments:
         detectors.append(SimulatedDiffractometer(name="xrd", lab=lab))
     if "microscope" in config.instruments:
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
+    if "magnetometer" in config.instruments:
+        detectors.append(SimulatedMagnetometer(name="magnetometer", lab=lab))
     apply_detector_settings(config, detectors)
     instruments = Instruments(reactor=reactor, detectors=detectors, faults=faults)
     check_search_space(config, reactor)
@@ -70,9 +73,14 @@ def _detector_settings(config: CampaignConfig) -> dict[str, tuple[str, float]]:
 
 def apply_detector_settings(config: CampaignConfig, detectors: list[Any],
                             timeout_s: float | None = None) -> None:
-    """Set each detector's configured setting (exposure, magnification), within its limits."""
+    """Set each detector's configured setting (exposure, magnification), within its limits.
+
+    Detectors without a setting in the campaign file (the magnetometer) keep their own.
+    """
     settings = _detector_settings(config)
     for detector in detectors:
+        if detector.name not in settings:
+            continue
         component, value = settings[detector.name]
         getattr(detector, component).set(value).wait(timeout_s)
 

@@ -17,12 +17,26 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import plotly.graph_objects as go
 import yaml
 
 from sdl.analysis.pipeline import measurements_from_data, read_primary
 from sdl.catalog import CATALOG_FILE
-from sdl.dashboard_figures import conditions_figure, convergence_figure, measurement_figures
+from sdl.dashboard_figures import (
+    _LAYOUT,
+    conditions_figure,
+    convergence_figure,
+    measurement_figures,
+)
 from sdl.dashboard_model import CampaignLog, campaign_log_from_catalog
+from sdl.orchestrator import (
+    dominated_outline,
+    front_hypervolume,
+    hypervolume_reference,
+    outcomes_feasible,
+    pareto_mask,
+)
 from sdl.systems import get_system
 
 #: plotly.js options: the file must not offer links out of it.
@@ -102,6 +116,93 @@ def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -
     return parts
 
 
+def _pareto(log: CampaignLog) -> dict[str, Any]:
+    """The Pareto set of a campaign with several objectives, read from its log.
+
+    Keys: ``names``, ``maximize``, ``experiments`` (measured, in order), ``values``
+    (``experiments x objectives``), ``mask`` (on the front: feasible and non-dominated),
+    ``feasible``, ``reference`` (``{objective: value}`` or None) and ``hypervolume``.
+    """
+    objectives = log.config.get("objectives") or []
+    names = [str(o["name"]) for o in objectives]
+    maximize = [o.get("direction", "maximize") == "maximize" for o in objectives]
+    options = (log.config.get("agent") or {}).get("options") or {}
+    experiments = [e for e in log.experiments if e.features]
+    values = np.array([[e.features.get(n, math.nan) for n in names] for e in experiments],
+                      dtype=float).reshape(len(experiments), len(names))
+    feasible = np.array([np.isfinite(row).all() and outcomes_feasible(e.features, options)
+                         for e, row in zip(experiments, values, strict=True)], dtype=bool)
+    mask = pareto_mask(np.where(feasible[:, None], values, math.nan), maximize)
+    reference = hypervolume_reference(values[mask], names, maximize,
+                                      options.get("reference_point"))
+    volume = (0.0 if reference is None else
+              front_hypervolume(values[mask], maximize, [reference[n] for n in names]))
+    return {"names": names, "maximize": maximize, "experiments": experiments, "values": values,
+            "mask": mask, "feasible": feasible, "reference": reference, "hypervolume": volume}
+
+
+def _pareto_text(pareto: dict[str, Any]) -> str:
+    if not pareto["mask"].any():
+        return "no experiment produced every objective"
+    reference = ", ".join(f"{n} = {v:.4g}" for n, v in pareto["reference"].items())
+    return (f"{int(pareto['mask'].sum())} Pareto-optimal of {int(pareto['feasible'].sum())} "
+            f"feasible experiments, hypervolume {pareto['hypervolume']:.4g} above {reference}")
+
+
+def _pareto_figure(pareto: dict[str, Any]) -> go.Figure:
+    """The first two objectives of every measured experiment, the Pareto set highlighted."""
+    names, values, mask = pareto["names"][:2], pareto["values"][:, :2], pareto["mask"]
+    experiments = pareto["experiments"]
+    x_better = "better →" if pareto["maximize"][0] else "← better"
+    y_better = "better ↑" if pareto["maximize"][1] else "better ↓"
+    figure = go.Figure(layout={**_LAYOUT, "height": 460, "title": "Pareto front",
+                               "xaxis": {"title": f"{names[0]} ({x_better})"},
+                               "yaxis": {"title": f"{names[1]} ({y_better})"}})
+    reference = pareto["reference"]
+    if reference is not None and len(pareto["names"]) == 2:
+        outline = dominated_outline(values[mask], pareto["maximize"],
+                                    [reference[n] for n in names])
+        figure.add_scatter(x=outline[:, 0].tolist(), y=outline[:, 1].tolist(), mode="lines",
+                           fill="toself", fillcolor="rgba(214,39,40,0.12)",
+                           line={"color": "rgba(214,39,40,0.8)", "width": 1},
+                           name=f"dominated (hypervolume {pareto['hypervolume']:.4g})")
+        figure.add_scatter(x=[reference[names[0]]], y=[reference[names[1]]], mode="markers",
+                           marker={"symbol": "cross-thin-open", "size": 14, "color": "black",
+                                   "line": {"width": 2}}, name="reference point")
+    for label, rows, marker in (
+        ("measured", pareto["feasible"] & ~mask, {"color": "#1f77b4", "size": 7}),
+        ("breaks an outcome constraint", ~pareto["feasible"],
+         {"color": "grey", "symbol": "x", "size": 7}),
+        ("Pareto set", mask, {"color": "#d62728", "size": 11, "line": {"width": 1,
+                                                                       "color": "black"}}),
+    ):
+        index = np.flatnonzero(rows & np.isfinite(values).all(axis=1))
+        if not len(index):
+            continue
+        figure.add_scatter(
+            x=values[index, 0].tolist(), y=values[index, 1].tolist(), name=label,
+            mode="markers+text" if label == "Pareto set" else "markers", marker=marker,
+            text=[str(experiments[i].iteration + 1) for i in index], textposition="top right",
+            customdata=[experiments[i].raw_uid for i in index],
+            hovertemplate="experiment %{text}<br>%{x:.4g}, %{y:.4g}<extra>%{customdata}</extra>")
+    return figure
+
+
+def _pareto_section(pareto: dict[str, Any], search_space: Sequence[str]) -> list[str]:
+    """A campaign with several objectives: the front's plot and its experiments' table."""
+    names = pareto["names"]
+    sign = 1.0 if pareto["maximize"][0] else -1.0
+    order = sorted(np.flatnonzero(pareto["mask"]),
+                   key=lambda i: -sign * pareto["values"][i, 0])
+    rows = [[pareto["experiments"][i].iteration + 1, *pareto["values"][i].tolist(),
+             *[pareto["experiments"][i].conditions.get(n, "") for n in search_space],
+             pareto["experiments"][i].raw_uid] for i in order]
+    return [f"<h2>Pareto front ({len(order)} experiments)</h2>",
+            f"<p>{html.escape(_pareto_text(pareto))}.</p>", _div(_pareto_figure(pareto)),
+            _table(["experiment", *names, *search_space, "raw run uid"], rows,
+                   table_id="pareto")]
+
+
 def _div(figure: Any) -> str:
     return figure.to_html(full_html=False, include_plotlyjs=False, config=_PLOTLY_CONFIG)
 
@@ -140,6 +241,11 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
     best_text = ("no experiment produced the objective" if best is None else
                  f"best {log.objective} = {best['value']:.4g} ± {best['std'] or math.nan:.2g} at "
                  f"experiment {best['iteration'] + 1}")
+    pareto_parts: list[str] = []
+    if len(log.config.get("objectives") or []) > 1:
+        pareto = _pareto(log)
+        best_text = _pareto_text(pareto)
+        pareto_parts = _pareto_section(pareto, list(log.config.get("search_space", {})))
     convergence = convergence_figure(log).to_html(full_html=False, include_plotlyjs=True,
                                                   config=_PLOTLY_CONFIG)
     sections = [
@@ -152,6 +258,7 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
         f"{_time(time.time())}.</p>",
         f"<p>Raw data: the tiled catalog <code>{html.escape(str(catalog_path))}</code>; read a "
         "run with <code>sdl.catalog.open_catalog(DATA_DIR)[RAW_UID]</code>.</p>",
+        *pareto_parts,
         "<h2>Convergence</h2>", convergence,
         "<h2>Explored conditions</h2>",
         _div(conditions_figure(log, log.config.get("search_space", {}))),

@@ -195,3 +195,96 @@ def test_a_campaign_is_watched_paused_and_resumed_from_the_browser(data_dir, tmp
     assert [run.metadata["start"]["who"] for run in recorded] == ["e2e-test", "e2e-test"]
     for name in ("running", "paused", "resumed"):
         assert (tmp_path / f"dashboard-{name}.png").stat().st_size > 20_000
+
+
+def _veto_inject_abort(url: str, runner: CampaignRunner, shots: Path,
+                       page_open: threading.Event) -> None:
+    """Pause, queue a veto and an injected experiment, resume, then abort: all by clicks."""
+    sync_api = _browser_or_skip()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("dialog", lambda dialog: dialog.accept())  # "Abort the campaign?"
+        page.goto(url)
+        page.wait_for_function("document.getElementById('state').textContent === 'running'",
+                               timeout=30_000)
+        page_open.set()
+        page.fill("#who", "e2e-steer")
+        _click(page, "pause")
+        page.wait_for_function("document.getElementById('state').textContent === 'paused'",
+                               timeout=10_000)
+        page.fill("#reason", "not that one")
+        _click(page, "veto")
+        for name, value in INJECTED.items():
+            page.fill(f"#inject-{name}", str(value))
+        page.fill("#reason", "my own idea")
+        _click(page, "inject")
+        queued_at = len(runner.result.records)
+        _click(page, "resume")
+        deadline = time.monotonic() + 60
+        while len(runner.result.records) < queued_at + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        page.fill("#reason", "enough for today")
+        _click(page, "abort")
+        page.wait_for_function("['aborting', 'stopped'].includes("
+                               "document.getElementById('state').textContent)", timeout=30_000)
+        page.screenshot(path=shots / "dashboard-aborted.png", full_page=True)
+        browser.close()
+
+
+def _click(page, action: str) -> None:
+    """Press a control button and wait until the server has taken the request."""
+    page.click(f"#btn-{action}")
+    page.wait_for_function(f"document.getElementById('message').textContent === "
+                           f"'{action} requested'", timeout=10_000)
+
+
+INJECTED = {"temperature_c": 612.5, "duration_h": 1.5, "ph": 4.25, "h2o_ti_ratio": 22.0}
+
+
+@pytest.mark.slow
+def test_veto_inject_and_abort_from_the_browser_act_on_the_campaign(data_dir, tmp_path):
+    _browser_or_skip()
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["search_space"]["duration_h"] = {"low": 1.0, "high": 2.0, "unit": "h"}
+    data.update(data_dir=str(data_dir), budget=30, agent={"name": "random"},
+                devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
+    runner = CampaignRunner(parse_campaign(data))
+    dashboard = Dashboard.for_runner(runner)
+    url = dashboard.start()
+    errors: list[BaseException] = []
+    page_open = threading.Event()
+
+    def browse() -> None:
+        try:
+            _veto_inject_abort(url, runner, tmp_path, page_open)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+            page_open.set()
+            runner.control.abort("test", "the browser failed")
+
+    browser = threading.Thread(target=browse, daemon=True)
+    browser.start()
+    try:
+        page_open.wait(timeout=60)
+        result = runner.run()
+        browser.join(timeout=60)
+    finally:
+        dashboard.stop()
+    if errors:
+        raise errors[0]
+    assert result.stopped is not None and "enough for today" in result.stopped
+    assert len(result.records) < 30
+    actions = [(a["action"], a["who"]) for a in dashboard.log.controls]
+    assert actions == [("pause", "e2e-steer"), ("veto", "e2e-steer"), ("inject", "e2e-steer"),
+                       ("resume", "e2e-steer"), ("abort", "e2e-steer")]
+    injected = [r for r in result.records if r.conditions["temperature_c"] == 612.5]
+    assert len(injected) == 1 and injected[0].conditions["ph"] == 4.25
+    refused = campaign_runs(runner.client, runner.config.name, "refused-proposal")
+    assert len(refused) == 1
+    assert refused[0].metadata["start"]["reason"] == "vetoed by e2e-steer: not that one"
+    experiments = campaign_runs(runner.client, runner.config.name, "experiment")
+    by_person = [run for run in experiments if run.metadata["start"]["proposed_by"] == "e2e-steer"]
+    assert [run.metadata["start"]["conditions"]["temperature_c"] for run in by_person] == [612.5]
+    assert (tmp_path / "dashboard-aborted.png").stat().st_size > 20_000
