@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from bluesky_adaptive.protocols import (
-    CanRegisterSuggestions,
-    Optimizer,
-    SupportsStoppingCriteria,
-    TrialFaultAware,
-)
 
-from agents import Agent, Objective, Parameter, RLAgent, SearchSpace, make_agent
+from agents import Objective, Parameter, RLAgent, SearchSpace, make_agent
 from agents.rl import history_tokens, load_policy
 from sdl.analysis.truth import true_features
 from sdl.cli import main as sdl_main
@@ -79,18 +73,6 @@ def test_training_command_writes_a_policy_that_loads_for_its_dimension(weights):
     saved = torch.load(weights, weights_only=True)
     assert saved["training"]["episodes"] == 8
     assert saved["training"]["space"] == list(TIO2_SPACE.names)
-
-
-def test_rl_agent_has_the_bluesky_adaptive_optimizer_surface(weights):
-    agent = tio2_agent(weights)
-    for protocol in (
-        Optimizer,
-        TrialFaultAware,
-        CanRegisterSuggestions,
-        SupportsStoppingCriteria,
-        Agent,
-    ):
-        assert isinstance(agent, protocol), protocol.__name__
 
 
 def test_proposals_lie_in_the_space_and_report_the_policy_belief(weights):

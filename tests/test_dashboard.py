@@ -152,38 +152,48 @@ def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
         browser.close()
 
 
-@pytest.mark.slow
-def test_a_campaign_is_watched_paused_and_resumed_from_the_browser(data_dir, tmp_path):
+def _campaign_steered_in_browser(data_dir, budget: int, steer, on_failure: str):
+    """Run a short campaign while ``steer(url, runner, page_open)`` drives its dashboard
+    from another thread; the campaign starts once the page is up. Returns the runner, the
+    result and the dashboard; the browser thread's error, if any, is raised here."""
     _browser_or_skip()
     data = yaml.safe_load(EXAMPLE.read_text())
     data["search_space"]["duration_h"] = {"low": 1.0, "high": 2.0, "unit": "h"}
-    data.update(data_dir=str(data_dir), budget=4, agent={"name": "random"},
+    data.update(data_dir=str(data_dir), budget=budget, agent={"name": "random"},
                 devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
     runner = CampaignRunner(parse_campaign(data))
     dashboard = Dashboard.for_runner(runner)
     url = dashboard.start()
-    seen: dict = {}
     errors: list[BaseException] = []
     page_open = threading.Event()
 
     def browse() -> None:
         try:
-            _watch_and_steer(url, runner, tmp_path, seen, page_open)
+            steer(url, runner, page_open)
         except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
             errors.append(error)
             page_open.set()
-            runner.control.resume("test", "the browser failed")
+            getattr(runner.control, on_failure)("test", "the browser failed")
 
     browser = threading.Thread(target=browse, daemon=True)
     browser.start()
     try:
-        page_open.wait(timeout=60)  # the campaign starts once the page is up
+        page_open.wait(timeout=60)
         result = runner.run()
         browser.join(timeout=60)
     finally:
         dashboard.stop()
     if errors:
         raise errors[0]
+    return runner, result, dashboard
+
+
+@pytest.mark.slow
+def test_a_campaign_is_watched_paused_and_resumed_from_the_browser(data_dir, tmp_path):
+    seen: dict = {}
+    runner, result, dashboard = _campaign_steered_in_browser(
+        data_dir, 4, lambda url, runner, page_open: _watch_and_steer(
+            url, runner, tmp_path, seen, page_open), on_failure="resume")
     assert seen["engine_when_paused"] in ("paused", "idle")
     assert seen["done_while_paused"] == 0 and seen["engine_after_wait"] != "running"
     assert seen["points_after_resume"] > seen["first_points"]
@@ -245,35 +255,9 @@ INJECTED = {"temperature_c": 612.5, "duration_h": 1.5, "ph": 4.25, "h2o_ti_ratio
 
 @pytest.mark.slow
 def test_veto_inject_and_abort_from_the_browser_act_on_the_campaign(data_dir, tmp_path):
-    _browser_or_skip()
-    data = yaml.safe_load(EXAMPLE.read_text())
-    data["search_space"]["duration_h"] = {"low": 1.0, "high": 2.0, "unit": "h"}
-    data.update(data_dir=str(data_dir), budget=30, agent={"name": "random"},
-                devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
-    runner = CampaignRunner(parse_campaign(data))
-    dashboard = Dashboard.for_runner(runner)
-    url = dashboard.start()
-    errors: list[BaseException] = []
-    page_open = threading.Event()
-
-    def browse() -> None:
-        try:
-            _veto_inject_abort(url, runner, tmp_path, page_open)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            errors.append(error)
-            page_open.set()
-            runner.control.abort("test", "the browser failed")
-
-    browser = threading.Thread(target=browse, daemon=True)
-    browser.start()
-    try:
-        page_open.wait(timeout=60)
-        result = runner.run()
-        browser.join(timeout=60)
-    finally:
-        dashboard.stop()
-    if errors:
-        raise errors[0]
+    runner, result, dashboard = _campaign_steered_in_browser(
+        data_dir, 30, lambda url, runner, page_open: _veto_inject_abort(
+            url, runner, tmp_path, page_open), on_failure="abort")
     assert result.stopped is not None and "enough for today" in result.stopped
     assert len(result.records) < 30
     actions = [(a["action"], a["who"]) for a in dashboard.log.controls]
