@@ -39,7 +39,6 @@ def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
 
 def _run(args: argparse.Namespace) -> int:
     from sdl.orchestrator import CampaignRunner
-    from sdl.report import plot_report, summary_text
 
     config = _with_overrides(args.campaign, args)
     runner = CampaignRunner(config, serve_control=True)
@@ -60,12 +59,21 @@ def _run(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()
     bar.close()
+    return _finish(runner, result,
+                   f"{Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)")
+
+
+def _finish(runner: Any, result: Any, catalog: str) -> int:
+    """Summary, PNG report and exit status of a campaign that has stopped."""
+    from sdl.report import plot_report, summary_text
+
+    config = runner.config
     if result.records:
         report = plot_report(result, runner.client,
                              Path(config.data_dir) / f"{config.name}-report.png")
         print(summary_text(result))
         print(f"report: {report}")
-    print(f"catalog: {Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)")
+    print(f"catalog: {catalog}")
     if result.stopped is None:
         return 0
     print(f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
@@ -100,6 +108,9 @@ def _stack(args: argparse.Namespace) -> int:
                 print("stopping the stack (the campaign resumes when started again)",
                       file=sys.stderr)
                 status = 130
+            print(stack.agent_summary(agent), end="")
+            print(f"the catalog stays in PostgreSQL ({settings.postgres}) with the files in "
+                  f"{stack.data_dir}; docs/facility.md shows how to serve it again")
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -116,19 +127,14 @@ def _analysis_service(args: argparse.Namespace) -> int:
 
 def _agent_service(args: argparse.Namespace) -> int:
     from sdl.distributed import StreamOutcomes
-    from sdl.report import summary_text
-    from sdl.services import agent_service, run_agent_service
+    from sdl.services import SUMMARY_LINE, agent_service, run_agent_service
 
     stations = dict(item.split("=", 1) for item in args.station)
     outcomes = StreamOutcomes()
     runner = agent_service(load_campaign(args.campaign), args.tiled, stations, outcomes)
     result = run_agent_service(runner, outcomes, args.stream_out, dashboard=args.dashboard)
-    if result.records:
-        print(summary_text(result))
-    if result.stopped is None:
-        return 0
-    print(f"stopped: {result.stopped}", file=sys.stderr)
-    return 130 if CTRL_C in result.stopped else 3
+    print(SUMMARY_LINE, flush=True)
+    return _finish(runner, result, f"{args.tiled} (tiled server)")
 
 
 def _report(args: argparse.Namespace) -> int:

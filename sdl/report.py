@@ -15,9 +15,13 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sdl.analysis.microscopy import analyse_micrograph  # noqa: E402
-from sdl.analysis.pipeline import measurements_from_data, read_primary  # noqa: E402
-from sdl.analysis.xrd import analyse_pattern  # noqa: E402
-from sdl.orchestrator import CampaignResult, ExperimentRecord, dominated_outline  # noqa: E402
+from sdl.analysis.pipeline import fit_pattern, measurements_from_data, read_primary  # noqa: E402
+from sdl.orchestrator import (  # noqa: E402
+    CampaignResult,
+    ExperimentRecord,
+    dominated_outline,
+    front_hypervolume,
+)
 from sdl.systems import get_system  # noqa: E402
 
 
@@ -133,7 +137,11 @@ def _hypervolume_progress(ax: Any, result: CampaignResult) -> None:
     """Hypervolume of the front after each experiment, above the final reference point."""
     reference = result.reference_point
     experiments = np.arange(1, len(result.records) + 1)
-    volumes = [result.hypervolume(reference, experiments=int(k)) for k in experiments]
+    values = np.where(result.feasible()[:, None], result.objective_matrix(), np.nan)
+    volumes = [0.0 if reference is None else
+               front_hypervolume(values[:k], result.maximizes,
+                                 [reference[name] for name in result.objective_names])
+               for k in experiments]
     ax.step(experiments, volumes, where="post", color="k")
     ax.set_xlabel("experiment")
     ax.set_ylabel("hypervolume")
@@ -201,7 +209,7 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
     measurements = measurements_from_data(read_primary(client[best.raw_uid]))
     if measurements.counts is not None:
         phases = get_system(result.config.devices.system).phases
-        fit = analyse_pattern(measurements.two_theta_deg, measurements.counts, phases)
+        fit = fit_pattern(measurements.two_theta_deg, measurements.counts, phases)
         pattern_ax.plot(measurements.two_theta_deg, measurements.counts, lw=0.8, label="measured")
         pattern_ax.plot(measurements.two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
         phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items()

@@ -198,7 +198,10 @@ def _pareto_section(pareto: dict[str, Any], search_space: Sequence[str]) -> list
              *[pareto["experiments"][i].conditions.get(n, "") for n in search_space],
              pareto["experiments"][i].raw_uid] for i in order]
     return [f"<h2>Pareto front ({len(order)} experiments)</h2>",
-            f"<p>{html.escape(_pareto_text(pareto))}.</p>", _div(_pareto_figure(pareto)),
+            f"<p>{html.escape(_pareto_text(pareto))}.</p>",
+            # the first figure on the page carries plotly.js for all of them
+            _pareto_figure(pareto).to_html(full_html=False, include_plotlyjs=True,
+                                           config=_PLOTLY_CONFIG),
             _table(["experiment", *names, *search_space, "raw run uid"], rows,
                    table_id="pareto")]
 
@@ -246,8 +249,8 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
         pareto = _pareto(log)
         best_text = _pareto_text(pareto)
         pareto_parts = _pareto_section(pareto, list(log.config.get("search_space", {})))
-    convergence = convergence_figure(log).to_html(full_html=False, include_plotlyjs=True,
-                                                  config=_PLOTLY_CONFIG)
+    convergence = convergence_figure(log).to_html(
+        full_html=False, include_plotlyjs=not pareto_parts, config=_PLOTLY_CONFIG)
     sections = [
         f"<h1>Campaign {html.escape(campaign_id)}</h1>",
         f"<p>{html.escape(log.config.get('description', ''))}</p>",

@@ -35,6 +35,9 @@ API_KEY_VARIABLE = "SDL_TILED_API_KEY"
 #: What the analysis service prints once it follows the stream.
 READY_LINE = "analysis service ready"
 
+#: What the agent service prints before its summary (which ``sdl stack`` passes on).
+SUMMARY_LINE = "campaign summary:"
+
 
 def tiled_client(uri: str) -> Any:
     """A client of the tiled server at ``uri``, with the key from ``SDL_TILED_API_KEY``."""

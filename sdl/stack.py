@@ -32,7 +32,7 @@ import yaml
 from bluesky_queueserver_api.zmq import REManagerAPI
 
 from sdl.config import CampaignConfig
-from sdl.services import API_KEY_VARIABLE, READY_LINE
+from sdl.services import API_KEY_VARIABLE, READY_LINE, SUMMARY_LINE
 from sdl.stream import StreamProxy
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,12 @@ class Stack:
     def dashboard_address(self, agent: subprocess.Popen) -> str:
         """The dashboard line the agent service (started with ``dashboard``) prints."""
         return self._printed(agent, "dashboard", "the agent service's dashboard")
+
+    def agent_summary(self, agent: subprocess.Popen) -> str:
+        """What the agent service printed after its campaign ended: the summary, the report
+        and where the catalog is (empty if it printed none)."""
+        text = agent.log_path.read_text()  # type: ignore[attr-defined]
+        return text.split(SUMMARY_LINE + "\n", 1)[1] if SUMMARY_LINE in text else ""
 
     def start_analysis_service(self) -> subprocess.Popen:
         """Start the analysis service and wait until it follows the stream, so that it sees

@@ -4,20 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from sdl.analysis.properties import PHASE_PHOTOACTIVITY
 from simulators.sample import AMORPHOUS
+from simulators.structures import LATTICE_RANGE
 
 #: Features from a micrograph (see :mod:`sdl.analysis.microscopy`).
 MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_intercept_nm")
+
+#: Features from a magnetometer (saturation polarisation mu0 Ms, tesla).
+MAGNETOMETRY_FEATURES = ("saturation_polarisation_t",)
 
 #: Properties computed from several instruments' features, with the instruments they need.
 DERIVED_FEATURES = {"photoactive_area_m2_g": frozenset({"xrd", "microscope"})}
 
 
+def lattice_range(phases: Sequence[str]) -> float:
+    """Largest relative lattice change among these phases (0: all are line compounds).
+
+    Solid solutions need a pattern fit that refines each phase's lattice; line compounds
+    are fitted with fixed lattices and the amorphous hump (:mod:`sdl.analysis.xrd`).
+    """
+    return max((LATTICE_RANGE.get(phase, 0.0) for phase in phases), default=0.0)
+
+
 def xrd_features(phases: Sequence[str]) -> tuple[str, ...]:
-    """Features from a powder pattern for these crystalline phases (see :mod:`sdl.analysis.xrd`)."""
-    fractions = tuple(f"{phase}_fraction" for phase in (AMORPHOUS, *phases))
+    """Features from a powder pattern for these crystalline phases (see :mod:`sdl.analysis.xrd`
+    for line compounds, :mod:`sdl.analysis.xrd_phases` for solid solutions)."""
+    if lattice_range(phases) > 0:
+        fractions = tuple(f"{phase}_fraction" for phase in phases)
+        strains = tuple(f"{phase}_lattice_strain" for phase in phases)
+    else:
+        fractions = tuple(f"{phase}_fraction" for phase in (AMORPHOUS, *phases))
+        strains = ()
     sizes = tuple(f"{phase}_crystallite_size_nm" for phase in phases)
-    return (*fractions, *sizes, "rwp", "xrd_zero_shift_deg")
+    return (*fractions, *sizes, *strains, "rwp", "xrd_zero_shift_deg")
+
+
+def has_photoactivity(phases: Sequence[str]) -> bool:
+    """Whether the photoactive area is defined: every phase has a known photoactivity."""
+    return all(phase in PHASE_PHOTOACTIVITY for phase in phases)
 
 
 def features_for(instruments: Iterable[str], phases: Sequence[str]) -> set[str]:
@@ -28,5 +53,8 @@ def features_for(instruments: Iterable[str], phases: Sequence[str]) -> set[str]:
         available.update(xrd_features(phases))
     if "microscope" in instruments:
         available.update(MICROSCOPY_FEATURES)
-    available.update(name for name, needs in DERIVED_FEATURES.items() if needs <= instruments)
+    if "magnetometer" in instruments:
+        available.update(MAGNETOMETRY_FEATURES)
+    if has_photoactivity(phases):
+        available.update(name for name, needs in DERIVED_FEATURES.items() if needs <= instruments)
     return available

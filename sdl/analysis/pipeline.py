@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 from event_model import Filler, compose_run
 
+from sdl.analysis.features import has_photoactivity, lattice_range
 from sdl.analysis.microscopy import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
 from sdl.analysis.quality import (
@@ -21,7 +23,10 @@ from sdl.analysis.quality import (
 )
 from sdl.analysis.xrd import analyse_pattern
 from sdl.analysis.xrd_cnn import XRDClassifier
+from sdl.analysis.xrd_phases import PhaseQuantification, quantify_phases
+from sdl.analysis.xrd_reference import ReferencePhase, library_from_structures
 from simulators.sample import AMORPHOUS
+from simulators.structures import get_structure
 
 #: Version of the feature definitions; recorded with every analysis run.
 ANALYSIS_VERSION = "1"
@@ -35,13 +40,16 @@ class Measurements:
     counts: np.ndarray | None = None
     image: np.ndarray | None = None
     pixel_size_nm: float | None = None
+    polarisation_t: float | None = None
+    polarisation_t_std: float | None = None
 
 
 def measurements_from_data(data: Mapping[str, Any]) -> Measurements:
     """The measurements in one event's (filled) data, keyed by the devices' names.
 
     Data keys: ``xrd_two_theta``, ``xrd_counts``, ``microscope_image``,
-    ``microscope_pixel_size_nm``. Instruments that did not measure are left as None.
+    ``microscope_pixel_size_nm``, ``magnetometer_polarisation_t`` and its ``_std``.
+    Instruments that did not measure are left as None.
     """
     measured: dict[str, Any] = {}
     if "xrd_counts" in data:
@@ -51,6 +59,9 @@ def measurements_from_data(data: Mapping[str, Any]) -> Measurements:
         image = np.asarray(data["microscope_image"])
         measured["image"] = image.reshape(image.shape[-2:])
         measured["pixel_size_nm"] = float(data["microscope_pixel_size_nm"])
+    if "magnetometer_polarisation_t" in data:
+        measured["polarisation_t"] = float(data["magnetometer_polarisation_t"])
+        measured["polarisation_t_std"] = float(data["magnetometer_polarisation_t_std"])
     return Measurements(**measured)
 
 
@@ -60,7 +71,8 @@ def instrument_time_s(data: Mapping[str, Any]) -> float:
 
 
 #: Keys of the primary event that :func:`read_primary` fetches from the catalog.
-_MEASUREMENT_KEYS = ("xrd_two_theta", "xrd_counts", "microscope_image", "microscope_pixel_size_nm")
+_MEASUREMENT_KEYS = ("xrd_two_theta", "xrd_counts", "microscope_image", "microscope_pixel_size_nm",
+                     "magnetometer_polarisation_t", "magnetometer_polarisation_t_std")
 
 
 def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
@@ -126,9 +138,9 @@ class SampleAnalysis:
     Parameters
     ----------
     instruments
-        Which measurements to expect (``xrd``, ``microscope``).
+        Which measurements to expect (``xrd``, ``microscope``, ``magnetometer``).
     phases
-        Crystalline phases the diffraction analysis looks for.
+        Crystalline phases the diffraction analysis looks for (see :func:`fit_pattern`).
     segmenter
         Labels grains in a micrograph (default: the classical watershed); e.g. the U-Net's
         :func:`~sdl.analysis.unet.segment_grains_unet` bound to its model.
@@ -156,15 +168,18 @@ class SampleAnalysis:
         self.check(measurements)
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
-            xrd = analyse_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
-            features.update(xrd.as_dict())
+            fit = fit_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
+            features.update(fit.features)
             if self.classifier is not None:
                 features.update(self._classify(measurements.two_theta_deg, measurements.counts))
         if "microscope" in self.instruments:
             grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm,
                                         segmenter=self.segmenter)
             features.update(grains.as_dict())
-        if {"xrd", "microscope"} <= set(self.instruments):
+        if "magnetometer" in self.instruments:
+            features["saturation_polarisation_t"] = measurements.polarisation_t
+            features["saturation_polarisation_t_std"] = measurements.polarisation_t_std
+        if {"xrd", "microscope"} <= set(self.instruments) and has_photoactivity(self.phases):
             phases = (AMORPHOUS, *self.phases)
             value, std = photoactive_area_m2_g(
                 {p: features[f"{p}_fraction"] for p in phases},
@@ -195,8 +210,65 @@ class SampleAnalysis:
             if measurements.image is None or measurements.pixel_size_nm is None:
                 raise ValueError("the run has no micrograph (microscope_image) to analyse")
             problems += image_problems(measurements.image)
+        if "magnetometer" in self.instruments:
+            if measurements.polarisation_t is None or measurements.polarisation_t_std is None:
+                raise ValueError("the run has no magnetometer reading "
+                                 "(magnetometer_polarisation_t) to analyse")
+            if not np.isfinite([measurements.polarisation_t,
+                                measurements.polarisation_t_std]).all():
+                raise ValueError("the magnetometer reading is not a finite number")
         if problems:
             raise BadData(problems)
+
+
+@dataclass(frozen=True, eq=False)
+class PatternFit:
+    """What the whole-pattern fit found: phase fractions, every feature, the fitted curve."""
+
+    phase_fractions: dict[str, float]
+    features: dict[str, float]
+    fitted_pattern: np.ndarray
+
+
+def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray,
+                phases: Sequence[str]) -> PatternFit:
+    """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``.
+
+    Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
+    fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.analyse_pattern`).
+    Solid solutions are fitted against their reference structures with each phase's
+    lattice refined within its range, since a composition spread's peaks shift with
+    composition (:func:`~sdl.analysis.xrd_phases.quantify_phases`); absent phases have
+    size and strain NaN.
+    """
+    phases = tuple(phases)
+    max_lattice_strain = lattice_range(phases)
+    if max_lattice_strain == 0:
+        fit = analyse_pattern(two_theta_deg, counts, phases)
+        return PatternFit(fit.phase_fractions, fit.as_dict(), fit.fitted_pattern)
+    quantified = quantify_phases(two_theta_deg, counts, _library(phases),
+                                 max_lattice_strain=max_lattice_strain)
+    return PatternFit(quantified.weight_fractions, _solid_solution_features(quantified),
+                      quantified.fitted_pattern)
+
+
+@cache
+def _library(phases: tuple[str, ...]) -> dict[str, ReferencePhase]:
+    """Reference reflections of these phases, computed once per process."""
+    return library_from_structures({phase: get_structure(phase) for phase in phases})
+
+
+def _solid_solution_features(fit: PhaseQuantification) -> dict[str, float]:
+    features: dict[str, float] = {}
+    for phase, fraction in fit.weight_fractions.items():
+        features[f"{phase}_fraction"] = fraction
+        features[f"{phase}_fraction_std"] = fit.weight_fractions_std[phase]
+        features[f"{phase}_crystallite_size_nm"] = fit.crystallite_size_nm[phase]
+        features[f"{phase}_crystallite_size_nm_std"] = fit.crystallite_size_nm_std[phase]
+        features[f"{phase}_lattice_strain"] = fit.lattice_strain[phase]
+    features["rwp"] = fit.rwp
+    features["xrd_zero_shift_deg"] = fit.zero_shift_deg
+    return features
 
 
 def judge(analysis: SampleAnalysis, data: Mapping[str, Any],
