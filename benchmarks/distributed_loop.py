@@ -166,7 +166,7 @@ def distributed_row(work: Path, budget: int, seed: int, speedup: float, postgres
         with Stack(config, StackSettings(postgres=f"{postgres}/{database}")) as stack:
             stack.start_analysis_service()
             os.environ[API_KEY_VARIABLE] = stack.api_key
-            outcomes = StreamOutcomes()
+            outcomes = StreamOutcomes(config.name)
             runner = agent_service(stack.config, stack.tiled_uri, stack.stations, outcomes,
                                    serve_control=False)
             timed = time_loop(runner, lambda: run_agent_service(

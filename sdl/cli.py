@@ -129,9 +129,10 @@ def _agent_service(args: argparse.Namespace) -> int:
     from sdl.distributed import StreamOutcomes
     from sdl.services import SUMMARY_LINE, agent_service, run_agent_service
 
+    config = load_campaign(args.campaign)
     stations = dict(item.split("=", 1) for item in args.station)
-    outcomes = StreamOutcomes()
-    runner = agent_service(load_campaign(args.campaign), args.tiled, stations, outcomes)
+    outcomes = StreamOutcomes(config.name)
+    runner = agent_service(config, args.tiled, stations, outcomes)
     result = run_agent_service(runner, outcomes, args.stream_out, dashboard=args.dashboard)
     print(SUMMARY_LINE, flush=True)
     return _finish(runner, result, f"{args.tiled} (tiled server)")

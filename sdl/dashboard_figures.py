@@ -19,8 +19,7 @@ from plotly.colors import sample_colorscale
 from skimage.segmentation import find_boundaries
 
 from sdl.analysis.microscopy import analyse_micrograph
-from sdl.analysis.pipeline import Measurements
-from sdl.analysis.xrd import analyse_pattern
+from sdl.analysis.pipeline import Measurements, fit_pattern
 from sdl.dashboard_model import CampaignLog
 
 #: Colour of grain boundaries drawn over a micrograph (RGB).
@@ -97,7 +96,7 @@ def pattern_figure(two_theta: np.ndarray, counts: np.ndarray, phases: Sequence[s
                                "xaxis": {"title": "2θ (deg, Cu Kα)"}, "yaxis": {"title": "counts"}})
     figure.add_scatter(x=two_theta.tolist(), y=counts.tolist(), mode="lines", name="measured",
                        line={"width": 1})
-    fit = analyse_pattern(two_theta, counts, tuple(phases))
+    fit = fit_pattern(two_theta, counts, tuple(phases))
     label = ", ".join(f"{phase} {fraction:.2f}" for phase, fraction
                       in sorted(fit.phase_fractions.items(), key=lambda item: -item[1])
                       if fraction > 0.01)

@@ -44,11 +44,13 @@ class StreamOutcomes:
     """Follows the document stream and hands each attempt's outcome to whoever waits for it.
 
     Call it with every ``(name, doc)`` of the stream. An attempt (proposal ``_id``, attempt
-    number) ends as :class:`Failed` when its raw run stops without success or its analysis
-    run fails, and as :class:`Measured` when its analysis run succeeds.
+    number) of campaign ``campaign_id`` ends as :class:`Failed` when its raw run stops
+    without success or its analysis run fails, and as :class:`Measured` when its analysis
+    run succeeds. Other campaigns' runs on the same stream are ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, campaign_id: str) -> None:
+        self.campaign_id = campaign_id
         self._changed = threading.Condition()
         self._runs: dict[str, _RunSeen] = {}
         self._run_of_descriptor: dict[str, str] = {}
@@ -68,6 +70,8 @@ class StreamOutcomes:
                 self._stop(doc)
 
     def _start(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("campaign_id") != self.campaign_id:
+            return
         if doc.get("purpose") == "experiment" and "_id" in doc:
             self._runs[doc["uid"]] = _RunSeen(key=(doc["_id"], int(doc.get("attempt", 1))))
         elif doc.get("purpose") == "analysis" and doc.get("raw_uid") in self._runs:
@@ -135,10 +139,16 @@ class QueueStation:
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         key = (md["_id"], int(md["attempt"]))
         plan = BPlan(EXPERIMENT_PLAN, dict(conditions), md=dict(md))
-        with self._api_lock:
-            self._api.item_add(plan)
-            if self._api.status()["manager_state"] == "idle":
-                self._api.queue_start()
+        try:
+            with self._api_lock:
+                self._api.item_add(plan)
+                if self._api.status()["manager_state"] == "idle":
+                    self._api.queue_start()
+        except REManagerAPI.RequestTimeoutError as error:  # the queueserver does not answer
+            return Failed("disconnect", f"{self.name}'s queueserver at {self.address}: {error}")
+        except REManagerAPI.RequestFailedError as error:  # it answered no
+            return Failed("instrument_error", f"{self.name}'s queueserver refused the plan: "
+                                              f"{error}")
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             outcome = self._outcomes.wait(key, timeout_s=0.5)

@@ -547,13 +547,23 @@ class CampaignRunner:
                 self.on_experiment(self.result)
 
     def _next_proposal(self) -> tuple[dict[str, Any], str]:
-        """A person's injected point if one waits, else the agent's next proposal."""
+        """A person's injected point if one waits (and the search space takes it), else the
+        agent's next proposal."""
         injection = self.control.take_injection()
-        if injection is None:
-            (proposal,) = self.agent.suggest(1)
-            return proposal, "agent"
-        (proposal,) = self.agent.register_suggestions([dict(injection.conditions or {})])
-        return proposal, injection.who
+        if injection is not None:
+            conditions = dict(injection.conditions or {})
+            try:
+                (proposal,) = self.agent.register_suggestions([conditions])
+                return proposal, injection.who
+            except ValueError as error:  # e.g. it breaks a linear constraint of the space
+                reason = f"injected by {injection.who}, refused by the search space: {error}"
+                logger.warning("%s", reason)
+                self._record("refused-proposal", {"_id": None, "reason": reason,
+                                                  "conditions": _json_safe(conditions)},
+                             status="abort", reason=reason)
+                self.result.refused += 1
+        (proposal,) = self.agent.suggest(1)
+        return proposal, "agent"
 
     def checkpoint(self) -> None:
         """Between steps: record requests, wait out a pause, stop on an abort (or when the
@@ -686,7 +696,8 @@ class CampaignRunner:
 
     def _tell_agent(self, record: ExperimentRecord) -> None:
         point = {**record.conditions, "_id": record.proposal_id}
-        if record.failed or not math.isfinite(record.features.get(self.result.objective, math.nan)):
+        if record.failed or not all(math.isfinite(record.features.get(name, math.nan))
+                                    for name in self.result.objective_names):
             self.agent.register_failures([point])
         else:
             self.agent.ingest([{**point, **record.features}])
@@ -786,12 +797,12 @@ def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, A
         if not parameter.low <= value <= parameter.high:
             return (f"{name}={value:g} {parameter.unit} is outside the search space "
                     f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
-        if reactor is None:
-            continue
-        try:
-            getattr(reactor, name).check_value(value)
-        except ValueError as error:
-            return str(error)
+    if reactor is None:
+        return None
+    try:
+        reactor.check_conditions(conditions)  # each setpoint's limits, and any joint limit
+    except ValueError as error:
+        return str(error)
     return None
 
 

@@ -32,6 +32,11 @@ class SampleState:
         Mean equivalent-circle diameter of the particles/grains a microscope sees, in nm.
     particle_size_cv
         Coefficient of variation (std / mean) of the log-normal particle size distribution.
+    lattice_scale
+        Lattice parameters of each crystalline phase relative to its reference structure
+        (solid solutions off their ideal composition); phases missing are at 1.
+    polarisation_t
+        Saturation polarisation mu0 Ms of the sample, tesla (0 for a non-magnetic one).
     """
 
     sample_id: str
@@ -41,6 +46,8 @@ class SampleState:
     microstrain: Mapping[str, float] = field(default_factory=dict)
     particle_size_nm: float = 50.0
     particle_size_cv: float = 0.3
+    lattice_scale: Mapping[str, float] = field(default_factory=dict)
+    polarisation_t: float = 0.0
 
     def __post_init__(self) -> None:
         fractions = np.array(list(self.phase_fractions.values()), dtype=float)

@@ -1,4 +1,4 @@
-"""Cu K-alpha powder diffraction patterns of TiO2 samples, from the polymorphs' crystal structures.
+"""Cu K-alpha powder diffraction patterns of simulated samples, from their phases' structures.
 
 Line positions and structure-factor intensities (with multiplicity and Lorentz-polarisation)
 come from pymatgen's :class:`~pymatgen.analysis.diffraction.xrd.XRDCalculator` applied to the
@@ -21,7 +21,11 @@ lines it would otherwise form.
 Each line is a pseudo-Voigt (Thompson, Cox & Hastings, J. Appl. Cryst. 20 (1987) 79): the
 Lorentzian width is Scherrer size broadening ``K lambda / (D cos theta)``, the Gaussian width
 combines the instrument (Caglioti ``U tan^2 + V tan + W``) and microstrain ``4 eps tan theta``.
-Every line appears twice, for K-alpha1 and K-alpha2 (intensity ratio 0.5).
+Every line appears twice, for K-alpha1 and K-alpha2 (intensity ratio 0.5). A solid solution
+whose lattice is scaled by ``s`` from its reference structure (``SampleState.lattice_scale``)
+has its lines at ``d -> s d``; the small change of ``|F|^2 LP / V^2`` with ``s`` is neglected.
+The phases of other systems (:mod:`simulators.fegapd`) share the anatase-line scale; their
+fractions are then the simulator's (atom) fractions, taken as weight fractions.
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ import numpy as np
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
 from simulators.sample import AMORPHOUS, SampleState
-from simulators.structures import KNOWN_PHASES, get_structure
+from simulators.structures import ALL_PHASES, get_structure
 
 #: Every phase a pattern can contain.
-XRD_PHASES = (AMORPHOUS, *KNOWN_PHASES)
+XRD_PHASES = (AMORPHOUS, *ALL_PHASES)
 
 #: Cu K-alpha1 and K-alpha2 wavelengths, angstrom (Hoelzer et al., Phys. Rev. A 56 (1997) 4554).
 CU_KALPHA1_ANGSTROM = 1.5406
@@ -216,12 +220,14 @@ class PowderDiffractometer:
         )
 
     def phase_profile(
-        self, phase: str, crystallite_size_nm: float, microstrain: float = 0.0
+        self, phase: str, crystallite_size_nm: float, microstrain: float = 0.0,
+        lattice_scale: float = 1.0,
     ) -> np.ndarray:
         """Noise-free count rate (counts/s per step) of one phase at unit weight fraction.
 
-        No background; for ``"amorphous"`` the size and strain are ignored. A mixture's
-        pattern is the weight-fraction-weighted sum of these profiles plus the background.
+        No background; for ``"amorphous"`` the size, strain and lattice scale are ignored. A
+        mixture's pattern is the weight-fraction-weighted sum of these profiles plus the
+        background.
         """
         _check_phase(phase)
         if phase == AMORPHOUS:
@@ -230,10 +236,12 @@ class PowderDiffractometer:
             raise ValueError(f"crystallite_size_nm must be > 0, got {crystallite_size_nm}")
         if not microstrain >= 0:
             raise ValueError(f"microstrain must be >= 0, got {microstrain}")
+        if not lattice_scale > 0:
+            raise ValueError(f"lattice_scale must be > 0, got {lattice_scale}")
         two_theta1_deg, area = _stick_pattern(
             phase, self.wavelength_angstrom, self.two_theta_min_deg, self.two_theta_max_deg
         )
-        theta1 = np.radians(0.5 * two_theta1_deg)
+        theta1 = np.arcsin(np.sin(np.radians(0.5 * two_theta1_deg)) / lattice_scale)
         sin2 = np.minimum(
             np.sin(theta1) * self.wavelength2_angstrom / self.wavelength_angstrom, 1.0
         )
@@ -275,14 +283,17 @@ class PowderDiffractometer:
         crystallite_size_nm: Mapping[str, float],
         microstrain: Mapping[str, float] | None = None,
         exposure_s: float = 0.5,
+        lattice_scale: Mapping[str, float] | None = None,
     ) -> np.ndarray:
         """Expected counts per step, background included, for ``exposure_s`` seconds per step.
 
-        Phases with zero weight fraction need no crystallite size.
+        Phases with zero weight fraction need no crystallite size; phases without a
+        ``lattice_scale`` have their reference lattice.
         """
         if not exposure_s > 0:
             raise ValueError(f"exposure_s must be > 0, got {exposure_s}")
         microstrain = microstrain or {}
+        lattice_scale = lattice_scale or {}
         rate = self.background()
         for phase, fraction in phase_fractions.items():
             _check_phase(phase)
@@ -293,7 +304,9 @@ class PowderDiffractometer:
             if phase != AMORPHOUS and phase not in crystallite_size_nm:
                 raise ValueError(f"no crystallite_size_nm for {phase} (weight fraction {fraction})")
             size_nm = crystallite_size_nm.get(phase, 1.0)
-            rate = rate + fraction * self.phase_profile(phase, size_nm, microstrain.get(phase, 0.0))
+            rate = rate + fraction * self.phase_profile(
+                phase, size_nm, microstrain.get(phase, 0.0), lattice_scale.get(phase, 1.0)
+            )
         return exposure_s * rate
 
     def measure(
@@ -301,7 +314,8 @@ class PowderDiffractometer:
     ) -> np.ndarray:
         """One scan of ``sample``: Poisson counts per step (float64), ``exposure_s`` s per step."""
         expected = self.ideal_pattern(
-            sample.phase_fractions, sample.crystallite_size_nm, sample.microstrain, exposure_s
+            sample.phase_fractions, sample.crystallite_size_nm, sample.microstrain, exposure_s,
+            sample.lattice_scale,
         )
         return rng.poisson(expected).astype(np.float64)
 

@@ -153,3 +153,20 @@ def test_sdl_control_pauses_and_aborts_a_campaign_running_in_another_process(tmp
     assert process.returncode == 3 and "aborted by frank: done" in err
     assert main(["control", str(path), "status"]) == 1
     assert "no running campaign" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_injected_point_that_breaks_a_linear_constraint_is_refused_not_fatal(data_dir):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(data_dir=str(data_dir), budget=1, agent={
+        "name": "random", "options": {"linear_constraints": ["temperature_c + 10*ph <= 900"]}})
+    runner = CampaignRunner(parse_campaign(data))
+    runner.control.inject({"temperature_c": 900.0, "duration_h": 2.0, "ph": 9.0,
+                           "h2o_ti_ratio": 20.0}, "cy", "too hot and too basic")
+    result = runner.run()
+    assert result.stopped is None and len(result.records) == 1 and result.refused == 1
+    assert result.records[0].conditions["temperature_c"] + 10 * result.records[0].conditions[
+        "ph"] <= 900 + 1e-9
+    (refusal,) = campaign_runs(runner.client, runner.config.name, "refused-proposal")
+    assert refusal.metadata["start"]["reason"].startswith("injected by cy, refused by the "
+                                                          "search space")

@@ -46,8 +46,10 @@ def test_missing_services_are_named_with_the_option_that_points_elsewhere():
     assert "PostgreSQL is not usable" in problems[1] and "--postgres" in problems[1]
 
 
-def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason=""):
+def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason="",
+             campaign="c"):
     bundle = compose_run(metadata={"purpose": "experiment", "_id": proposal_id,
+                                   "campaign_id": campaign,
                                    "attempt": attempt})
     outcomes("start", bundle.start_doc)
     descriptor = bundle.compose_descriptor(name="primary", data_keys={
@@ -60,7 +62,8 @@ def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason=""
 
 
 def _analysis_run(outcomes, raw_uid, features=None, problem=None):
-    md = {"purpose": "analysis", "raw_uid": raw_uid, **({"problem_kind": problem[0]}
+    md = {"purpose": "analysis", "raw_uid": raw_uid, "campaign_id": "c",
+          **({"problem_kind": problem[0]}
                                                         if problem else {})}
     bundle = compose_run(metadata=md)
     outcomes("start", bundle.start_doc)
@@ -75,7 +78,7 @@ def _analysis_run(outcomes, raw_uid, features=None, problem=None):
 
 
 def test_stream_outcomes_join_raw_and_analysis_runs_per_attempt():
-    outcomes = StreamOutcomes()
+    outcomes = StreamOutcomes("c")
     measured = _raw_run(outcomes, "p1", 1)
     failed_raw = _raw_run(outcomes, "p2", 1, exit_status="fail",
                           reason="SetpointMissed: reactor stayed at 20 degC")
@@ -89,6 +92,12 @@ def test_stream_outcomes_join_raw_and_analysis_runs_per_attempt():
         "setpoint_miss", "SetpointMissed: reactor stayed at 20 degC", failed_raw)
     assert outcomes.wait(("p3", 2), timeout_s=1) == Failed("corrupt_data", "NaN in the pattern",
                                                            corrupt)
+
+
+def test_stream_outcomes_ignore_other_campaigns_on_the_same_stream():
+    outcomes = StreamOutcomes("c")
+    _raw_run(outcomes, "p1", 1, exit_status="fail", reason="InstrumentFault: x", campaign="d")
+    assert outcomes.wait(("p1", 1), timeout_s=0) is None
 
 
 @pytest.mark.parametrize(("reason", "kind"), [
