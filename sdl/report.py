@@ -16,7 +16,7 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sdl.analysis.microscopy import analyse_micrograph  # noqa: E402
 from sdl.analysis.pipeline import fit_pattern, measurements_from_data, read_primary  # noqa: E402
-from sdl.orchestrator import (  # noqa: E402
+from sdl.results import (  # noqa: E402
     CampaignResult,
     ExperimentRecord,
     dominated_outline,

@@ -30,7 +30,7 @@ from sdl.dashboard_figures import (
     measurement_figures,
 )
 from sdl.dashboard_model import CampaignLog, campaign_log_from_catalog
-from sdl.orchestrator import (
+from sdl.results import (
     dominated_outline,
     front_hypervolume,
     hypervolume_reference,

@@ -24,7 +24,8 @@ from sdl.analysis_service import AnalysisService
 from sdl.catalog import make_writer
 from sdl.config import CampaignConfig
 from sdl.distributed import QueueStation, StreamOutcomes
-from sdl.orchestrator import CampaignResult, CampaignRunner
+from sdl.orchestrator import CampaignRunner
+from sdl.results import CampaignResult
 from sdl.stream import DocumentPublisher, StreamSubscriber
 
 logger = logging.getLogger(__name__)
