@@ -135,6 +135,7 @@ class QueueStation:
         self._timeout_s = timeout_s
         self._api = REManagerAPI(zmq_control_addr=address)
         self._api_lock = threading.Lock()  # REManagerAPI is one REQ socket
+        self._paused_here = threading.Event()  # the campaign paused this station's plan
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         key = (md["_id"], int(md["attempt"]))
@@ -158,11 +159,11 @@ class QueueStation:
         return Failed("timeout", f"no outcome from {self.name} within {self._timeout_s:g} s")
 
     def _ride_out_pause(self) -> None:
-        """While the campaign is paused, keep the plan paused; resume it after, abort it on
-        an abort."""
+        """While the campaign is paused, keep the plan it paused paused; resume it after, abort
+        it on an abort. A plan someone else paused (``qserver re pause``) is theirs to resume."""
         with self._api_lock:
             paused = self._api.status()["manager_state"] == "paused"
-        if not paused:
+        if not (paused and self._paused_here.is_set()):
             return
         try:
             self._checkpoint()
@@ -172,11 +173,13 @@ class QueueStation:
             raise
         with self._api_lock:
             self._api.re_resume()
+        self._paused_here.clear()
 
     def pause(self) -> None:
         with self._api_lock:
             if self._api.status()["manager_state"] == "executing_queue":
                 self._api.re_pause(option="deferred")
+                self._paused_here.set()
 
     @property
     def state(self) -> str:

@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from bluesky_queueserver_api.zmq import REManagerAPI
 from event_model import compose_run
 from tiled.client import from_uri
 
 from sdl.catalog import campaign_runs
 from sdl.config import parse_campaign
+from sdl.control_server import connection_file, send_request
 from sdl.distributed import StreamOutcomes
 from sdl.stack import Stack, StackSettings, preflight
 from sdl.stations import Failed, Measured, fault_kind_of_reason
@@ -191,3 +193,37 @@ def test_a_campaign_runs_through_queueservers_stream_services_and_tiled_on_postg
             for name, value in start["conditions"].items():
                 assert config.search_space[name].low <= value <= config.search_space[name].high
     assert not stack.connection_file.exists()
+
+
+def _wait(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, database):
+    config = _campaign(tmp_path, budget=3, agent={"name": "random"}, devices={
+        "backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
+    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
+        agent = stack.start_services()
+        station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
+        control_file = connection_file(stack.data_dir, config.name)
+        try:
+            _wait(lambda: station.status()["re_state"] == "running", "a running plan")
+            assert send_request(control_file, "pause", who="night-shift",
+                                reason="checking the furnace")["ok"]
+            _wait(lambda: station.status()["re_state"] == "paused", "the RunEngine to pause")
+            time.sleep(2.0)
+            assert station.status()["re_state"] == "paused"  # the campaign keeps it paused
+            assert send_request(control_file, "resume", who="night-shift")["ok"]
+            assert agent.wait(timeout=300) == 0, agent.log_path.read_text()[-3000:]
+        finally:
+            station.close()
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        assert len(campaign_runs(client, config.name, "experiment")) == 3
+        controls = campaign_runs(client, config.name, "control")
+        assert [(run.metadata["start"]["action"], run.metadata["start"]["who"])
+                for run in controls] == [("pause", "night-shift"), ("resume", "night-shift")]
