@@ -25,6 +25,14 @@ from sdl.results import (  # noqa: E402
 from sdl.systems import get_system  # noqa: E402
 
 
+def _makespan(result: CampaignResult) -> str:
+    """", over N stations: X h for the busiest" when several stations shared the work."""
+    stations = {record.station for record in result.records}
+    if len(stations) < 2:
+        return ""
+    return f", over {len(stations)} stations: {result.makespan_hours:.1f} h for the busiest"
+
+
 def summary_text(result: CampaignResult) -> str:
     """Best conditions, best value, number of experiments and instrument time, as text.
 
@@ -37,7 +45,8 @@ def summary_text(result: CampaignResult) -> str:
         f"campaign {config.name}: {len(result.records)} experiments "
         f"({failed} failed, {result.refused} proposals refused) with agent {config.agent.name}",
         f"instrument time: {result.instrument_hours:.1f} h"
-        + (" (simulated)" if config.devices.backend == "sim" else ""),
+        + (" (simulated)" if config.devices.backend == "sim" else "")
+        + _makespan(result),
     ]
     if result.faults:
         actions = Counter(fault.action for fault in result.faults)

@@ -10,6 +10,7 @@ import yaml
 from sdl.catalog import campaign_runs, open_catalog
 from sdl.config import CampaignConfigError, parse_campaign
 from sdl.orchestrator import CampaignRunner
+from sdl.report import summary_text
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
@@ -40,6 +41,7 @@ def test_three_stations_share_the_budget_without_repeating_a_proposal(data_dir):
             record.instrument_time_s / 3600
     assert result.makespan_hours == pytest.approx(max(per_station.values()))
     assert result.makespan_hours < result.instrument_hours
+    assert f"over 3 stations: {result.makespan_hours:.1f} h for the busiest" in summary_text(result)
 
     runs = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
     assert sorted(run.metadata["start"]["station"] for run in runs) == sorted(
