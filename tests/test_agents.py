@@ -377,3 +377,68 @@ def test_bayesian_proposal_does_not_depend_on_the_callers_thread_count(space, ob
     finally:
         torch.set_num_threads(previous)
     assert proposals[0] == proposals[1]
+
+
+def branin_pool_space(rows: int = 60) -> SearchSpace:
+    grid = np.random.default_rng(3).random((rows, 2)) * [15.0, 15.0] + [-5.0, 0.0]
+    return SearchSpace.from_candidates(["x1", "x2"], grid)
+
+
+def test_bayesian_default_acquisition_is_ucb_on_a_pool_and_noisy_ei_otherwise(space, objectives):
+    pool = branin_pool_space()
+    assert BayesianOptimizationAgent(pool, objectives).acquisition == "qucb"
+    assert BayesianOptimizationAgent(space, objectives).acquisition == "qlognei"
+    constrained = BayesianOptimizationAgent(pool, objectives, outcome_constraints=["z <= 1"])
+    assert constrained.acquisition == "qlognei"
+    several = [Objective("y", "minimize"), Objective("z", "maximize")]
+    assert BayesianOptimizationAgent(pool, several).acquisition == "qlognei"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"acquisition": "thompson"}, "acquisition must be one of"),
+        ({"acquisition": "qucb", "outcome_constraints": ["z <= 1"]}, "takes one objective"),
+        ({"ucb_beta": -1.0}, "ucb_beta must be non-negative"),
+        ({"outcome_transform": "log"}, "outcome_transform must be one of"),
+        ({"kernel_prior": "flat"}, "kernel_prior must be one of"),
+    ],
+)
+def test_bayesian_refuses_invalid_model_options(space, objectives, options, message):
+    with pytest.raises(ValueError, match=message):
+        BayesianOptimizationAgent(space, objectives, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"acquisition": "qlognei"},
+        {"acquisition": "qlogei"},
+        {"acquisition": "qucb", "ucb_beta": 1.0, "outcome_transform": "bilog"},
+        {"kernel_prior": "gamma"},
+    ],
+)
+def test_bayesian_pool_variants_find_good_rows_deterministically(objectives, options):
+    pool = branin_pool_space()
+    values = np.array([branin(dict(zip(pool.names, row, strict=True)))
+                       for row in pool.candidate_array])
+    runs = []
+    for _ in range(2):
+        agent = BayesianOptimizationAgent(pool, objectives, seed=5, **options)
+        runs.append(run_campaign(agent, branin, 15))
+    without_ids = [[{k: v for k, v in p.items() if k != "_id"} for p in run] for run in runs]
+    assert without_ids[0] == without_ids[1]
+    found = sorted(point["y"] for point in runs[0])
+    assert found[0] <= np.sort(values)[2]  # one of the pool's three best rows in 15 of 60
+    beliefs = next(iter(agent.report().values()))
+    assert math.isfinite(beliefs["y_predicted_mean"]) and beliefs["y_predicted_std"] >= 0
+
+
+def test_bayesian_ucb_batch_on_a_pool_gives_distinct_rows(objectives):
+    pool = branin_pool_space()
+    agent = BayesianOptimizationAgent(pool, objectives, seed=0)
+    run_campaign(agent, branin, 4)
+    batch = agent.suggest(3)
+    rows = {tuple(pool.to_array([point])[0]) for point in batch}
+    assert len(rows) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -105,17 +106,29 @@ def _points(page, plot: str) -> int:
                          " return p && p.data ? p.data[0].x.length : 0; }", plot)
 
 
-def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
-                     page_open: threading.Event) -> None:
-    """What a person does in the browser, from another thread while the campaign runs."""
+@contextlib.contextmanager
+def _running_page(url: str):
+    """Chromium showing the dashboard at ``url`` once it says the campaign runs; confirms
+    dialogs (the abort button asks first)."""
     sync_api = _browser_or_skip()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                              args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("dialog", lambda dialog: dialog.accept())
         page.goto(url)
         page.wait_for_function("document.getElementById('state').textContent === 'running'",
                                timeout=30_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
+                     page_open: threading.Event) -> None:
+    """What a person does in the browser, from another thread while the campaign runs."""
+    with _running_page(url) as page:
         page_open.set()
         page.wait_for_function(
             "document.getElementById('plot-convergence').data?.[0].x.length >= 1", timeout=60_000)
@@ -149,7 +162,6 @@ def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
         seen["points_after_resume"] = _points(page, "plot-convergence")
         seen["experiments_text"] = page.text_content("#experiments")
         page.screenshot(path=shots / "dashboard-resumed.png", full_page=True)
-        browser.close()
 
 
 def _campaign_steered_in_browser(data_dir, budget: int, steer, on_failure: str):
@@ -210,15 +222,7 @@ def test_a_campaign_is_watched_paused_and_resumed_from_the_browser(data_dir, tmp
 def _veto_inject_abort(url: str, runner: CampaignRunner, shots: Path,
                        page_open: threading.Event) -> None:
     """Pause, queue a veto and an injected experiment, resume, then abort: all by clicks."""
-    sync_api = _browser_or_skip()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.on("dialog", lambda dialog: dialog.accept())  # "Abort the campaign?"
-        page.goto(url)
-        page.wait_for_function("document.getElementById('state').textContent === 'running'",
-                               timeout=30_000)
+    with _running_page(url) as page:
         page_open.set()
         page.fill("#who", "e2e-steer")
         _click(page, "pause")
@@ -240,7 +244,6 @@ def _veto_inject_abort(url: str, runner: CampaignRunner, shots: Path,
         page.wait_for_function("['aborting', 'stopped'].includes("
                                "document.getElementById('state').textContent)", timeout=30_000)
         page.screenshot(path=shots / "dashboard-aborted.png", full_page=True)
-        browser.close()
 
 
 def _click(page, action: str) -> None:
