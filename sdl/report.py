@@ -238,7 +238,31 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
                            f"(field {field_nm:.0f} nm)", fontsize=9)
         image_ax.set_axis_off()
     else:
-        image_ax.set_axis_off()
+        _phase_map(image_ax, result)
+
+
+def _phase_map(ax: Any, result: CampaignResult) -> None:
+    """The samples over the first two searched conditions, marked by their dominant phase
+    (XRD fit): the phase map a composition spread is run for."""
+    names = list(result.config.search_space)[:2]
+    phases = get_system(result.config.devices.system).phases
+    measured = [r for r in result.records
+                if all(f"{phase}_fraction" in r.features for phase in phases)]
+    if len(names) < 2 or not measured:
+        ax.set_axis_off()
+        return
+    dominant = [max(phases, key=lambda phase: r.features[f"{phase}_fraction"])
+                for r in measured]
+    for phase in phases:
+        points = [r for r, d in zip(measured, dominant, strict=True) if d == phase]
+        if points:
+            ax.scatter([r.conditions[names[0]] for r in points],
+                       [r.conditions[names[1]] for r in points], label=phase, s=30)
+    units = [result.config.search_space[name].unit for name in names]
+    ax.set_xlabel(f"{names[0]} ({units[0]})")
+    ax.set_ylabel(f"{names[1]} ({units[1]})")
+    ax.set_title("phase map: dominant phase of each sample (XRD fit)", fontsize=9)
+    ax.legend(fontsize=8)
 
 
 def plot_report(result: CampaignResult, client: Any, path: Path | str) -> Path:

@@ -15,6 +15,7 @@ from sdl.catalog import campaign_runs, open_catalog
 from sdl.config import parse_campaign
 from sdl.lab import build_simulated_instruments
 from sdl.orchestrator import CampaignRunner
+from sdl.report import plot_report
 from simulators.fegapd import FeGaPdSpread
 from simulators.structures import FEGAPD_PHASES
 from simulators.xrd import PowderDiffractometer
@@ -71,6 +72,9 @@ def test_short_campaign_records_phase_fractions_and_magnetisation_inside_the_tri
         assert sum(fractions) == pytest.approx(1.0)
         assert 0.0 <= record.features["saturation_polarisation_t"] < 2.5
         assert record.features["saturation_polarisation_t_std"] > 0
+    # No microscope: the report's fourth panel is the phase map of the samples.
+    report = plot_report(result, open_catalog(config.data_dir), tmp_path / "report.png")
+    assert report.stat().st_size > 30_000
 
 
 @pytest.mark.slow
