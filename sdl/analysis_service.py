@@ -5,8 +5,9 @@ document stream, and for each experiment run of the campaign that ends successfu
 same analysis as the embedded mode (:func:`sdl.analysis.pipeline.judge`, with the models the
 campaign file names). The result is an analysis run, written to the catalog and published on
 the stream for the agent: with the features, or failed with the ``on_fault`` kind
-(``problem_kind``) and the reason. Messages that are not documents are logged and dropped;
-the service keeps running.
+(``problem_kind``) and the reason. On start it also analyses the campaign's raw runs that
+ended while it was down. Messages that are not documents are logged and dropped; the service
+keeps running.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from event_model import compose_run
 
-from sdl.analysis.pipeline import ANALYSIS_VERSION, RunDocuments, feature_documents, judge
+from sdl.analysis.pipeline import (
+    ANALYSIS_VERSION,
+    RunDocuments,
+    feature_documents,
+    judge,
+    read_primary,
+)
+from sdl.audit import exit_status
+from sdl.catalog import campaign_runs
 from sdl.config import CampaignConfig
 from sdl.orchestrator import build_analysis
 from sdl.systems import get_system
@@ -56,7 +66,11 @@ class AnalysisService:
         self._analysis = build_analysis(config, get_system(config.devices.system).phases)
         self._runs: dict[str, RunDocuments] = {}
         self._run_of_descriptor: dict[str, str] = {}  # descriptor or resource -> run
-        self._finished: queue.Queue[RunDocuments | None] = queue.Queue()
+        # Raw runs to analyse: (start document, a loader of the primary event's data).
+        self._finished: queue.Queue[tuple[dict[str, Any], Callable[[], Any]] | None] = (
+            queue.Queue())
+        self._queued: set[str] = set()  # raw uids, so no run is analysed twice
+        self._queued_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="sdl-analysis", daemon=True)
         self.analysed = 0
 
@@ -80,7 +94,28 @@ class AnalysisService:
             self._run_of_descriptor = {descriptor: uid for descriptor, uid
                                        in self._run_of_descriptor.items() if uid != run_uid}
             if doc.get("exit_status") == "success":
-                self._finished.put(run)
+                self._queue(run.start, run.primary_data)
+
+    def catch_up(self, client: Any) -> int:
+        """Queue the campaign's finished raw runs in the catalog that have no analysis run
+        yet (they ended while the service was down); how many there were."""
+        name = self.config.name
+        analysed = {run.metadata["start"]["raw_uid"]
+                    for run in campaign_runs(client, name, "analysis")}
+        missing = [run for run in campaign_runs(client, name, "experiment")
+                   if exit_status(run) == "success"
+                   and run.metadata["start"]["uid"] not in analysed]
+        return sum(self._queue(dict(run.metadata["start"]), partial(read_primary, run))
+                   for run in missing)
+
+    def _queue(self, start: dict[str, Any], load: Callable[[], Any]) -> bool:
+        """Queue a raw run for analysis unless it already was; whether it was queued now."""
+        with self._queued_lock:
+            if start["uid"] in self._queued:
+                return False
+            self._queued.add(start["uid"])
+        self._finished.put((start, load))
+        return True
 
     def start(self) -> AnalysisService:
         self._worker.start()
@@ -91,18 +126,17 @@ class AnalysisService:
         self._worker.join(timeout=30)
 
     def _work(self) -> None:
-        while (run := self._finished.get()) is not None:
+        while (item := self._finished.get()) is not None:
+            start, load = item
             try:
-                self._analyse(run)
+                self._analyse(start, load())
             except Exception as error:
-                logger.exception("could not analyse run %s", run.start.get("uid"))
+                logger.exception("could not analyse run %s", start.get("uid"))
                 self._publish(failed_analysis_documents(
-                    run.start, "analysis_error", f"{type(error).__name__}: {error}"))
+                    start, "analysis_error", f"{type(error).__name__}: {error}"))
 
-    def _analyse(self, run: RunDocuments) -> None:
-        start = run.start
-        judged = judge(self._analysis, run.primary_data(),
-                       self.config.analysis.xrd_zero_tolerance_deg)
+    def _analyse(self, start: dict[str, Any], data: Any) -> None:
+        judged = judge(self._analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
         if isinstance(judged, tuple):
             kind, reason = judged
             logger.warning("run %s (%s attempt %s): %s: %s", start["uid"], start["_id"],

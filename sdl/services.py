@@ -57,7 +57,8 @@ def _subscribed(address: str, callback: Any) -> Iterator[None]:
 def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str,
                          stream_in: str) -> int:
     """Analyse the campaign's raw runs from the stream until SIGTERM or Ctrl-C."""
-    writer = make_writer(tiled_client(tiled_uri))
+    client = tiled_client(tiled_uri)
+    writer = make_writer(client)
     publisher = DocumentPublisher(stream_in)
     lock = threading.Lock()
 
@@ -72,6 +73,9 @@ def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str
         signal.signal(signum, lambda *_: stopped.set())
     with _subscribed(stream_out, service):
         time.sleep(0.5)  # ZeroMQ's slow joiner: let the subscription reach the proxy
+        missed = service.catch_up(client)  # after subscribing: nothing falls in between
+        if missed:
+            logger.warning("analysing %d raw runs that ended while no analysis ran", missed)
         print(f"{READY_LINE}: campaign {config.name}, reading {stream_out}", flush=True)
         stopped.wait()
     service.stop()
