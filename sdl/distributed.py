@@ -123,7 +123,8 @@ class QueueStation:
     checkpoint
         Called while waiting; raises :class:`CampaignAborted` to abort the running plan.
     timeout_s
-        Longest wait for one attempt's outcome before it counts as a ``timeout`` fault.
+        Longest wait for an attempt's outcome once the station's queue is idle (its plan has
+        ended) before it counts as a ``timeout`` fault; the plan itself may run for hours.
     """
 
     def __init__(self, name: str, address: str, outcomes: StreamOutcomes,
@@ -155,16 +156,19 @@ class QueueStation:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
             if outcome is not None:
                 return outcome
-            self._ride_out_pause()
-        return Failed("timeout", f"no outcome from {self.name} within {self._timeout_s:g} s")
+            if self._ride_out_pause() != "idle":  # a synthesis may take hours: wait it out
+                deadline = time.monotonic() + self._timeout_s
+        return Failed("timeout", f"no outcome from {self.name} within {self._timeout_s:g} s "
+                                 f"of its queue going idle")
 
-    def _ride_out_pause(self) -> None:
+    def _ride_out_pause(self) -> str:
         """While the campaign is paused, keep the plan it paused paused; resume it after, abort
-        it on an abort. A plan someone else paused (``qserver re pause``) is theirs to resume."""
+        it on an abort. A plan someone else paused (``qserver re pause``) is theirs to resume.
+        Returns the queueserver's manager state."""
         with self._api_lock:
-            paused = self._api.status()["manager_state"] == "paused"
-        if not (paused and self._paused_here.is_set()):
-            return
+            state = str(self._api.status()["manager_state"])
+        if not (state == "paused" and self._paused_here.is_set()):
+            return state
         try:
             self._checkpoint()
         except CampaignAborted:
@@ -174,6 +178,7 @@ class QueueStation:
         with self._api_lock:
             self._api.re_resume()
         self._paused_here.clear()
+        return "executing_queue"
 
     def pause(self) -> None:
         with self._api_lock:
