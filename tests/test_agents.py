@@ -415,6 +415,7 @@ def test_bayesian_refuses_invalid_model_options(space, objectives, options, mess
         {},
         {"acquisition": "qlognei"},
         {"acquisition": "qlogei"},
+        {"acquisition": "qlogei", "outcome_transform": "bilog"},
         {"acquisition": "qucb", "ucb_beta": 1.0, "outcome_transform": "bilog"},
         {"kernel_prior": "gamma"},
     ],
