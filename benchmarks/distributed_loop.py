@@ -30,7 +30,6 @@ row needs Redis and PostgreSQL (skipped with the reason otherwise).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -51,7 +50,7 @@ from sdl.distributed import StreamOutcomes
 from sdl.lab import build_instruments
 from sdl.orchestrator import CampaignRunner
 from sdl.services import API_KEY_VARIABLE, agent_service, run_agent_service
-from sdl.stack import Stack, StackSettings, preflight
+from sdl.stack import Stack, StackSettings, drop_database, preflight
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -142,28 +141,16 @@ def embedded_row(work: Path, budget: int, seed: int, speedup: float) -> dict[str
     return row
 
 
-async def _database(uri: str, name: str, create: bool) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(f"{uri}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"' if create
-                            else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def distributed_row(work: Path, budget: int, seed: int, speedup: float, postgres: str,
                     bare_s: float) -> dict[str, float] | str:
     """The same campaign on the stack with one station; or why it could not run."""
     problems = preflight(StackSettings(postgres=f"{postgres}/postgres"))
     if problems:
         return "; ".join(problems)
-    database = f"sdl_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_database(postgres, database, create=True))
+    database = f"{postgres}/sdl_bench_{uuid.uuid4().hex[:10]}"  # the stack creates it
     try:
         config = campaign(work, "distributed", budget, seed, speedup)
-        with Stack(config, StackSettings(postgres=f"{postgres}/{database}")) as stack:
+        with Stack(config, StackSettings(postgres=database)) as stack:
             stack.start_analysis_service()
             os.environ[API_KEY_VARIABLE] = stack.api_key
             outcomes = StreamOutcomes(config.name)
@@ -172,7 +159,7 @@ def distributed_row(work: Path, budget: int, seed: int, speedup: float, postgres
             timed = time_loop(runner, lambda: run_agent_service(
                 runner, outcomes, stack.proxy.out_address))
     finally:
-        asyncio.run(_database(postgres, database, create=False))
+        drop_database(database)
     timed["bare_count_s"] = bare_s
     return timed
 

@@ -144,7 +144,10 @@ class CampaignRunner:
         self._stop_reason: str | None = None
         self.control = CampaignControl(on_pause=self._pause_stations)
         self.stations = list(stations(self) if stations else self._local_stations())
-        self._reference_reactor = getattr(self.stations[0], "instruments", None)
+        # Proposals are checked against a reactor in this process before any station gets
+        # them; queue stations' reactors live in their queueservers and check there.
+        first = self.stations[0]
+        self._reactor = first.instruments.reactor if isinstance(first, LocalStation) else None
 
     def _local_stations(self) -> list[LocalStation]:
         """``devices.stations`` stations in this process, each with its own random streams."""
@@ -354,8 +357,7 @@ class CampaignRunner:
             station.pause()
 
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
-        reactor = self._reference_reactor.reactor if self._reference_reactor else None
-        return refusal_reason(conditions, self.config.search_space, reactor)
+        return refusal_reason(conditions, self.config.search_space, self._reactor)
 
     def _record(self, purpose: str, metadata: Mapping[str, Any], *,
                 status: str = "success", reason: str = "") -> None:

@@ -91,6 +91,22 @@ async def _ensure_database(uri: str) -> None:
     await connection.close()
 
 
+async def _drop_database(uri: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(uri)
+    admin = await asyncpg.connect(parts._replace(path="/postgres").geturl(), timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def drop_database(uri: str) -> None:
+    """Delete the PostgreSQL database at ``uri`` (a scratch catalog), connections and all."""
+    asyncio.run(_drop_database(uri))
+
+
 def _postgres_problem(uri: str) -> str | None:
     try:
         asyncio.run(_ensure_database(uri))

@@ -3,7 +3,6 @@ analysis and agent services in their own processes; read back from the server ru
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ from sdl.catalog import campaign_runs
 from sdl.config import parse_campaign
 from sdl.control_server import connection_file, send_request
 from sdl.distributed import StreamOutcomes
-from sdl.stack import Stack, StackSettings, preflight
+from sdl.stack import Stack, StackSettings, drop_database, preflight
 from sdl.stations import Failed, Measured, fault_kind_of_reason
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -132,22 +131,12 @@ def _follow_dashboard(url: str, agent) -> dict:
 @pytest.fixture
 def database():
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    settings = StackSettings()
     problems = preflight(StackSettings(postgres=f"{POSTGRES}/test"))
     if problems:
         pytest.skip("the facility stack needs Redis and PostgreSQL: " + "; ".join(problems))
-    name = f"sdl_test_{uuid.uuid4().hex[:12]}"
-    yield f"{POSTGRES}/{name}"
-
-    async def drop() -> None:
-        import asyncpg
-
-        admin = await asyncpg.connect(f"{POSTGRES}/postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    asyncio.run(drop())
-    assert settings.host == "127.0.0.1"
+    uri = f"{POSTGRES}/sdl_test_{uuid.uuid4().hex[:12]}"  # the stack creates it
+    yield uri
+    drop_database(uri)
 
 
 @pytest.mark.slow
