@@ -115,15 +115,30 @@ class BackgroundWriter:
         self._after = after
         self._documents: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self.error: BaseException | None = None
+        self._inline = False
         self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer",
                                         daemon=True)
         self._thread.start()
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        self._documents.put((name, doc))
+        if self._inline:
+            self._write_one((name, doc))
+        else:
+            self._documents.put((name, doc))
 
     def flush(self) -> None:
         self._documents.join()
+
+    @contextlib.contextmanager
+    def inline(self) -> Any:
+        """Write in the calling thread for a while: for work that reads the catalog between
+        its writes (SQLite refuses a read while another thread writes)."""
+        self.flush()
+        self._inline = True
+        try:
+            yield
+        finally:
+            self._inline = False
 
     def close(self) -> None:
         self.flush()
@@ -133,14 +148,19 @@ class BackgroundWriter:
     def _work(self) -> None:
         while (item := self._documents.get()) is not None:
             try:
-                if self.error is None:
-                    self._write(*item)
-                    if self._after is not None:
-                        self._after(*item)
-            except Exception as error:
-                logging.getLogger(__name__).exception("could not write a %s document to the "
-                                                      "catalog; writing stops", item[0])
-                self.error = error
+                self._write_one(item)
             finally:
                 self._documents.task_done()
         self._documents.task_done()
+
+    def _write_one(self, item: tuple[str, dict[str, Any]]) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._write(*item)
+            if self._after is not None:
+                self._after(*item)
+        except Exception as error:
+            logging.getLogger(__name__).exception("could not write a %s document to the "
+                                                  "catalog; writing stops", item[0])
+            self.error = error

@@ -181,7 +181,8 @@ class CampaignRunner:
             with self._ctrl_c_aborts(), self._control_server():
                 self._record("campaign", {"config": json.loads(self.config.model_dump_json()),
                                           "versions": software_versions()})
-                self._resume()
+                with self.writer.inline():  # resume reads the catalog between its writes
+                    self._resume()
                 self._loop()
         except (CampaignAborted, KeyboardInterrupt) as stop:
             self.result.stopped = str(stop) or f"aborted by {CTRL_C}"

@@ -134,6 +134,7 @@ def test_a_late_joiner_gets_the_later_documents(proxy):
     try:
         _until_subscribed(publisher, [early])
         publisher("start", {"uid": "run-1", "time": 0.0})
+        _wait_for(lambda: len(_documents(early)) >= 1)  # run-1 is past the proxy
         (late,), (late_subscriber,) = _subscribe(proxy, 1)
         _until_subscribed(publisher, [late])
         publisher("start", {"uid": "run-2", "time": 1.0})
