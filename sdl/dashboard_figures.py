@@ -31,19 +31,21 @@ _LAYOUT = {"margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "template": "plotly_w
 
 
 def convergence_figure(log: CampaignLog) -> go.Figure:
-    """Objective versus experiment: measured (±1σ), best so far, the agent's prediction (±2σ)."""
+    """Objective versus experiment: measured (±1σ), best feasible so far, the agent's
+    prediction (±2σ)."""
     objective = log.objective
     measured = log.measured()
     x = [e.iteration + 1 for e in measured]
     values = np.array([e.features[objective] for e in measured])
     stds = [e.features.get(f"{objective}_std", 0.0) for e in measured]
-    best = (np.fmax if log.maximize else np.fmin).accumulate(values) if len(values) else values
+    feasible = np.where([log.feasible(e) for e in measured], values, np.nan)
+    best = (np.fmax if log.maximize else np.fmin).accumulate(feasible) if len(values) else values
     figure = go.Figure(layout={**_LAYOUT, "title": f"{objective} vs experiment",
                                "xaxis": {"title": "experiment"}, "yaxis": {"title": objective}})
     figure.add_scatter(x=x, y=values.tolist(), mode="markers", name="measured",
                        error_y={"type": "data", "array": stds, "visible": True},
                        customdata=[e.raw_uid for e in measured])
-    figure.add_scatter(x=x, y=best.tolist(), mode="lines", name="best so far",
+    figure.add_scatter(x=x, y=best.tolist(), mode="lines", name="best feasible so far",
                        line={"shape": "hv", "color": "black"})
     predicted = [(e.iteration + 1, *p) for e in log.experiments
                  if (p := e.predicted(objective)) is not None]

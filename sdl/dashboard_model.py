@@ -25,6 +25,7 @@ from sdl.analysis.pipeline import (
 )
 from sdl.audit import exit_status
 from sdl.catalog import campaign_runs
+from sdl.results import outcomes_feasible
 
 #: Purposes of the runs a campaign records, besides its experiment and analysis runs.
 DECISION_PURPOSES = ("campaign", "fault", "control", "refused-proposal")
@@ -148,9 +149,16 @@ class CampaignLog:
                 if math.isfinite(e.features.get(self.objective, math.nan))]
 
     def best(self, count: int = 1) -> list[Experiment]:
-        """The ``count`` best measured experiments, best first."""
+        """The ``count`` best measured experiments that meet the outcome constraints, best
+        first."""
         sign = -1.0 if self.maximize else 1.0
-        return sorted(self.measured(), key=lambda e: sign * e.features[self.objective])[:count]
+        feasible = [e for e in self.measured() if self.feasible(e)]
+        return sorted(feasible, key=lambda e: sign * e.features[self.objective])[:count]
+
+    def feasible(self, experiment: Experiment) -> bool:
+        """Whether ``experiment``'s results meet the campaign's outcome constraints."""
+        options = (self.config.get("agent") or {}).get("options") or {}
+        return outcomes_feasible(experiment.features, options)
 
     def experiments_done(self) -> int:
         """Experiments that count against the budget: one per iteration that ended."""

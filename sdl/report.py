@@ -163,11 +163,11 @@ def _hypervolume_progress(ax: Any, result: CampaignResult) -> None:
 def _convergence(ax: Any, result: CampaignResult) -> None:
     values = result.objective_values()
     experiments = np.arange(1, len(values) + 1)
-    finite = np.where(np.isfinite(values), values, np.nan)
-    best_so_far = (np.fmax if result.maximize else np.fmin).accumulate(finite)
+    best_so_far = (np.fmax if result.maximize else np.fmin).accumulate(
+        result.feasible_objective_values())
     stds = np.array([r.features.get(f"{result.objective}_std", np.nan) for r in result.records])
     ax.errorbar(experiments, values, yerr=stds, fmt="o", ms=4, alpha=0.7, label="measured")
-    ax.step(experiments, best_so_far, where="post", color="k", label="best so far")
+    ax.step(experiments, best_so_far, where="post", color="k", label="best feasible so far")
     ax.set_xlabel("experiment")
     ax.set_ylabel(result.objective)
     ax.set_title(f"objective vs experiment ({result.config.agent.name})")

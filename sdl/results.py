@@ -56,7 +56,8 @@ class CampaignResult:
     """What a campaign produced, in order, with the objectives' directions to rank it.
 
     ``objective``, ``maximize``, ``objective_values`` and ``best`` speak of the first
-    objective; with several, ``pareto`` and ``hypervolume`` rank by all of them.
+    objective; with several, ``pareto`` and ``hypervolume`` rank by all of them. ``best`` and
+    ``pareto`` count only experiments that meet the campaign's outcome constraints.
     """
 
     config: CampaignConfig
@@ -77,9 +78,14 @@ class CampaignResult:
         """The objective of every experiment in order (NaN where it failed)."""
         return np.array([r.features.get(self.objective, math.nan) for r in self.records])
 
+    def feasible_objective_values(self) -> np.ndarray:
+        """``objective_values`` with NaN where an outcome constraint is broken."""
+        return np.where(self.feasible(), self.objective_values(), math.nan)
+
     @property
     def best(self) -> ExperimentRecord | None:
-        values = self.objective_values()
+        """The experiment with the best first objective among the feasible ones (None if none)."""
+        values = self.feasible_objective_values()
         if not np.isfinite(values).any():
             return None
         index = np.nanargmax(values) if self.maximize else np.nanargmin(values)

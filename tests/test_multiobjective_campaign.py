@@ -90,6 +90,16 @@ def test_a_broken_outcome_constraint_or_a_missing_objective_keeps_an_experiment_
     assert [r.iteration for r in result.pareto] == [1, 2]
 
 
+def test_best_and_the_best_so_far_curve_skip_experiments_that_break_an_outcome_constraint():
+    records = [_record(0, 0.7, 30.0, rutile_fraction=0.0), _record(1, 0.99, 20.0,
+                                                                   rutile_fraction=0.3),
+               _record(2, 0.8, 35.0, rutile_fraction=0.01)]
+    result = _result(records, outcome_constraints=["rutile_fraction <= 0.05"])
+    assert result.best.iteration == 2
+    np.testing.assert_array_equal(result.feasible_objective_values(), [0.7, np.nan, 0.8])
+    assert _result(records[1:2], outcome_constraints=["rutile_fraction <= 0.05"]).best is None
+
+
 def test_equal_experiments_are_both_on_the_front_and_an_empty_campaign_has_none():
     result = _result([_record(0, 0.8, 20.0), _record(1, 0.8, 20.0), _record(2, 0.7, 25.0)])
     assert [r.iteration for r in result.pareto] == [0, 1]

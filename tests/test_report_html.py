@@ -145,6 +145,19 @@ def test_the_convergence_plot_shows_the_agents_prediction_where_it_made_one():
     assert [e.raw_uid for e in log.best(2)] == ["b", "a"]
 
 
+def test_best_and_the_best_so_far_line_leave_out_results_that_break_an_outcome_constraint():
+    log = CampaignLog("c")
+    log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}],
+                  "agent": {"options": {"outcome_constraints": ["impurity <= 0.1"]}}}
+    for uid, iteration, y, impurity in (("a", 0, 1.0, 0.0), ("b", 1, 5.0, 0.5),
+                                        ("c", 2, 2.0, 0.05)):
+        log.add_start(_start(uid, iteration, float(iteration)))
+        log.add_features(uid, {"y": y, "impurity": impurity})
+    _, best, *_ = convergence_figure(log).data
+    assert list(best.y) == [1.0, 1.0, 2.0]
+    assert [e.raw_uid for e in log.best(3)] == ["c", "a"]
+
+
 def test_a_skipped_experiment_counts_against_the_budget_and_a_retry_does_not():
     log = CampaignLog("c")
     log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}]}
