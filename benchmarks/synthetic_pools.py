@@ -61,15 +61,19 @@ def synthetic_pool(name: str, rows: int, noise: float, seed: int) -> Pool:
     return Pool(name=name, columns=columns, X=X, y=y, direction="minimize")
 
 
-def run_one(job: tuple[str, str, dict, int, int, int, float]) -> tuple[str, str, int, list[int]]:
-    """One campaign: ``(function, variant, seed, rows tried)``."""
+def run_one(
+    job: tuple[str, str, dict, int, int, int, float],
+) -> tuple[str, str, np.ndarray, float]:
+    """One campaign scored: ``(function, variant, Top% curve, normalised regret)``."""
     import torch
 
     torch.set_num_threads(1)
     function, variant, options, seed, budget, rows, noise = job
     pool = synthetic_pool(function, rows, noise, seed)
     agent = "random" if variant == "random" else "bayesian"
-    return function, variant, seed, run_ours(pool, seed, budget, agent, options)
+    tried = run_ours(pool, seed, budget, agent, options)
+    curve = np.nan_to_num(top_curve(pool, tried, budget), nan=1.0)
+    return function, variant, curve, normalised_regret(pool, tried, budget)
 
 
 def normalised_regret(pool: Pool, tried: Sequence[int], budget: int) -> float:
@@ -102,18 +106,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         for function in args.functions
         for variant, options in variants.items()
     ]
-    runs: dict[tuple[str, str], dict[int, list[int]]] = {}
+    runs: dict[tuple[str, str], list[tuple[np.ndarray, float]]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as executor:
-        for function, variant, seed, tried in executor.map(run_one, jobs):
-            runs.setdefault((function, variant), {})[seed] = tried
+        for function, variant, curve, regret in executor.map(run_one, jobs):
+            runs.setdefault((function, variant), []).append((curve, regret))
     results: dict[str, dict[str, dict[str, float]]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
-    for (function, variant), by_seed in runs.items():
-        scores = []
-        for seed, tried in by_seed.items():
-            pool = synthetic_pool(function, args.rows, args.noise, seed)
-            curve = np.nan_to_num(top_curve(pool, tried, args.budget), nan=1.0)
-            scores.append((curve, normalised_regret(pool, tried, args.budget)))
+    for (function, variant), scores in runs.items():
         mean_curve = np.mean([curve for curve, _ in scores], axis=0)
         results.setdefault(function, {})[variant] = {
             "top_at_budget": float(mean_curve[-1]),
