@@ -394,6 +394,28 @@ def test_bayesian_default_acquisition_is_ucb_on_a_pool_and_noisy_ei_otherwise(sp
     assert BayesianOptimizationAgent(pool, several).acquisition == "qlognei"
 
 
+def fitted_noise_variance(noise_prior: str, seed: int) -> float:
+    """The GP's noise variance (standardised units) after 12 noisy results of a slope in 3-D."""
+    cube = SearchSpace(tuple(Parameter(name, 0.0, 1.0, "") for name in "abc"))
+    rng = np.random.default_rng(seed)
+    X = rng.random((12, 3))
+    y = X[:, 0] + rng.normal(0.0, 0.3, 12)  # the scatter is about half the variance of y
+    agent = BayesianOptimizationAgent(cube, [Objective("y", "maximize")], noise_prior=noise_prior)
+    agent.ingest(
+        [{"a": a, "b": b, "c": c, "y": v} for (a, b, c), v in zip(X, y, strict=True)]
+    )
+    model, _ = agent._fitted_acquisition(0, None)
+    return model.likelihood.noise.item()
+
+
+def test_bayesian_gamma_noise_prior_takes_scatter_as_noise_where_the_default_does_not():
+    broad = [fitted_noise_variance("gamma", seed) for seed in range(5)]
+    default = [fitted_noise_variance("lognormal", seed) for seed in range(5)]
+    pool_agent = BayesianOptimizationAgent(branin_pool_space(), [Objective("y", "minimize")])
+    assert pool_agent.noise_prior == "lognormal"
+    assert np.median(broad) > 0.1
+    assert max(default) < 0.02  # the log-normal prior explains the scatter away
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -402,6 +424,7 @@ def test_bayesian_default_acquisition_is_ucb_on_a_pool_and_noisy_ei_otherwise(sp
         ({"ucb_beta": -1.0}, "ucb_beta must be non-negative"),
         ({"outcome_transform": "log"}, "outcome_transform must be one of"),
         ({"kernel_prior": "flat"}, "kernel_prior must be one of"),
+        ({"noise_prior": "flat"}, "noise_prior must be one of"),
     ],
 )
 def test_bayesian_refuses_invalid_model_options(space, objectives, options, message):
@@ -418,6 +441,7 @@ def test_bayesian_refuses_invalid_model_options(space, objectives, options, mess
         {"acquisition": "qlogei", "outcome_transform": "bilog"},
         {"acquisition": "qucb", "ucb_beta": 1.0, "outcome_transform": "bilog"},
         {"kernel_prior": "gamma"},
+        {"noise_prior": "lognormal"},
     ],
 )
 def test_bayesian_pool_variants_find_good_rows_deterministically(objectives, options):
