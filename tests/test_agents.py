@@ -416,6 +416,7 @@ def test_bayesian_gamma_noise_prior_takes_scatter_as_noise_where_the_default_doe
     assert np.median(broad) > 0.1
     assert max(default) < 0.02  # the log-normal prior explains the scatter away
 
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -441,7 +442,7 @@ def test_bayesian_refuses_invalid_model_options(space, objectives, options, mess
         {"acquisition": "qlogei", "outcome_transform": "bilog"},
         {"acquisition": "qucb", "ucb_beta": 1.0, "outcome_transform": "bilog"},
         {"kernel_prior": "gamma"},
-        {"noise_prior": "lognormal"},
+        {"noise_prior": "gamma"},
     ],
 )
 def test_bayesian_pool_variants_find_good_rows_deterministically(objectives, options):
