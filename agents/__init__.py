@@ -66,9 +66,14 @@ def make_agent(
         space = SearchSpace(
             space.parameters,
             candidates=(
-                space.candidates if candidates is None else candidate_rows(space, candidates)
+                space.candidates
+                if candidates is None
+                else tuple(map(tuple, candidate_rows(space, candidates).tolist()))
             ),
-            linear_constraints=(*space.linear_constraints, *linear_constraints),
+            linear_constraints=(
+                *space.linear_constraints,
+                *(LinearConstraint.parse(c) for c in linear_constraints),
+            ),
         )
     return agent_class(space, objectives, seed=seed, **options)
 
@@ -77,6 +82,7 @@ def candidate_rows(
     space: SearchSpace, candidates: str | Path | Sequence[Mapping[str, float]]
 ) -> np.ndarray:
     """``n x d`` array of a candidate list or CSV file, columns in ``space``'s order."""
+    rows: list[Mapping[str, Any]]
     if isinstance(candidates, str | Path):
         path = Path(candidates)
         with path.open(newline="") as file:

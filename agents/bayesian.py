@@ -19,7 +19,12 @@ from botorch.acquisition.objective import GenericMCObjective
 from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
-from botorch.models.transforms.outcome import Bilog, ChainedOutcomeTransform, Standardize
+from botorch.models.transforms.outcome import (
+    Bilog,
+    ChainedOutcomeTransform,
+    OutcomeTransform,
+    Standardize,
+)
 from botorch.models.utils.gpytorch_modules import (
     get_covar_module_with_dim_scaled_prior,
     get_gaussian_likelihood_with_gamma_prior,
@@ -28,7 +33,6 @@ from botorch.models.utils.gpytorch_modules import (
 )
 from botorch.optim import optimize_acqf
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
-from botorch.posteriors import Posterior
 from botorch.sampling.normal import SobolQMCNormalSampler
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
@@ -383,7 +387,7 @@ class BayesianOptimizationAgent(HistoryAgent):
                 sampler=sampler,
                 X_pending=X_pending,
                 # With constraints the model has several outputs and the objective is the first.
-                objective=GenericMCObjective(lambda Z, X=None: Z[..., 0]) if constraints else None,
+                objective=GenericMCObjective(_first_output) if constraints else None,
                 constraints=constraints or None,
             )
         return model, qLogNoisyExpectedHypervolumeImprovement(
@@ -401,6 +405,7 @@ class BayesianOptimizationAgent(HistoryAgent):
         self, train_X: torch.Tensor, train_y: torch.Tensor, categorical: list[int]
     ) -> SingleTaskGP:
         """One outcome's GP (``train_y`` is ``n x 1``): ARD Matern 5/2, or mixed if categorical."""
+        transform: OutcomeTransform
         if self.outcome_transform == "bilog":
             transform = ChainedOutcomeTransform(
                 standardize=Standardize(m=1), bilog=Bilog(), restandardize=Standardize(m=1)
@@ -482,7 +487,7 @@ class BayesianOptimizationAgent(HistoryAgent):
             column: self.space.level_coordinates(column).tolist()
             for column in self.space.discrete_levels()
         }
-        common = {
+        common: dict[str, Any] = {
             "bounds": unit_cube,
             "q": num_points,
             "num_restarts": self.num_restarts,
@@ -596,8 +601,12 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _moments(posterior: Posterior) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and variance; from samples where there is no closed form (``bilog``)."""
+def _moments(posterior: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and variance; from samples where there is no closed form (``bilog``).
+
+    ``posterior`` is a BoTorch ``Posterior`` whose ``mean`` may raise NotImplementedError (a
+    ``TransformedPosterior``); the ``Posterior`` base class declares no ``mean``.
+    """
     try:
         return posterior.mean, posterior.variance
     except NotImplementedError:
@@ -608,6 +617,11 @@ def _moments(posterior: Posterior) -> tuple[torch.Tensor, torch.Tensor]:
 def _stacked(first: torch.Tensor | None, second: torch.Tensor) -> torch.Tensor:
     """``first`` (``m x d`` or None) and ``second`` (``k x d``) as one ``(m + k) x d`` tensor."""
     return second if first is None else torch.cat([first, second])
+
+
+def _first_output(Z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+    """The objective of a model whose first output is the objective and the rest constraints."""
+    return Z[..., 0]
 
 
 def _constraint_callable(output: int, constraint: OutcomeConstraint) -> Callable[..., torch.Tensor]:

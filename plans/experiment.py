@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable, Triggerable
-from bluesky.utils import FailedStatus, MsgGenerator, RunEngineControlException
+from bluesky.utils import FailedStatus, MsgGenerator, RequestAbort, RequestStop
+
+
+class Detector(Readable, Triggerable, Protocol):
+    """An instrument of an experiment: triggered to measure, then read."""
 
 
 def device_error(error: BaseException) -> BaseException:
@@ -31,7 +35,7 @@ def run_explaining_failures(plan: MsgGenerator[Any], md: Mapping[str, Any]) -> M
     uid = yield from bps.open_run(dict(md))
 
     def except_plan(error: BaseException) -> MsgGenerator[None]:
-        if isinstance(error, RunEngineControlException):
+        if isinstance(error, RequestAbort | RequestStop):
             yield from bps.close_run(exit_status=error.exit_status)
         else:
             yield from bps.close_run(exit_status="fail", reason=error_text(error))
@@ -68,7 +72,7 @@ def set_conditions(reactor: Any, conditions: Mapping[str, float]) -> MsgGenerato
 
 def synthesize_and_measure(
     reactor: Any,
-    detectors: Sequence[Readable],
+    detectors: Sequence[Detector],
     conditions: Mapping[str, float],
     *,
     md: Mapping[str, Any] | None = None,
@@ -132,7 +136,7 @@ def synthesize_and_measure(
     return (yield from inner())
 
 
-def measure(detectors: Sequence[Triggerable]) -> MsgGenerator[None]:
+def measure(detectors: Sequence[Detector]) -> MsgGenerator[None]:
     """Trigger every detector at once and wait until all have finished."""
     group = "measure"
     for detector in detectors:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -37,8 +37,8 @@ from sdl.systems import get_system
 logger = logging.getLogger(__name__)
 
 
-def failed_analysis_documents(raw_start: dict[str, Any], kind: str,
-                              reason: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def failed_analysis_documents(raw_start: Mapping[str, Any], kind: str,
+                              reason: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """An analysis run that records why a raw run could not be analysed."""
     links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
     bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": raw_start["uid"],
@@ -60,29 +60,29 @@ class AnalysisService:
     """
 
     def __init__(self, config: CampaignConfig,
-                 emit: Callable[[str, dict[str, Any]], Any]) -> None:
+                 emit: Callable[[str, Mapping[str, Any]], Any]) -> None:
         self.config = config
         self._emit = emit
         self._analysis = build_analysis(config, get_system(config.devices.system).phases)
         self._runs: dict[str, RunDocuments] = {}
         self._run_of_descriptor: dict[str, str] = {}  # descriptor or resource -> run
         # Raw runs to analyse: (start document, a loader of the primary event's data).
-        self._finished: queue.Queue[tuple[dict[str, Any], Callable[[], Any]] | None] = (
+        self._finished: queue.Queue[tuple[Mapping[str, Any], Callable[[], Any]] | None] = (
             queue.Queue())
         self._queued: set[str] = set()  # raw uids, so no run is analysed twice
         self._queued_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="sdl-analysis", daemon=True)
         self.analysed = 0
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         """Follow one document of the stream (cheap: analysis runs on the worker thread)."""
         if name == "start":
             if doc.get("purpose") == "experiment" and doc.get("campaign_id") == self.config.name:
                 self._runs[doc["uid"]] = RunDocuments()
                 self._runs[doc["uid"]](name, doc)
             return
-        run_uid = (doc.get("run_start")
-                   or self._run_of_descriptor.get(doc.get("descriptor") or doc.get("resource")))
+        key = doc.get("descriptor") or doc.get("resource") or ""
+        run_uid = doc.get("run_start") or self._run_of_descriptor.get(key)
         run = self._runs.get(run_uid or "")
         if run is None:
             return
@@ -108,7 +108,7 @@ class AnalysisService:
         return sum(self._queue(dict(run.metadata["start"]), partial(read_primary, run))
                    for run in missing)
 
-    def _queue(self, start: dict[str, Any], load: Callable[[], Any]) -> bool:
+    def _queue(self, start: Mapping[str, Any], load: Callable[[], Any]) -> bool:
         """Queue a raw run for analysis unless it already was; whether it was queued now."""
         with self._queued_lock:
             if start["uid"] in self._queued:
@@ -135,7 +135,7 @@ class AnalysisService:
                 self._publish(failed_analysis_documents(
                     start, "analysis_error", f"{type(error).__name__}: {error}"))
 
-    def _analyse(self, start: dict[str, Any], data: Any) -> None:
+    def _analyse(self, start: Mapping[str, Any], data: Any) -> None:
         judged = judge(self._analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
         if isinstance(judged, tuple):
             kind, reason = judged
@@ -147,7 +147,7 @@ class AnalysisService:
         self._publish(documents)
         logger.info("analysed run %s (iteration %s)", start["uid"], start.get("iteration"))
 
-    def _publish(self, documents: Iterator[tuple[str, dict[str, Any]]]) -> None:
+    def _publish(self, documents: Iterator[tuple[str, Mapping[str, Any]]]) -> None:
         for name, doc in documents:
             self._emit(name, doc)
         self.analysed += 1

@@ -17,7 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +109,18 @@ class BackgroundWriter:
     given so far is written.
     """
 
-    def __init__(self, write: Callable[[str, dict[str, Any]], Any],
-                 after: Callable[[str, dict[str, Any]], Any] | None = None) -> None:
+    def __init__(self, write: Callable[[str, Mapping[str, Any]], Any],
+                 after: Callable[[str, Mapping[str, Any]], Any] | None = None) -> None:
         self._write = write
         self._after = after
-        self._documents: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._documents: queue.Queue[tuple[str, Mapping[str, Any]] | None] = queue.Queue()
         self.error: BaseException | None = None
         self._inline = False
         self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer",
                                         daemon=True)
         self._thread.start()
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         if self._inline:
             self._write_one((name, doc))
         else:
@@ -153,7 +153,7 @@ class BackgroundWriter:
                 self._documents.task_done()
         self._documents.task_done()
 
-    def _write_one(self, item: tuple[str, dict[str, Any]]) -> None:
+    def _write_one(self, item: tuple[str, Mapping[str, Any]]) -> None:
         if self.error is not None:
             return
         try:

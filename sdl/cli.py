@@ -96,6 +96,7 @@ def _stack(args: argparse.Namespace) -> int:
     settings = StackSettings(stations=args.stations, redis=args.redis, postgres=args.postgres)
     try:
         with Stack(config, settings) as stack:
+            assert stack.proxy is not None  # up while the stack is
             print(f"stack up: catalog {stack.tiled_uri} (PostgreSQL), stream "
                   f"{stack.proxy.out_address}, {len(stack.stations)} station(s); "
                   f"logs in {stack.run_dir}", flush=True)

@@ -135,7 +135,7 @@ class FaultPolicy(_Strict):
     retry_delay_s: float = Field(default=0.0, ge=0, description="wait before each new attempt")
 
 
-def _policy(action: str, **options: Any) -> Any:
+def _policy(action: Literal["retry", "skip", "pause", "abort"], **options: Any) -> Any:
     return Field(default_factory=lambda: FaultPolicy(action=action, **options))
 
 

@@ -54,7 +54,7 @@ class ControlServer:
         self.control = control
         self.status = status
         self.token = secrets.token_urlsafe(24)
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(address)
@@ -127,7 +127,7 @@ def send_request(path: Path, action: str, timeout_s: float = 10.0,
         connection = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"no running campaign: {path} does not exist") from None
-    socket = zmq.Context.instance().socket(zmq.REQ)
+    socket: zmq.Socket = zmq.Context.instance().socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
     try:

@@ -244,7 +244,7 @@ class DocumentFeed:
         self._experiment: RunDocuments | None = None
         self._descriptors: set[str] = set()
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         if name == "start":
             self._start(doc)
         elif name == "descriptor" and doc.get("name") == "features":
@@ -259,7 +259,7 @@ class DocumentFeed:
         if experiment is not None and name != "stop" and self._of_experiment(name, doc):
             experiment(name, doc)
 
-    def _of_experiment(self, name: str, doc: dict[str, Any]) -> bool:
+    def _of_experiment(self, name: str, doc: Mapping[str, Any]) -> bool:
         """Whether ``doc`` belongs to the experiment run in progress (not to a decision run
         recorded while it was paused)."""
         if self._experiment is None or name == "start":
@@ -274,7 +274,7 @@ class DocumentFeed:
             return doc.get("descriptor") in self._descriptors
         return doc.get("run_start", uid) == uid
 
-    def _start(self, doc: dict[str, Any]) -> None:
+    def _start(self, doc: Mapping[str, Any]) -> None:
         if doc.get("campaign_id") != self.log.campaign_id:
             return
         if doc.get("purpose") == "analysis":
@@ -285,7 +285,7 @@ class DocumentFeed:
             self._descriptors = set()
         self.log.add_start(doc)
 
-    def _stop(self, doc: dict[str, Any]) -> None:
+    def _stop(self, doc: Mapping[str, Any]) -> None:
         self.log.add_stop(doc)
         experiment = self._experiment
         if experiment is None or doc.get("run_start") != experiment.start["uid"]:

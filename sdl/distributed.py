@@ -56,7 +56,7 @@ class StreamOutcomes:
         self._run_of_descriptor: dict[str, str] = {}
         self._outcomes: dict[tuple[str, int], Measured | Failed] = {}
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         with self._changed:
             if name == "start":
                 self._start(doc)

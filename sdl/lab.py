@@ -93,7 +93,8 @@ def _epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any
     limits = get_system(config.devices.system).condition_limits
 
     def make(device: str, **kwargs: Any) -> Any:
-        cls = epics_device_class(EPICS_DEVICES[device], device, epics.pv_map.get(device, {}),
+        pv_names = {str(name): names for name, names in epics.pv_map.items()}.get(device, {})
+        cls = epics_device_class(EPICS_DEVICES[device], device, pv_names,
                                  timeouts=timeouts, condition_limits=limits)
         return cls(epics.prefix, name=device, **kwargs)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from event_model import compose_run
@@ -76,7 +76,7 @@ def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnaly
     """The analysis the campaign asks for, with its trained models loaded once."""
     settings = config.analysis
     segmenter = None
-    if settings.segmenter == "unet":
+    if settings.segmenter == "unet" and settings.unet_model is not None:  # the config checks
         segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
     classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
     return SampleAnalysis(config.instruments, phases, segmenter=segmenter, classifier=classifier)
@@ -138,7 +138,7 @@ class CampaignRunner:
         self.analysis = build_analysis(config, system.phases)
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
-        self._watchers: list[Callable[[str, dict[str, Any]], Any]] = []
+        self._watchers: list[Callable[[str, Mapping[str, Any]], Any]] = []
         self._lock = threading.RLock()  # the agent, the result and the count of experiments
         self._started = 0  # experiments begun (kept or still running)
         self._stop_reason: str | None = None
@@ -161,14 +161,14 @@ class CampaignRunner:
         ]
 
     @property
-    def RE(self) -> Any:  # noqa: N802 (bluesky's name for it)
-        """The first station's RunEngine (the only one in the default single-station lab)."""
-        return self.stations[0].RE
-
-    @property
     def instruments(self) -> Instruments:
-        """The first station's instruments."""
-        return self.stations[0].instruments
+        """The first station's instruments, where the stations run in this process."""
+        first = self.stations[0]
+        if not isinstance(first, LocalStation):
+            raise TypeError(
+                f"station {first.name!r} runs elsewhere (a queueserver); its instruments are there"
+            )
+        return first.instruments
 
     def run(self) -> CampaignResult:
         """Run experiments until the budget is spent, the agent says stop, or someone aborts.
@@ -195,16 +195,16 @@ class CampaignRunner:
                                f"written: {self.writer.error}") from self.writer.error
         return self.result
 
-    def subscribe(self, watcher: Callable[[str, dict[str, Any]], Any]) -> None:
+    def subscribe(self, watcher: Callable[[str, Mapping[str, Any]], Any]) -> None:
         """Also give ``watcher`` every document the campaign records (raw runs, analysis,
         faults, control, refusals), after the catalog has it. A watcher's error is logged
         and never stops the campaign."""
         self._watchers.append(watcher)
 
-    def _emit(self, name: str, doc: dict[str, Any]) -> None:
+    def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
         self.writer(name, doc)
 
-    def _tell_watchers(self, name: str, doc: dict[str, Any]) -> None:
+    def _tell_watchers(self, name: str, doc: Mapping[str, Any]) -> None:
         for watcher in self._watchers:
             try:
                 watcher(name, doc)
@@ -361,7 +361,7 @@ class CampaignRunner:
         return refusal_reason(conditions, self.config.search_space, self._reactor)
 
     def _record(self, purpose: str, metadata: Mapping[str, Any], *,
-                status: str = "success", reason: str = "") -> None:
+                status: Literal["success", "abort", "fail"] = "success", reason: str = "") -> None:
         """A run of only a start and a stop document: a decision, kept in the catalog."""
         bundle = compose_run(metadata={"purpose": purpose, "campaign_id": self.config.name,
                                        **metadata})

@@ -217,10 +217,11 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
         return
     measurements = measurements_from_data(read_primary(client[best.raw_uid]))
     if measurements.counts is not None:
+        two_theta_deg, counts = measurements.pattern()
         phases = get_system(result.config.devices.system).phases
-        fit = fit_pattern(measurements.two_theta_deg, measurements.counts, phases)
-        pattern_ax.plot(measurements.two_theta_deg, measurements.counts, lw=0.8, label="measured")
-        pattern_ax.plot(measurements.two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
+        fit = fit_pattern(two_theta_deg, counts, phases)
+        pattern_ax.plot(two_theta_deg, counts, lw=0.8, label="measured")
+        pattern_ax.plot(two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
         phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items()
                                  if w > 0.01)
         pattern_ax.set_title(f"{label} XRD: {phases_found}", fontsize=9)
@@ -230,10 +231,11 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
     else:
         pattern_ax.set_axis_off()
     if measurements.image is not None:
-        grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm)
-        image_ax.imshow(measurements.image, cmap="gray")
+        image, pixel_size_nm = measurements.micrograph()
+        grains = analyse_micrograph(image, pixel_size_nm)
+        image_ax.imshow(image, cmap="gray")
         image_ax.contour(find_boundaries(grains.labels), levels=[0.5], colors="r", linewidths=0.4)
-        field_nm = measurements.image.shape[1] * measurements.pixel_size_nm
+        field_nm = image.shape[1] * pixel_size_nm
         image_ax.set_title(f"{label} micrograph: mean grain {grains.grain_size_nm:.0f} nm "
                            f"(field {field_nm:.0f} nm)", fontsize=9)
         image_ax.set_axis_off()

@@ -219,7 +219,9 @@ def dominated_outline(front: np.ndarray, maximize: Sequence[bool],
     signed = np.asarray(front, dtype=float).reshape(-1, 2) * signs
     signed = signed[(signed > reference).all(axis=1)]
     signed = signed[np.argsort(signed[:, 0])]
-    corners = [reference, (reference[0], signed[0, 1])] if len(signed) else [reference]
+    corners: list[np.ndarray | tuple[float, float]] = (
+        [reference, (reference[0], signed[0, 1])] if len(signed) else [reference]
+    )
     for index, (x, y) in enumerate(signed):
         corners.append((x, y))
         corners.append((x, signed[index + 1, 1] if index + 1 < len(signed) else reference[1]))

@@ -115,7 +115,8 @@ def photoactive_area(
     Vectorised twin of ``TiO2SolGel.expected`` followed by ``true_features``: negative phase
     fractions clipped, fractions renormalised, phase-weighted activity times surface area.
     """
-    arrays = model.state_arrays(*np.asarray(conditions, dtype=float).T, rate_factors)
+    temperature_c, duration_h, ph, h2o_ti_ratio = np.asarray(conditions, dtype=float).T
+    arrays = model.state_arrays(temperature_c, duration_h, ph, h2o_ti_ratio, rate_factors)
     fractions = np.stack([np.maximum(arrays[f"fraction_{p}"], 0.0) for p in TIO2_PHASES])
     activity = np.array([PHASE_PHOTOACTIVITY[p] for p in TIO2_PHASES]) @ (
         fractions / fractions.sum(axis=0)

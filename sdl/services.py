@@ -62,7 +62,7 @@ def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str
     publisher = DocumentPublisher(stream_in)
     lock = threading.Lock()
 
-    def emit(name: str, doc: dict[str, Any]) -> None:
+    def emit(name: str, doc: Mapping[str, Any]) -> None:
         with lock:
             writer(name, doc)
             publisher(name, doc)
@@ -104,7 +104,7 @@ def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes, stream_o
                       *, dashboard: bool = False) -> CampaignResult:
     """Run an :func:`agent_service`'s campaign with ``outcomes`` following ``stream_out``;
     with ``dashboard``, also serve the live page on 127.0.0.1, fed by the stream."""
-    followers: list[Callable[[str, dict[str, Any]], Any]] = [outcomes]
+    followers: list[Callable[[str, Mapping[str, Any]], Any]] = [outcomes]
     page = None
     if dashboard:
         from sdl.dashboard import Dashboard
@@ -113,7 +113,7 @@ def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes, stream_o
         followers.append(page.feed)
         print(f"dashboard (open in a browser on this machine): {page.start()}", flush=True)
 
-    def follow(name: str, doc: dict[str, Any]) -> None:
+    def follow(name: str, doc: Mapping[str, Any]) -> None:
         for follower in followers:
             follower(name, doc)
 
@@ -124,4 +124,5 @@ def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes, stream_o
         if page is not None:
             page.stop()
         for station in runner.stations:
-            station.close()
+            if isinstance(station, QueueStation):
+                station.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus, RunEngineInterrupted
@@ -91,7 +91,11 @@ def fault_kind_of_reason(reason: str) -> str:
 
 
 def _subclasses(cls: type) -> list[type]:
-    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+    found: list[type] = []
+    direct_subclasses: list[type] = cls.__subclasses__()
+    for direct in direct_subclasses:
+        found += [direct, *_subclasses(direct)]
+    return found
 
 
 Evaluate = Callable[[Mapping[str, Any], Mapping[str, Any]], "dict[str, float] | Failed"]
@@ -115,7 +119,7 @@ class LocalStation:
     """
 
     def __init__(self, name: str, instruments: Instruments,
-                 emit: Callable[[str, dict[str, Any]], Any], checkpoint: Callable[[], None],
+                 emit: Callable[[str, Mapping[str, Any]], Any], checkpoint: Callable[[], None],
                  evaluate: Evaluate) -> None:
         self.name = name
         self.instruments = instruments
@@ -157,7 +161,8 @@ class LocalStation:
     def _run_plan(self, plan: Any) -> str:
         """Run a plan on the RunEngine, riding out pauses; Ctrl-C or an abort stops it."""
         try:
-            (uid,) = self.RE(plan)
+            # With call_returns_result=False the RunEngine returns the runs' uids.
+            (uid,) = cast(tuple[str, ...], self.RE(plan))
             return uid
         except RunEngineInterrupted:
             pass

@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -52,7 +52,7 @@ CLOSE_LINGER_MS = 2000
 #: How often a subscriber thread looks up from its socket to see whether it was closed.
 POLL_MS = 100
 
-DocumentCallback = Callable[[str, dict[str, Any]], None]
+DocumentCallback = Callable[[str, Mapping[str, Any]], None]
 
 
 def _encode(obj: Any) -> Any:
@@ -82,7 +82,7 @@ def _decode_ext(code: int, data: bytes) -> np.ndarray:
     return array.reshape(shape)
 
 
-def serialize(doc: dict[str, Any]) -> bytes:
+def serialize(doc: Mapping[str, Any]) -> bytes:
     """One document as msgpack bytes, arrays included."""
     return msgpack.packb(doc, default=_encode, use_bin_type=True)
 
@@ -145,7 +145,7 @@ class DocumentPublisher:
             logger.warning("no stream proxy subscribed at %s within %g s; documents are lost "
                            "until one does", self.address, timeout_s)
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         message = b" ".join([self._prefix, name.encode(), serialize(doc)])
         # The bytes are immutable, so zmq may send large messages (images) without a copy.
         self._socket.send(message, copy=False)
@@ -174,7 +174,8 @@ def _forward(host: str, in_port: int | None, out_port: int | None, hwm: int,
         addresses.put(str(error))
         return
     frontend.setsockopt(zmq.SUBSCRIBE, b"")
-    addresses.put((frontend.LAST_ENDPOINT.decode(), backend.LAST_ENDPOINT.decode()))
+    addresses.put((frontend.getsockopt_string(zmq.LAST_ENDPOINT),
+                   backend.getsockopt_string(zmq.LAST_ENDPOINT)))
     zmq.proxy(frontend, backend)
 
 

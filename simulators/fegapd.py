@@ -399,15 +399,15 @@ class SpreadDiffractometer:
                 wavelengths.append(np.full(ok.sum(), wavelength))
             centre = np.concatenate(centres)
             area = np.concatenate(areas)
-            wavelength = np.concatenate(wavelengths)
             inside = (centre > x[0] - 3.0) & (centre < x[-1] + 3.0)
             if not inside.any():
                 continue
-            centre, area, wavelength = centre[inside], area[inside], wavelength[inside]
+            centre, area = centre[inside], area[inside]
+            line_wavelength = np.concatenate(wavelengths)[inside]
             theta = np.radians(0.5 * centre)
             size_nm = sample.state.crystallite_size_nm[phase]
             strain = sample.state.microstrain.get(phase, 0.0)
-            lorentz = np.degrees(SCHERRER_K * wavelength / (10.0 * size_nm * np.cos(theta)))
+            lorentz = np.degrees(SCHERRER_K * line_wavelength / (10.0 * size_nm * np.cos(theta)))
             gauss = np.hypot(self.instrument_fwhm_deg, np.degrees(4.0 * strain * np.tan(theta)))
             counts = counts + fraction * self.line_counts * pseudo_voigt_sum(
                 x, centre, area / _line_scale(), gauss, lorentz
@@ -484,7 +484,7 @@ def simulate_spread(
     """
     spread = spread or FeGaPdSpread()
     diffractometer = diffractometer or SpreadDiffractometer()
-    compositions = []
+    compositions: list[np.ndarray] = []
     while len(compositions) < n_spots:
         candidate = rng.dirichlet((1.0, 1.0, 1.0))
         if (x_fe_range[0] <= candidate[0] <= x_fe_range[1] and candidate[1] >= min_x_ga

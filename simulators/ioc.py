@@ -159,7 +159,7 @@ def reactor_pvs_class(condition_limits: Mapping[str, tuple[float, float, str]]) 
         name: setpoint(name, low, high, unit, doc=f"synthesis condition {name} ({unit})")
         for name, (low, high, unit) in condition_limits.items()
     }
-    cls = type("SimulatedReactorPVs", (ReactorPVs,), setpoints)
+    cls: type[ReactorPVs] = type("SimulatedReactorPVs", (ReactorPVs,), setpoints)
     cls.condition_names = tuple(condition_limits)
     return cls
 
@@ -248,11 +248,15 @@ def lab_pvdb(prefix: str, model: SynthesisModel,
              condition_limits: Mapping[str, tuple[float, float, str]], *,
              seed: int = 0, speedup: float = math.inf) -> dict[str, Any]:
     """The PV database of the whole simulated lab: reactor, diffractometer and microscope."""
-    shared = {"stage": SampleStage(seed), "clock": SimClock(speedup)}
+    stage, clock = SampleStage(seed), SimClock(speedup)
     groups: list[PVGroup] = [
-        reactor_pvs_class(condition_limits)(prefix=f"{prefix}reactor:", model=model, **shared),
-        DiffractometerPVs(prefix=f"{prefix}xrd:", instrument=PowderDiffractometer(), **shared),
-        MicroscopePVs(prefix=f"{prefix}microscope:", **shared),
+        reactor_pvs_class(condition_limits)(
+            prefix=f"{prefix}reactor:", model=model, stage=stage, clock=clock
+        ),
+        DiffractometerPVs(
+            prefix=f"{prefix}xrd:", instrument=PowderDiffractometer(), stage=stage, clock=clock
+        ),
+        MicroscopePVs(prefix=f"{prefix}microscope:", stage=stage, clock=clock),
     ]
     return {name: data for group in groups for name, data in group.pvdb.items()}
 

@@ -56,11 +56,11 @@ def test_pause_pauses_the_run_engine_mid_experiment_and_resume_finishes_it(data_
         runner.control.pause("alice", "check the furnace")
 
     def resume() -> None:
-        seen_paused.append(runner.RE.state)
+        seen_paused.append(runner.stations[0].state)
         runner.control.resume("alice")
 
-    when(lambda: runner.RE.state == "running", pause)
-    when(lambda: runner.RE.state == "paused", resume)
+    when(lambda: runner.stations[0].state == "running", pause)
+    when(lambda: runner.stations[0].state == "paused", resume)
     result = runner.run()
     assert seen_paused == ["paused"]
     assert result.stopped is None and len(result.records) == 2

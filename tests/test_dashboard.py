@@ -143,14 +143,14 @@ def _watch_and_steer(url: str, runner: CampaignRunner, shots: Path, seen: dict,
         page.wait_for_function("document.getElementById('state').textContent === 'paused'",
                                timeout=10_000)
         deadline = time.monotonic() + 15
-        while runner.RE.state == "running" and time.monotonic() < deadline:
+        while runner.stations[0].state == "running" and time.monotonic() < deadline:
             time.sleep(0.05)
-        seen["engine_when_paused"] = runner.RE.state
+        seen["engine_when_paused"] = runner.stations[0].state
         time.sleep(1.5)  # a pause between runs lets the analysis in flight finish first
         paused_at = len(runner.result.records)
         time.sleep(3.0)  # longer than one experiment at this speed-up
         seen["done_while_paused"] = len(runner.result.records) - paused_at
-        seen["engine_after_wait"] = runner.RE.state
+        seen["engine_after_wait"] = runner.stations[0].state
         page.screenshot(path=shots / "dashboard-paused.png", full_page=True)
 
         page.click("#btn-resume")

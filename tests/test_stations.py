@@ -57,3 +57,22 @@ def test_several_stations_need_the_simulated_backend(tmp_path):
     with pytest.raises(CampaignConfigError, match=r"devices.*stations: 2 stations need "
                                                   r"backend: sim"):
         _config(tmp_path, stations=2, backend="epics")
+
+
+class _RemoteStation:
+    """A station whose RunEngine and instruments live in another process (as a queueserver's)."""
+
+    name = "remote-1"
+    state = "idle"
+
+    def attempt(self, conditions, md):
+        raise AssertionError("not run in this test")
+
+    def pause(self):
+        pass
+
+
+def test_the_instruments_of_a_station_elsewhere_are_not_offered_here(data_dir):
+    runner = CampaignRunner(_config(data_dir), stations=lambda runner: [_RemoteStation()])
+    with pytest.raises(TypeError, match="'remote-1' runs elsewhere"):
+        _ = runner.instruments

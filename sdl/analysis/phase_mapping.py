@@ -216,7 +216,7 @@ def _contingency(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return table
 
 
-def _pairs(n: np.ndarray | float) -> np.ndarray | float:
+def _pairs(n: np.ndarray) -> np.ndarray:
     return n * (n - 1) / 2.0
 
 
@@ -226,7 +226,7 @@ def adjusted_rand_index(truth: np.ndarray, predicted: np.ndarray) -> float:
     index = float(_pairs(table).sum())
     rows = float(_pairs(table.sum(axis=1)).sum())
     cols = float(_pairs(table.sum(axis=0)).sum())
-    expected = rows * cols / _pairs(table.sum())
+    expected = rows * cols / float(_pairs(table.sum()))
     maximum = 0.5 * (rows + cols)
     if maximum == expected:
         return 1.0

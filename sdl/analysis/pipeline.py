@@ -43,6 +43,27 @@ class Measurements:
     polarisation_t: float | None = None
     polarisation_t_std: float | None = None
 
+    def pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(two_theta_deg, counts)``; ValueError if the run has no XRD pattern."""
+        if self.counts is None or self.two_theta_deg is None:
+            raise ValueError("the run has no XRD pattern (xrd_counts) to analyse")
+        return self.two_theta_deg, self.counts
+
+    def micrograph(self) -> tuple[np.ndarray, float]:
+        """``(image, pixel_size_nm)``; ValueError if the run has no micrograph."""
+        if self.image is None or self.pixel_size_nm is None:
+            raise ValueError("the run has no micrograph (microscope_image) to analyse")
+        return self.image, self.pixel_size_nm
+
+    def polarisation(self) -> tuple[float, float]:
+        """``(polarisation_t, polarisation_t_std)``; ValueError if not finite or missing."""
+        if self.polarisation_t is None or self.polarisation_t_std is None:
+            raise ValueError("the run has no magnetometer reading "
+                             "(magnetometer_polarisation_t) to analyse")
+        if not np.isfinite([self.polarisation_t, self.polarisation_t_std]).all():
+            raise ValueError("the magnetometer reading is not a finite number")
+        return self.polarisation_t, self.polarisation_t_std
+
 
 def measurements_from_data(data: Mapping[str, Any]) -> Measurements:
     """The measurements in one event's (filled) data, keyed by the devices' names.
@@ -95,9 +116,9 @@ class RunDocuments:
     """
 
     def __init__(self) -> None:
-        self._documents: list[tuple[str, dict[str, Any]]] = []
+        self._documents: list[tuple[str, Mapping[str, Any]]] = []
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         if name == "start":
             self._documents = []
         self._documents.append((name, doc))
@@ -108,7 +129,7 @@ class RunDocuments:
         return bool(self._documents)
 
     @property
-    def start(self) -> dict[str, Any]:
+    def start(self) -> Mapping[str, Any]:
         return self._documents[0][1]
 
     def primary_data(self) -> dict[str, Any]:
@@ -168,17 +189,17 @@ class SampleAnalysis:
         self.check(measurements)
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
-            fit = fit_pattern(measurements.two_theta_deg, measurements.counts, self.phases)
-            features.update(fit.features)
+            two_theta_deg, counts = measurements.pattern()
+            features.update(fit_pattern(two_theta_deg, counts, self.phases).features)
             if self.classifier is not None:
-                features.update(self._classify(measurements.two_theta_deg, measurements.counts))
+                features.update(self._classify(self.classifier, two_theta_deg, counts))
         if "microscope" in self.instruments:
-            grains = analyse_micrograph(measurements.image, measurements.pixel_size_nm,
-                                        segmenter=self.segmenter)
+            image, pixel_size_nm = measurements.micrograph()
+            grains = analyse_micrograph(image, pixel_size_nm, segmenter=self.segmenter)
             features.update(grains.as_dict())
         if "magnetometer" in self.instruments:
-            features["saturation_polarisation_t"] = measurements.polarisation_t
-            features["saturation_polarisation_t_std"] = measurements.polarisation_t_std
+            (features["saturation_polarisation_t"],
+             features["saturation_polarisation_t_std"]) = measurements.polarisation()
         if {"xrd", "microscope"} <= set(self.instruments) and has_photoactivity(self.phases):
             phases = (AMORPHOUS, *self.phases)
             value, std = photoactive_area_m2_g(
@@ -191,8 +212,10 @@ class SampleAnalysis:
             features["photoactive_area_m2_g_std"] = std
         return {name: float(value) for name, value in features.items()}
 
-    def _classify(self, two_theta_deg: np.ndarray, counts: np.ndarray) -> dict[str, float]:
-        prediction = self.classifier.predict(two_theta_deg, counts)
+    @staticmethod
+    def _classify(classifier: XRDClassifier, two_theta_deg: np.ndarray,
+                  counts: np.ndarray) -> dict[str, float]:
+        prediction = classifier.predict(two_theta_deg, counts)
         features = {}
         for index, component in enumerate(prediction.components):
             features[f"{component}_probability"] = float(prediction.probability[0, index])
@@ -203,20 +226,11 @@ class SampleAnalysis:
         """Raise :class:`BadData` unless every expected measurement is there and sound."""
         problems: list[DataProblem] = []
         if "xrd" in self.instruments:
-            if measurements.counts is None or measurements.two_theta_deg is None:
-                raise ValueError("the run has no XRD pattern (xrd_counts) to analyse")
-            problems += pattern_problems(measurements.counts)
+            problems += pattern_problems(measurements.pattern()[1])
         if "microscope" in self.instruments:
-            if measurements.image is None or measurements.pixel_size_nm is None:
-                raise ValueError("the run has no micrograph (microscope_image) to analyse")
-            problems += image_problems(measurements.image)
+            problems += image_problems(measurements.micrograph()[0])
         if "magnetometer" in self.instruments:
-            if measurements.polarisation_t is None or measurements.polarisation_t_std is None:
-                raise ValueError("the run has no magnetometer reading "
-                                 "(magnetometer_polarisation_t) to analyse")
-            if not np.isfinite([measurements.polarisation_t,
-                                measurements.polarisation_t_std]).all():
-                raise ValueError("the magnetometer reading is not a finite number")
+            measurements.polarisation()
         if problems:
             raise BadData(problems)
 
@@ -292,7 +306,7 @@ def judge(analysis: SampleAnalysis, data: Mapping[str, Any],
 
 def feature_documents(
     raw_start: Mapping[str, Any], features: Mapping[str, float]
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """The documents of an analysis run that records ``features`` of the raw run ``raw_start``.
 
     The analysis run carries the raw run's uid, campaign id, iteration and proposal ``_id``,

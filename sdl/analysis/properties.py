@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TypeVar
+
+import numpy as np
+
+#: A size, or an array of sizes.
+Size = TypeVar("Size", float, np.ndarray)
 
 #: Density of TiO2 used to turn a particle size into a specific surface area, g/cm^3.
 TIO2_DENSITY_G_CM3 = 3.9
@@ -13,7 +19,7 @@ TIO2_DENSITY_G_CM3 = 3.9
 PHASE_PHOTOACTIVITY = {"anatase": 1.0, "brookite": 0.6, "rutile": 0.3, "amorphous": 0.0}
 
 
-def specific_surface_area_m2_g(particle_size_nm: float, density_g_cm3: float) -> float:
+def specific_surface_area_m2_g(particle_size_nm: Size, density_g_cm3: float) -> Size:
     """Surface area per gram of dense spheres of this diameter: 6 / (rho d)."""
     return 6000.0 / (density_g_cm3 * particle_size_nm)
 

@@ -172,7 +172,7 @@ def fit_peaks(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
     background: np.ndarray,
-    centres_deg: Sequence[float],
+    centres_deg: Sequence[float] | np.ndarray,
     shape: ProfileShape = ProfileShape(),
     fwhm_guess_deg: float = 0.2,
 ) -> list[PeakFit | None]:

@@ -173,9 +173,9 @@ def render_phase(
     if centre.size == 0:
         return np.zeros_like(two_theta_deg)
     theta = np.radians(0.5 * centre)
-    wavelength = np.concatenate(wavelengths)
+    line_wavelength = np.concatenate(wavelengths)
     lorentz_fwhm_deg = np.degrees(
-        SCHERRER_K * wavelength / (10.0 * crystallite_size_nm * np.cos(theta))
+        SCHERRER_K * line_wavelength / (10.0 * crystallite_size_nm * np.cos(theta))
     )
     strain_fwhm_deg = np.degrees(4.0 * microstrain * np.tan(theta))
     gauss_fwhm_deg = np.hypot(shape.instrument_fwhm_deg(centre), strain_fwhm_deg)

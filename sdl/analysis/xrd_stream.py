@@ -19,10 +19,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
-from event_model import ComposeRunBundle, compose_run, unpack_event_page
+from event_model import ComposeRunBundle, EventPage, compose_run, unpack_event_page
 
 from sdl.analysis.xrd import analyse_pattern
 from sdl.analysis.xrd_cnn import XRDClassifier
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 Analysis = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
 
 #: A document sink, like any bluesky callback.
-Emit = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[str, Mapping[str, Any]], None]
 
 
 def whole_pattern_analysis(
@@ -91,18 +91,18 @@ class XRDStreamAnalysis:
         #: ``(raw run uid, event seq_num, features)`` of the latest analysed patterns.
         self.results: deque[tuple[str, int, dict[str, float]]] = deque(maxlen=keep)
         self.failures = 0
-        self._start: dict[str, Any] | None = None
+        self._start: Mapping[str, Any] | None = None
         self._bundle: ComposeRunBundle | None = None
         self._descriptor: Any = None
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         if name == "start":
             self._close()
             self._start = doc
         elif name == "event":
             self._event(doc)
         elif name == "event_page":
-            for event in unpack_event_page(doc):
+            for event in unpack_event_page(cast(EventPage, doc)):
                 self._event(event)
         elif name == "stop":
             self._close(doc.get("exit_status", "success"))
@@ -153,7 +153,7 @@ class XRDStreamAnalysis:
             data=features, timestamps=dict.fromkeys(features, now)
         ))
 
-    def _close(self, exit_status: str = "success") -> None:
+    def _close(self, exit_status: Literal["success", "abort", "fail"] = "success") -> None:
         if self._bundle is not None and self.emit is not None:
             self.emit("stop", self._bundle.compose_stop(exit_status=exit_status))
         self._bundle = None
