@@ -568,8 +568,10 @@ class BayesianOptimizationAgent(HistoryAgent):
         """Per candidate (``q x d``): its own acquisition value and the posterior of every
         modelled outcome there, in the outcome's units."""
         signs = torch.tensor(
-            [{o.name: o.sign for o in self.objectives}.get(n, 1.0)
-             for n in self.history.outcome_names],
+            [
+                {o.name: o.sign for o in self.objectives}.get(n, 1.0)
+                for n in self.history.outcome_names
+            ],
             dtype=torch.float64,
         )
         with torch.no_grad():

@@ -373,9 +373,7 @@ class SearchSpace:
         pool = self.candidate_array
         values = np.atleast_2d(np.asarray(points, dtype=float))
         scale = np.maximum(np.abs(pool).max(axis=0), 1e-300)
-        close = np.all(
-            np.abs(values[:, None, :] - pool[None, :, :]) <= 1e-9 * scale, axis=-1
-        )
+        close = np.all(np.abs(values[:, None, :] - pool[None, :, :]) <= 1e-9 * scale, axis=-1)
         return np.where(close.any(axis=1), np.argmax(close, axis=1), -1)
 
     @property

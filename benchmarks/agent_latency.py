@@ -67,11 +67,14 @@ def time_ours(
     if pool:
         candidates = np.random.default_rng([seed, 1]).random((pool, X.shape[1]))
     space = SearchSpace(parameters, candidates=None if candidates is None else candidates)
-    agent = make_agent("bayesian", space, [Objective("y", "minimize")], seed=seed,
-                       **(options or {}))
+    agent = make_agent(
+        "bayesian", space, [Objective("y", "minimize")], seed=seed, **(options or {})
+    )
     agent.ingest(
-        [{**dict(zip(names, map(float, row), strict=True)), "y": float(v)} for row, v in
-         zip(X, y, strict=True)]
+        [
+            {**dict(zip(names, map(float, row), strict=True)), "y": float(v)}
+            for row, v in zip(X, y, strict=True)
+        ]
     )
     started = time.perf_counter()
     agent.suggest(1)
@@ -91,12 +94,14 @@ def time_ax(X: np.ndarray, y: np.ndarray, seed: int, pool: int) -> float:
     client = Client(random_seed=seed)
     client.configure_experiment(
         name="latency",
-        parameters=[RangeParameterConfig(name=n, bounds=(0.0, 1.0), parameter_type="float")
-                    for n in names],
+        parameters=[
+            RangeParameterConfig(name=n, bounds=(0.0, 1.0), parameter_type="float") for n in names
+        ],
     )
     client.configure_optimization(objective="-y")
-    client.configure_generation_strategy(method="fast", initialization_budget=2,
-                                         initialize_with_center=False)
+    client.configure_generation_strategy(
+        method="fast", initialization_budget=2, initialize_with_center=False
+    )
     for row, value in zip(X, y, strict=True):
         index = client.attach_trial(dict(zip(names, map(float, row), strict=True)))
         client.complete_trial(index, {"y": float(value)})
@@ -112,10 +117,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--pool", type=int, default=0,
-                        help="time our agent on a pool of this many candidates (0: the box)")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="an option of our agent, VALUE in JSON (repeatable)")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="time our agent on a pool of this many candidates (0: the box)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of our agent, VALUE in JSON (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     options = dict(parse_option(text) for text in args.option)
@@ -124,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     timers: dict[str, Callable[[np.ndarray, np.ndarray, int, int], float]] = {
-        "ours": partial(time_ours, options=options), "ax": time_ax,
+        "ours": partial(time_ours, options=options),
+        "ax": time_ax,
     }
     rows = []
     for d in args.dims:
@@ -134,16 +149,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             row: dict = {"dim": d, "observations": n}
             for agent in args.agents:
                 seconds = [timers[agent](X, y, seed, args.pool) for seed in range(args.repeats)]
-                row[agent] = {"median_s": float(np.median(seconds)), "worst_s": max(seconds),
-                              "seconds": seconds}
+                row[agent] = {
+                    "median_s": float(np.median(seconds)),
+                    "worst_s": max(seconds),
+                    "seconds": seconds,
+                }
             row["load_average"] = load_average()
             rows.append(row)
             print_row(row, args.agents, header=len(rows) == 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "agent_latency.json").write_text(json.dumps(
-        {"threads": args.threads, "pool": args.pool, "repeats": args.repeats,
-         "ours_options": options, "rows": rows},
-        indent=1))
+    (args.out / "agent_latency.json").write_text(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "pool": args.pool,
+                "repeats": args.repeats,
+                "ours_options": options,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     plot(rows, args.agents, args.out / "agent_latency.png")
     print(f"\nwrote {args.out / 'agent_latency.json'} and {args.out / 'agent_latency.png'}")
 
@@ -169,12 +195,18 @@ def load_average() -> list[float] | None:
 
 def print_row(row: dict, agents: Sequence[str], header: bool) -> None:
     if header:
-        print(f"{'d':>3} {'n':>5}" + "".join(f" {a + ' median s':>14} {a + ' worst s':>13}"
-                                             for a in agents) + "   load 1/5/15 min")
+        print(
+            f"{'d':>3} {'n':>5}"
+            + "".join(f" {a + ' median s':>14} {a + ' worst s':>13}" for a in agents)
+            + "   load 1/5/15 min"
+        )
     load = row["load_average"]
-    print(f"{row['dim']:>3} {row['observations']:>5}" + "".join(
-        f" {row[a]['median_s']:>14.3f} {row[a]['worst_s']:>13.3f}" for a in agents)
-        + ("   " + " ".join(f"{v:.2f}" for v in load) if load else ""), flush=True)
+    print(
+        f"{row['dim']:>3} {row['observations']:>5}"
+        + "".join(f" {row[a]['median_s']:>14.3f} {row[a]['worst_s']:>13.3f}" for a in agents)
+        + ("   " + " ".join(f"{v:.2f}" for v in load) if load else ""),
+        flush=True,
+    )
 
 
 def plot(rows: list[dict], agents: Sequence[str], path: Path) -> None:
@@ -192,8 +224,13 @@ def plot(rows: list[dict], agents: Sequence[str], path: Path) -> None:
             ax.plot(n, [row[agent]["median_s"] for row in mine], "o-", label=f"{agent} median")
             ax.plot(n, [row[agent]["worst_s"] for row in mine], "x:", label=f"{agent} worst")
         ax.axhline(1.0, color="grey", lw=0.5)
-        ax.set(title=f"d = {d}", xlabel="observations", ylabel="seconds per proposal",
-               xscale="log", yscale="log")
+        ax.set(
+            title=f"d = {d}",
+            xlabel="observations",
+            ylabel="seconds per proposal",
+            xscale="log",
+            yscale="log",
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -45,15 +45,25 @@ def true_optimum(config) -> float:
     bounds = [(p.low, p.high) for p in config.search_space.values()]
     found = differential_evolution(
         lambda x: sign * true_objective(config, dict(zip(names, x, strict=True))),
-        bounds, seed=0, tol=1e-8, maxiter=300, popsize=30, polish=True,
+        bounds,
+        seed=0,
+        tol=1e-8,
+        maxiter=300,
+        popsize=30,
+        polish=True,
     )
     return sign * found.fun
 
 
 def run_campaign(agent: str, seed: int, budget: int, work_dir: str) -> dict:
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(name=f"bench-{agent}-{seed}", seed=seed, budget=budget,
-                data_dir=f"{work_dir}/{agent}-{seed}", agent={"name": agent})
+    data.update(
+        name=f"bench-{agent}-{seed}",
+        seed=seed,
+        budget=budget,
+        data_dir=f"{work_dir}/{agent}-{seed}",
+        agent={"name": agent},
+    )
     config = parse_campaign(data)
     started = time.perf_counter()
     result = CampaignRunner(config).run()
@@ -68,9 +78,14 @@ def run_campaign(agent: str, seed: int, budget: int, work_dir: str) -> dict:
             continue
         index = np.nanargmax(values) if result.maximize else np.nanargmin(values)
         best_true_so_far.append(true_objective(config, result.records[int(index)].conditions))
-    return {"agent": agent, "seed": seed, "wall_s": wall_s,
-            "best_measured": float(np.nanmax(measured) if result.maximize else np.nanmin(measured)),
-            "best_true_so_far": best_true_so_far, "instrument_hours": result.instrument_hours}
+    return {
+        "agent": agent,
+        "seed": seed,
+        "wall_s": wall_s,
+        "best_measured": float(np.nanmax(measured) if result.maximize else np.nanmin(measured)),
+        "best_true_so_far": best_true_so_far,
+        "instrument_hours": result.instrument_hours,
+    }
 
 
 def main() -> None:
@@ -85,14 +100,21 @@ def main() -> None:
     base = parse_campaign({**yaml.safe_load(EXAMPLE.read_text()), "budget": args.budget})
     optimum = true_optimum(base)
     with tempfile.TemporaryDirectory() as work_dir, ProcessPoolExecutor(args.workers) as pool:
-        jobs = [pool.submit(run_campaign, agent, seed, args.budget, work_dir)
-                for agent in args.agents for seed in range(args.seeds)]
+        jobs = [
+            pool.submit(run_campaign, agent, seed, args.budget, work_dir)
+            for agent in args.agents
+            for seed in range(args.seeds)
+        ]
         runs = [job.result() for job in jobs]
 
-    print(f"\nTiO2 photoactive area (m^2/g), budget {args.budget}, {args.seeds} seeds; "
-          f"true optimum {optimum:.2f}")
-    header = (f"{'agent':<10} {'true best (mean ± sd)':>22} {'simple regret':>14} "
-              f"{'regret @ n/2':>13} {'wall s/campaign':>16}")
+    print(
+        f"\nTiO2 photoactive area (m^2/g), budget {args.budget}, {args.seeds} seeds; "
+        f"true optimum {optimum:.2f}"
+    )
+    header = (
+        f"{'agent':<10} {'true best (mean ± sd)':>22} {'simple regret':>14} "
+        f"{'regret @ n/2':>13} {'wall s/campaign':>16}"
+    )
     print(header)
     print("-" * len(header))
     summary = {}
@@ -102,20 +124,33 @@ def main() -> None:
         final = curves[:, -1]
         regret = optimum - final
         half = optimum - curves[:, args.budget // 2 - 1]
-        summary[agent] = {"true_best_mean": float(np.nanmean(final)),
-                          "true_best_sd": float(np.nanstd(final)),
-                          "simple_regret_mean": float(np.nanmean(regret)),
-                          "regret_half_budget_mean": float(np.nanmean(half)),
-                          "wall_s_mean": float(np.mean([r["wall_s"] for r in mine]))}
+        summary[agent] = {
+            "true_best_mean": float(np.nanmean(final)),
+            "true_best_sd": float(np.nanstd(final)),
+            "simple_regret_mean": float(np.nanmean(regret)),
+            "regret_half_budget_mean": float(np.nanmean(half)),
+            "wall_s_mean": float(np.mean([r["wall_s"] for r in mine])),
+        }
         s = summary[agent]
-        print(f"{agent:<10} {s['true_best_mean']:>13.2f} ± {s['true_best_sd']:<6.2f} "
-              f"{s['simple_regret_mean']:>14.2f} {s['regret_half_budget_mean']:>13.2f} "
-              f"{s['wall_s_mean']:>16.1f}")
+        print(
+            f"{agent:<10} {s['true_best_mean']:>13.2f} ± {s['true_best_sd']:<6.2f} "
+            f"{s['simple_regret_mean']:>14.2f} {s['regret_half_budget_mean']:>13.2f} "
+            f"{s['wall_s_mean']:>16.1f}"
+        )
 
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bo_vs_random.json").write_text(json.dumps(
-        {"optimum": optimum, "budget": args.budget, "seeds": args.seeds,
-         "summary": summary, "runs": runs}, indent=1))
+    (RESULTS / "bo_vs_random.json").write_text(
+        json.dumps(
+            {
+                "optimum": optimum,
+                "budget": args.budget,
+                "seeds": args.seeds,
+                "summary": summary,
+                "runs": runs,
+            },
+            indent=1,
+        )
+    )
     _plot(runs, args.agents, optimum, RESULTS / "bo_vs_random.png")
     print(f"\nwrote {RESULTS / 'bo_vs_random.json'} and {RESULTS / 'bo_vs_random.png'}")
 

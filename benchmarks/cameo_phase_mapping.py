@@ -69,23 +69,34 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         spread = simulate_spread(np.random.default_rng(seed))
-        rows.append(score(f"simulated seed {seed}", spread.two_theta_deg, spread.patterns,
-                          spread.compositions, region_labels(spread.regions)))
+        rows.append(
+            score(
+                f"simulated seed {seed}",
+                spread.two_theta_deg,
+                spread.patterns,
+                spread.compositions,
+                region_labels(spread.regions),
+            )
+        )
     if CAMEO.exists():
         rows.append(score("measured Fe-Ga-Pd (CAMEO)", *load_cameo()))
     else:
         rows.append({"data": f"measured Fe-Ga-Pd: {CAMEO} not found"})
-    header = (f"{'data':<28} {'n':>4} {'true':>5} {'found':>5} {'ARI':>6} {'FMI':>6}"
-              f" {'ARI@k':>6} {'FMI@k':>6} {'s':>6}")
+    header = (
+        f"{'data':<28} {'n':>4} {'true':>5} {'found':>5} {'ARI':>6} {'FMI':>6}"
+        f" {'ARI@k':>6} {'FMI@k':>6} {'s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         if "ari" not in row:
             print(row["data"])
             continue
-        print(f"{row['data']:<28} {row['samples']:>4} {row['true_regions']:>5}"
-              f" {row['found_regions']:>5} {row['ari']:>6.3f} {row['fmi']:>6.3f}"
-              f" {row['ari_oracle_k']:>6.3f} {row['fmi_oracle_k']:>6.3f} {row['seconds']:>6.2f}")
+        print(
+            f"{row['data']:<28} {row['samples']:>4} {row['true_regions']:>5}"
+            f" {row['found_regions']:>5} {row['ari']:>6.3f} {row['fmi']:>6.3f}"
+            f" {row['ari_oracle_k']:>6.3f} {row['fmi_oracle_k']:>6.3f} {row['seconds']:>6.2f}"
+        )
     print("ARI/FMI: automatic stop; @k: stopped at the true number of regions (oracle).")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "cameo_phase_mapping.json"

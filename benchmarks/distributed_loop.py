@@ -62,12 +62,12 @@ AGENT_METHODS = ("suggest", "ingest", "register_failures", "report", "should_sto
 SPEEDUP = 36000.0
 
 
-def campaign(work: Path, name: str, budget: int, seed: int, speedup: float,
-             stations: int = 1) -> CampaignConfig:
+def campaign(
+    work: Path, name: str, budget: int, seed: int, speedup: float, stations: int = 1
+) -> CampaignConfig:
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(name=name, budget=budget, seed=seed, data_dir=str(work / name))
-    data["devices"] = {**data.get("devices", {}), "stations": stations,
-                       "speedup": speedup}
+    data["devices"] = {**data.get("devices", {}), "stations": stations, "speedup": speedup}
     return parse_campaign(data)
 
 
@@ -87,11 +87,11 @@ class Clock:
                 return function(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
+
         return timed
 
 
-def time_loop(runner: CampaignRunner,
-              run: Callable[[], Any] | None = None) -> dict[str, float]:
+def time_loop(runner: CampaignRunner, run: Callable[[], Any] | None = None) -> dict[str, float]:
     """Run ``runner``'s campaign (with ``run``, default ``runner.run``); per-iteration wall,
     agent and analysis seconds after the first iteration, and the best value."""
     agent, analysis = Clock(), Clock()
@@ -112,10 +112,14 @@ def time_loop(runner: CampaignRunner,
     best = result.best
     speedup = runner.config.devices.speedup
     instrument_s = sum(r.instrument_time_s for r in result.records[1:]) / speedup
-    return {"iterations": iterations, "wall_s": (marks[-1] - marks[0]) / iterations,
-            "instrument_s": instrument_s / iterations,
-            "agent_s": agent.seconds / iterations, "analysis_s": analysis.seconds / iterations,
-            "best": best.features[result.objective] if best else math.nan}
+    return {
+        "iterations": iterations,
+        "wall_s": (marks[-1] - marks[0]) / iterations,
+        "instrument_s": instrument_s / iterations,
+        "agent_s": agent.seconds / iterations,
+        "analysis_s": analysis.seconds / iterations,
+        "best": best.features[result.objective] if best else math.nan,
+    }
 
 
 def bare_count_s(work: Path, repeats: int) -> float:
@@ -141,8 +145,9 @@ def embedded_row(work: Path, budget: int, seed: int, speedup: float) -> dict[str
     return row
 
 
-def distributed_row(work: Path, budget: int, seed: int, speedup: float, postgres: str,
-                    bare_s: float) -> dict[str, float] | str:
+def distributed_row(
+    work: Path, budget: int, seed: int, speedup: float, postgres: str, bare_s: float
+) -> dict[str, float] | str:
     """The same campaign on the stack with one station; or why it could not run."""
     problems = preflight(StackSettings(postgres=f"{postgres}/postgres"))
     if problems:
@@ -154,57 +159,75 @@ def distributed_row(work: Path, budget: int, seed: int, speedup: float, postgres
             stack.start_analysis_service()
             os.environ[API_KEY_VARIABLE] = stack.api_key
             outcomes = StreamOutcomes(config.name)
-            runner = agent_service(stack.config, stack.tiled_uri, stack.stations, outcomes,
-                                   serve_control=False)
-            timed = time_loop(runner, lambda: run_agent_service(
-                runner, outcomes, stack.proxy.out_address))
+            runner = agent_service(
+                stack.config, stack.tiled_uri, stack.stations, outcomes, serve_control=False
+            )
+            timed = time_loop(
+                runner, lambda: run_agent_service(runner, outcomes, stack.proxy.out_address)
+            )
     finally:
         drop_database(database)
     timed["bare_count_s"] = bare_s
     return timed
 
 
-def makespan_rows(work: Path, budget: int, seed: int, speedup: float,
-                  station_counts: list[int]) -> list[dict[str, float]]:
+def makespan_rows(
+    work: Path, budget: int, seed: int, speedup: float, station_counts: list[int]
+) -> list[dict[str, float]]:
     rows = []
     for stations in station_counts:
         start = time.perf_counter()
-        result = CampaignRunner(campaign(work, f"stations-{stations}", budget, seed, speedup,
-                                         stations)).run()
+        result = CampaignRunner(
+            campaign(work, f"stations-{stations}", budget, seed, speedup, stations)
+        ).run()
         best = result.best
-        rows.append({"stations": stations, "experiments": len(result.records),
-                     "makespan_h": result.makespan_hours,
-                     "instrument_h": result.instrument_hours,
-                     "best": best.features[result.objective] if best else math.nan,
-                     "wall_s": time.perf_counter() - start})
+        rows.append(
+            {
+                "stations": stations,
+                "experiments": len(result.records),
+                "makespan_h": result.makespan_hours,
+                "instrument_h": result.instrument_hours,
+                "best": best.features[result.objective] if best else math.nan,
+                "wall_s": time.perf_counter() - start,
+            }
+        )
         print(f"  {stations} station(s) done", flush=True)
     return rows
 
 
 def print_tables(loops: dict[str, Any], makespans: list[dict[str, float]]) -> None:
-    print(f"\n{'mode':<13}{'iters':>6}{'wall ms':>10}{'instr. ms':>10}{'agent ms':>10}"
-          f"{'count ms':>10}"
-          f"{'analysis ms':>13}{'overhead ms':>13}{'w/o analysis':>14}{'best':>8}")
+    print(
+        f"\n{'mode':<13}{'iters':>6}{'wall ms':>10}{'instr. ms':>10}{'agent ms':>10}"
+        f"{'count ms':>10}"
+        f"{'analysis ms':>13}{'overhead ms':>13}{'w/o analysis':>14}{'best':>8}"
+    )
     analysis_ms = loops["embedded"]["analysis_s"] * 1e3
     for mode, row in loops.items():
         if isinstance(row, str):
             print(f"{mode:<13}skipped: {row}")
             continue
-        overhead = (row["wall_s"] - row["instrument_s"] - row["agent_s"]
-                    - row["bare_count_s"]) * 1e3
+        overhead = (
+            row["wall_s"] - row["instrument_s"] - row["agent_s"] - row["bare_count_s"]
+        ) * 1e3
         row["overhead_ms"] = overhead
-        print(f"{mode:<13}{row['iterations']:>6}{row['wall_s'] * 1e3:>10.0f}"
-              f"{row['instrument_s'] * 1e3:>10.0f}{row['agent_s'] * 1e3:>10.0f}"
-              f"{row['bare_count_s'] * 1e3:>10.0f}"
-              f"{analysis_ms:>13.0f}{overhead:>13.0f}{overhead - analysis_ms:>14.0f}"
-              f"{row['best']:>8.2f}")
+        print(
+            f"{mode:<13}{row['iterations']:>6}{row['wall_s'] * 1e3:>10.0f}"
+            f"{row['instrument_s'] * 1e3:>10.0f}{row['agent_s'] * 1e3:>10.0f}"
+            f"{row['bare_count_s'] * 1e3:>10.0f}"
+            f"{analysis_ms:>13.0f}{overhead:>13.0f}{overhead - analysis_ms:>14.0f}"
+            f"{row['best']:>8.2f}"
+        )
     one = makespans[0]["makespan_h"]
-    print(f"\n{'stations':>8}{'experiments':>13}{'makespan h':>12}{'x 1 station':>13}"
-          f"{'instrument h':>14}{'best':>8}{'wall s':>8}")
+    print(
+        f"\n{'stations':>8}{'experiments':>13}{'makespan h':>12}{'x 1 station':>13}"
+        f"{'instrument h':>14}{'best':>8}{'wall s':>8}"
+    )
     for row in makespans:
-        print(f"{row['stations']:>8}{row['experiments']:>13}{row['makespan_h']:>12.1f}"
-              f"{row['makespan_h'] / one:>13.2f}{row['instrument_h']:>14.1f}"
-              f"{row['best']:>8.2f}{row['wall_s']:>8.0f}")
+        print(
+            f"{row['stations']:>8}{row['experiments']:>13}{row['makespan_h']:>12.1f}"
+            f"{row['makespan_h'] / one:>13.2f}{row['instrument_h']:>14.1f}"
+            f"{row['best']:>8.2f}{row['wall_s']:>8.0f}"
+        )
 
 
 def main() -> None:
@@ -213,25 +236,41 @@ def main() -> None:
     parser.add_argument("--makespan-budget", type=int, default=24)
     parser.add_argument("--stations", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--speedup", type=float, default=SPEEDUP,
-                        help="simulated seconds per wall second (inf: instant instruments)")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server (a scratch database is made and dropped)")
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        default=SPEEDUP,
+        help="simulated seconds per wall second (inf: instant instruments)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server (a scratch database is made and dropped)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        loops: dict[str, Any] = {"embedded": embedded_row(work, args.budget, args.seed,
-                                                          args.speedup)}
+        loops: dict[str, Any] = {
+            "embedded": embedded_row(work, args.budget, args.seed, args.speedup)
+        }
         print("  embedded done", flush=True)
-        loops["distributed"] = distributed_row(work, args.budget, args.seed, args.speedup,
-                                               args.postgres, loops["embedded"]["bare_count_s"])
+        loops["distributed"] = distributed_row(
+            work,
+            args.budget,
+            args.seed,
+            args.speedup,
+            args.postgres,
+            loops["embedded"]["bare_count_s"],
+        )
         print("  distributed done", flush=True)
-        makespans = makespan_rows(work, args.makespan_budget, args.seed, args.speedup,
-                                  args.stations)
+        makespans = makespan_rows(
+            work, args.makespan_budget, args.seed, args.speedup, args.stations
+        )
     print_tables(loops, makespans)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "distributed_loop.json").write_text(json.dumps(
-        {"overhead": loops, "makespan": makespans, "settings": vars(args)}, indent=2))
+    (RESULTS / "distributed_loop.json").write_text(
+        json.dumps({"overhead": loops, "makespan": makespans, "settings": vars(args)}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -56,18 +56,25 @@ def main() -> None:
     prefix = "BENCH:"
     with tempfile.TemporaryDirectory() as tmp, running_ioc(prefix=prefix) as ioc:
         os.environ.update(ioc.client_env)
-        timings = {backend: time_iterations(backend, prefix, args.iterations, Path(tmp))
-                   for backend in ("sim", "epics")}
+        timings = {
+            backend: time_iterations(backend, prefix, args.iterations, Path(tmp))
+            for backend in ("sim", "epics")
+        }
     sim_median = float(np.median(timings["sim"]))
     print(f"{'backend':<10}{'runs':>6}{'median s':>12}{'mean s':>10}{'p90 s':>10}{'x sim':>8}")
     rows = {}
     for backend, seconds in timings.items():
-        rows[backend] = {"runs": len(seconds), "median_s": float(np.median(seconds)),
-                         "mean_s": float(seconds.mean()),
-                         "p90_s": float(np.percentile(seconds, 90))}
+        rows[backend] = {
+            "runs": len(seconds),
+            "median_s": float(np.median(seconds)),
+            "mean_s": float(seconds.mean()),
+            "p90_s": float(np.percentile(seconds, 90)),
+        }
         row = rows[backend]
-        print(f"{backend:<10}{row['runs']:>6}{row['median_s']:>12.4f}{row['mean_s']:>10.4f}"
-              f"{row['p90_s']:>10.4f}{row['median_s'] / sim_median:>8.2f}")
+        print(
+            f"{backend:<10}{row['runs']:>6}{row['median_s']:>12.4f}{row['mean_s']:>10.4f}"
+            f"{row['p90_s']:>10.4f}{row['median_s'] / sim_median:>8.2f}"
+        )
     out = Path(__file__).parent / "results" / "epics_overhead.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

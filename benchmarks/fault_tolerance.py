@@ -42,8 +42,14 @@ RESULTS = Path(__file__).parent / "results"
 
 def campaign_data(data_dir: Path, name: str, budget: int, seed: int, **devices) -> dict:
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(name=name, data_dir=str(data_dir), budget=budget, seed=seed,
-                agent={"name": "random"}, devices=devices)
+    data.update(
+        name=name,
+        data_dir=str(data_dir),
+        budget=budget,
+        seed=seed,
+        agent={"name": "random"},
+        devices=devices,
+    )
     return data
 
 
@@ -74,10 +80,19 @@ def rogue(agent, rng: np.random.Generator, rate: float):
 def faulty_campaigns(root: Path, campaigns: int, budget: int, rate: float) -> dict:
     audits, injected, rogue_proposals = [], 0, 0
     for seed in range(campaigns):
-        faults = {kind: {"rate": rate, "step": 0.5 if kind == "drift" else 0.1}
-                  for kind in FAULT_TARGETS}
-        config = parse_campaign(campaign_data(root / f"faulty-{seed}", f"faulty-{seed}", budget,
-                                              seed, faults=faults, action_timeout_s=0.5))
+        faults = {
+            kind: {"rate": rate, "step": 0.5 if kind == "drift" else 0.1} for kind in FAULT_TARGETS
+        }
+        config = parse_campaign(
+            campaign_data(
+                root / f"faulty-{seed}",
+                f"faulty-{seed}",
+                budget,
+                seed,
+                faults=faults,
+                action_timeout_s=0.5,
+            )
+        )
         runner = CampaignRunner(config)
         rng = np.random.default_rng(seed)
         runner.agent.suggest = rogue(runner.agent, rng, 0.1)
@@ -87,11 +102,20 @@ def faulty_campaigns(root: Path, campaigns: int, budget: int, rate: float) -> di
         done.set()
         injected += sum(runner.instruments.faults.injected.values())
         rogue_proposals += result.refused
-        audits.append((audit_campaign(runner.client, config.name, TIO2_CONDITION_LIMITS),
-                       result.stopped is None and len(result.records) == budget))
-    return {"scenario": f"faults at {rate:.0%}/action, 10% unsafe proposals",
-            "campaigns": campaigns, "faults_injected": injected, "kills": 0,
-            "refused": rogue_proposals, **_tally(audits)}
+        audits.append(
+            (
+                audit_campaign(runner.client, config.name, TIO2_CONDITION_LIMITS),
+                result.stopped is None and len(result.records) == budget,
+            )
+        )
+    return {
+        "scenario": f"faults at {rate:.0%}/action, 10% unsafe proposals",
+        "campaigns": campaigns,
+        "faults_injected": injected,
+        "kills": 0,
+        "refused": rogue_proposals,
+        **_tally(audits),
+    }
 
 
 def killed_campaigns(root: Path, kills: int, budget: int) -> dict:
@@ -107,8 +131,7 @@ def killed_campaigns(root: Path, kills: int, budget: int) -> dict:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Wait until it is making samples (each leaves a micrograph file), then strike at a
         # random moment of the experiments that follow.
-        while (len(list((data_dir / "raw").glob("*.h5"))) <= started
-               and process.poll() is None):
+        while len(list((data_dir / "raw").glob("*.h5"))) <= started and process.poll() is None:
             time.sleep(0.01)
         time.sleep(float(rng.uniform(0.0, 2.0)))
         if process.poll() is None:
@@ -117,9 +140,14 @@ def killed_campaigns(root: Path, kills: int, budget: int) -> dict:
         process.wait()
     finished = subprocess.run(command, capture_output=True, text=True)
     audit = audit_campaign(open_catalog(data_dir), "killed", TIO2_CONDITION_LIMITS)
-    return {"scenario": "SIGKILL at random moments, then resume", "campaigns": 1,
-            "faults_injected": 0, "kills": done, "refused": audit.refused,
-            **_tally([(audit, finished.returncode == 0 and audit.experiments == budget)])}
+    return {
+        "scenario": "SIGKILL at random moments, then resume",
+        "campaigns": 1,
+        "faults_injected": 0,
+        "kills": done,
+        "refused": audit.refused,
+        **_tally([(audit, finished.returncode == 0 and audit.experiments == budget)]),
+    }
 
 
 def _tally(audits: list) -> dict:
@@ -144,10 +172,24 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("bluesky").setLevel(logging.CRITICAL)  # faults are logged once, by sdl
     with TemporaryDirectory() as tmp:
-        rows = [faulty_campaigns(Path(tmp), args.campaigns, args.budget, args.rate),
-                killed_campaigns(Path(tmp), args.kills, args.budget)]
-    columns = ["scenario", "campaigns", "experiments", "faults_injected", "faults_recorded",
-               "kills", "refused", "lost", "duplicated", "limit_violations", "gaps", "completed"]
+        rows = [
+            faulty_campaigns(Path(tmp), args.campaigns, args.budget, args.rate),
+            killed_campaigns(Path(tmp), args.kills, args.budget),
+        ]
+    columns = [
+        "scenario",
+        "campaigns",
+        "experiments",
+        "faults_injected",
+        "faults_recorded",
+        "kills",
+        "refused",
+        "lost",
+        "duplicated",
+        "limit_violations",
+        "gaps",
+        "completed",
+    ]
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row[c]) for c in columns))

@@ -177,8 +177,11 @@ def run_ax(pool: Pool, seed: int, budget: int) -> list[int]:
     client.configure_experiment(
         name=f"liang_{pool.name}",
         parameters=[
-            RangeParameterConfig(name=n, bounds=(float(lo), float(hi if hi > lo else lo + 1.0)),
-                                 parameter_type="float")
+            RangeParameterConfig(
+                name=n,
+                bounds=(float(lo), float(hi if hi > lo else lo + 1.0)),
+                parameter_type="float",
+            )
             for n, lo, hi in zip(names, low, high, strict=True)
         ],
     )
@@ -331,8 +334,8 @@ def summarise(pool: Pool, runs: dict[int, list[int]], budget: int) -> dict:
     n_agent = experiments_to(mean, TARGET_TOP)
     rng = np.random.default_rng(0)
     boot = [
-        n_random / experiments_to(curves[rng.integers(0, len(curves), len(curves))].mean(0),
-                                  TARGET_TOP)
+        n_random
+        / experiments_to(curves[rng.integers(0, len(curves), len(curves))].mean(0), TARGET_TOP)
         for _ in range(1000)
     ]
     top1 = np.array([experiments_to_top1(pool, tried) for tried in runs.values()])
@@ -360,22 +363,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the Liang CSV files")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="run seeds first-seed .. first-seed + seeds - 1")
-    parser.add_argument("--budget", type=int, default=60,
-                        help="most experiments per campaign (at most the pool; a campaign "
-                             "also stops once it has found every top-5%% row)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1"
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=60,
+        help="most experiments per campaign (at most the pool; a campaign "
+        "also stops once it has found every top-5%% row)",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--agents", nargs="+", default=list(AGENT_NAMES), choices=AGENT_NAMES)
-    parser.add_argument("--ax-seeds", type=int, default=None,
-                        help="run Ax on the first AX_SEEDS seeds only (default: all)")
+    parser.add_argument(
+        "--ax-seeds",
+        type=int,
+        default=None,
+        help="run Ax on the first AX_SEEDS seeds only (default: all)",
+    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="an option of our bayesian agent (value read as JSON, else a "
-                             "string), e.g. --option acquisition=qlognei; repeatable")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of our bayesian agent (value read as JSON, else a "
+        "string), e.g. --option acquisition=qlognei; repeatable",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--summarise-only", action="store_true",
-                        help="skip the campaigns; score the ones logged in liang2021_runs.jsonl")
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="skip the campaigns; score the ones logged in liang2021_runs.jsonl",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -394,10 +414,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     # Seed by seed (a run cut short still has whole seeds), the slowest jobs of a seed first.
     jobs.sort(key=lambda job: (job[2], job[1] != "ax", -pools[job[0]].size))
-    runs: dict[str, dict[str, dict[int, list[int]]]] = {n: {a: {} for a in args.agents}
-                                                        for n in args.datasets}
-    seconds: dict[str, dict[str, float]] = {n: dict.fromkeys(args.agents, 0.0)
-                                            for n in args.datasets}
+    runs: dict[str, dict[str, dict[int, list[int]]]] = {
+        n: {a: {} for a in args.agents} for n in args.datasets
+    }
+    seconds: dict[str, dict[str, float]] = {
+        n: dict.fromkeys(args.agents, 0.0) for n in args.datasets
+    }
     if args.summarise_only:
         logged = [json.loads(line) for line in log_path.read_text().splitlines()]
     else:
@@ -405,13 +427,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         logged = []
         with ProcessPoolExecutor(max_workers=args.workers) as executor:
             for name, agent, seed, tried, wall_s in executor.map(run_one, jobs):
-                record = {"dataset": name, "agent": agent, "seed": seed, "rows": tried,
-                          "seconds": wall_s}
+                record = {
+                    "dataset": name,
+                    "agent": agent,
+                    "seed": seed,
+                    "rows": tried,
+                    "seconds": wall_s,
+                }
                 with log_path.open("a") as log:
                     log.write(json.dumps(record) + "\n")
                 logged.append(record)
-                logger.warning("%s %s seed %d: %d experiments, %.0f s", name, agent, seed,
-                               len(tried), wall_s)
+                logger.warning(
+                    "%s %s seed %d: %d experiments, %.0f s", name, agent, seed, len(tried), wall_s
+                )
     for record in logged:
         if record["dataset"] in runs and record["agent"] in runs[record["dataset"]]:
             runs[record["dataset"]][record["agent"]][record["seed"]] = record["rows"]
@@ -439,8 +467,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 pools[name], fitted[name], sorted(runs[name]["ours"]) or seeds, budgets[name]
             ),
             "agents": {
-                agent: {**summarise(pools[name], runs[name][agent], budgets[name]),
-                        "agent_seconds": seconds[name].get(agent)}  # ours@ax: not timed
+                agent: {
+                    **summarise(pools[name], runs[name][agent], budgets[name]),
+                    "agent_seconds": seconds[name].get(agent),
+                }  # ours@ax: not timed
                 for agent in compared
             },
         }
@@ -466,11 +496,14 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def print_table(results: dict, agents: Sequence[str]) -> None:
-    seeds = {agent: sorted({r["agents"][agent]["n_seeds"] for r in results.values()})
-             for agent in agents}
-    print(f"\nLiang et al. 2021 pool benchmark, seeds per agent {seeds}, {N_INITIAL} random "
-          "initial rows; "
-          f"AF at Top% = {TARGET_TOP} vs exact random (90% bootstrap interval)")
+    seeds = {
+        agent: sorted({r["agents"][agent]["n_seeds"] for r in results.values()}) for agent in agents
+    }
+    print(
+        f"\nLiang et al. 2021 pool benchmark, seeds per agent {seeds}, {N_INITIAL} random "
+        "initial rows; "
+        f"AF at Top% = {TARGET_TOP} vs exact random (90% bootstrap interval)"
+    )
     header = f"{'data set':<15}{'N':>5} {'paper AF':>9} {'GP n80':>7} {'GP* n80':>8}"
     for agent in agents:
         header += f" {agent + ' AF':>20}"
@@ -481,9 +514,11 @@ def print_table(results: dict, agents: Sequence[str]) -> None:
     header += f" {'ours EF@' + str(EF_AT):>11}"
     print(header)
     for name, result in results.items():
-        line = (f"{name:<15}{result['pool_size']:>5} {result['paper_best_af']:>9.1f}"
-                f" {result['gp_ranking_experiments_to_top80']:>7}"
-                f" {_n80_text(result['gp_known_hyperparameters_experiments_to_top80'], result):>8}")
+        line = (
+            f"{name:<15}{result['pool_size']:>5} {result['paper_best_af']:>9.1f}"
+            f" {result['gp_ranking_experiments_to_top80']:>7}"
+            f" {_n80_text(result['gp_known_hyperparameters_experiments_to_top80'], result):>8}"
+        )
         for agent in agents:
             a = result["agents"][agent]
             low, high = a["af_ci90"]
@@ -496,18 +531,22 @@ def print_table(results: dict, agents: Sequence[str]) -> None:
         for agent in agents:
             a = result["agents"][agent]
             found = f"({a['seeds_that_found_top1']}/{a['n_seeds']})"
-            line += (f" {a['experiments_to_top1_mean']:>7.1f}±{a['experiments_to_top1_std']:<5.1f}"
-                     f"{found:>9}")
+            line += (
+                f" {a['experiments_to_top1_mean']:>7.1f}±{a['experiments_to_top1_std']:<5.1f}"
+                f"{found:>9}"
+            )
         if "ours" in agents:
             line += f" {result['agents']['ours'][f'ef_at_{EF_AT}']:>11.2f}"
         print(line)
-    print("(random needs ceil(0.8 N) experiments exactly; n80: experiments for the mean Top% "
-          "to reach 0.8, '>B' if not within the budget B, and then AF is below the bound shown; "
-          "top1%: experiments to the first top-1% row, mean ± std over the seeds that found "
-          "one within the budget, (found/seeds); GP n80: the experiments to Top% 0.8 in the "
-          "order of a GP fitted to the whole pool, by leave-one-out prediction; GP* n80: n80 of "
-          "our default search (UCB, beta 2) with that whole-pool GP's hyperparameters, on "
-          "ours' seeds)")
+    print(
+        "(random needs ceil(0.8 N) experiments exactly; n80: experiments for the mean Top% "
+        "to reach 0.8, '>B' if not within the budget B, and then AF is below the bound shown; "
+        "top1%: experiments to the first top-1% row, mean ± std over the seeds that found "
+        "one within the budget, (found/seeds); GP n80: the experiments to Top% 0.8 in the "
+        "order of a GP fitted to the whole pool, by leave-one-out prediction; GP* n80: n80 of "
+        "our default search (UCB, beta 2) with that whole-pool GP's hyperparameters, on "
+        "ours' seeds)"
+    )
 
 
 def _n80_text(n80: float, result: dict) -> str:
@@ -527,13 +566,18 @@ def plot(results: dict, agents: Sequence[str], path: Path) -> None:
         for agent in agents:
             a = result["agents"][agent]
             mean, std = np.array(a["top_curve_mean"]), np.array(a["top_curve_std"])
-            score = (f"Top% {mean[-1]:.2f} at {n[-1]}" if math.isnan(a["af"])
-                     else f"AF {a['af']:.1f}")
+            score = (
+                f"Top% {mean[-1]:.2f} at {n[-1]}" if math.isnan(a["af"]) else f"AF {a['af']:.1f}"
+            )
             ax.plot(n, mean, label=f"{agent} ({score})")
             ax.fill_between(n, mean - std, mean + std, alpha=0.2)
         ax.axhline(TARGET_TOP, color="grey", lw=0.5)
-        ax.set(title=f"{name} (paper AF {result['paper_best_af']})", xlabel="experiments",
-               ylabel="Top% (fraction of top 5% found)", ylim=(0, 1.02))
+        ax.set(
+            title=f"{name} (paper AF {result['paper_best_af']})",
+            xlabel="experiments",
+            ylabel="Top% (fraction of top 5% found)",
+            ylim=(0, 1.02),
+        )
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Liang et al., npj Comput. Mater. 7, 188 (2021) data; mean ± std over seeds")
     fig.tight_layout()

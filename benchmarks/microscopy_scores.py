@@ -65,8 +65,9 @@ def campaign_set(count: int, shape: tuple[int, int]) -> list[Micrograph]:
     model = TiO2SolGel()
     frames = []
     for index in range(count):
-        conditions = {name: rng.uniform(low, high)
-                      for name, (low, high, _) in TIO2_CONDITION_LIMITS.items()}
+        conditions = {
+            name: rng.uniform(low, high) for name, (low, high, _) in TIO2_CONDITION_LIMITS.items()
+        }
         sample = model.synthesize(conditions, rng, f"test{index}")
         frames.append(simulate_micrograph(sample, rng, shape=shape))
     return frames
@@ -101,9 +102,9 @@ def evaluate(frames: list[Micrograph], segmenter, with_phases: bool) -> dict[str
             row["phase_pixel_accuracy"] = float(np.mean(predicted_phase == frame.phase_map))
             true_area = np.bincount(frame.phase_map.ravel(), minlength=len(frame.phases))
             true_area = true_area / true_area.sum()
-            row["phase_fraction_mae"] = float(np.mean(
-                [abs(fractions[p] - true_area[i]) for i, p in enumerate(frame.phases)]
-            ))
+            row["phase_fraction_mae"] = float(
+                np.mean([abs(fractions[p] - true_area[i]) for i, p in enumerate(frame.phases)])
+            )
         rows.append(row)
     return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
 
@@ -134,7 +135,7 @@ def throughput(model, count: int) -> dict[str, float]:
     timings["unet_streaming"] = count / (time.perf_counter() - started)
     started = time.perf_counter()
     for start in range(0, count, 8):
-        for probability in boundary_probability(model, np.stack(images[start:start + 8])):
+        for probability in boundary_probability(model, np.stack(images[start : start + 8])):
             grains_from_boundary_probability(probability)
     timings["unet_batch"] = count / (time.perf_counter() - started)
     return timings
@@ -171,28 +172,41 @@ def main() -> None:
     speed = throughput(model, args.throughput_frames)
 
     columns = [
-        ("boundary_accuracy", "bnd acc"), ("boundary_iou", "bnd IoU"),
-        ("grain_pixel_accuracy", "grain acc"), ("grain_iou", "grain IoU"),
-        ("ecd_rel_error", "ECD err"), ("intercept_rel_error", "L3 err"),
-        ("phase_pixel_accuracy", "phase acc"), ("phase_fraction_mae", "phase MAE"),
+        ("boundary_accuracy", "bnd acc"),
+        ("boundary_iou", "bnd IoU"),
+        ("grain_pixel_accuracy", "grain acc"),
+        ("grain_iou", "grain IoU"),
+        ("ecd_rel_error", "ECD err"),
+        ("intercept_rel_error", "L3 err"),
+        ("phase_pixel_accuracy", "phase acc"),
+        ("phase_fraction_mae", "phase MAE"),
     ]
     header = f"{'test set / method':<22}" + "".join(f"{label:>10}" for _, label in columns)
     print(header)
     print("-" * len(header))
     for name, row in scores.items():
-        cells = "".join(
-            f"{row[key]:>10.3f}" if key in row else f"{'-':>10}" for key, _ in columns
-        )
+        cells = "".join(f"{row[key]:>10.3f}" if key in row else f"{'-':>10}" for key, _ in columns)
         print(f"{name:<22}{cells}")
     print(f"({args.frames} frames of 256 x 256 per set; errors are mean |relative error|)")
     print("throughput, 512 x 512 frames/s on 2 CPU threads/processes:")
     print("  " + ", ".join(f"{key} {value:.2f}" for key, value in speed.items()))
     if training:
-        print(f"U-Net training: {training.get('steps', 0):.0f} steps, "
-              f"{training.get('simulation_s', 0) + training.get('training_s', 0):.0f} s")
+        print(
+            f"U-Net training: {training.get('steps', 0):.0f} steps, "
+            f"{training.get('simulation_s', 0) + training.get('training_s', 0):.0f} s"
+        )
     out = RESULTS / "microscopy_scores.json"
-    out.write_text(json.dumps({"scores": scores, "throughput_fps": speed,
-                               "training": training, "frames_per_set": args.frames}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "scores": scores,
+                "throughput_fps": speed,
+                "training": training,
+                "frames_per_set": args.frames,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -44,9 +44,15 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBE_UID = "probe"
 #: (source, payload, documents at --scale 1)
-ROWS = (("RunEngine", "scalar", 5000), ("RunEngine", "pattern", 2000),
-        ("RunEngine", "image", 300), ("raw", "scalar", 50000), ("raw", "pattern", 20000),
-        ("raw", "image", 1000), ("paced", "scalar", 20000))
+ROWS = (
+    ("RunEngine", "scalar", 5000),
+    ("RunEngine", "pattern", 2000),
+    ("RunEngine", "image", 300),
+    ("raw", "scalar", 50000),
+    ("raw", "pattern", 20000),
+    ("raw", "image", 1000),
+    ("paced", "scalar", 20000),
+)
 PACED_PER_S = 10_000
 PATTERN_POINTS = 2048
 IMAGE_SHAPE = (512, 512)
@@ -64,14 +70,18 @@ def payload_factory(payload: str, image_dtype: str) -> Callable[[], Any]:
     return lambda: images[rng.integers(4)]
 
 
-def summarise(latencies_ns: list[int], first_sent_ns: int, last_received_ns: int,
-              misordered: int) -> dict[str, Any]:
+def summarise(
+    latencies_ns: list[int], first_sent_ns: int, last_received_ns: int, misordered: int
+) -> dict[str, Any]:
     """What the subscriber reports for one run."""
     latencies_ms = np.asarray(latencies_ns) / 1e6
-    return {"received": len(latencies_ns), "misordered": misordered,
-            "span_s": (last_received_ns - first_sent_ns) / 1e9,
-            "p50_ms": float(np.percentile(latencies_ms, 50)),
-            "p99_ms": float(np.percentile(latencies_ms, 99))}
+    return {
+        "received": len(latencies_ns),
+        "misordered": misordered,
+        "span_s": (last_received_ns - first_sent_ns) / 1e9,
+        "p50_ms": float(np.percentile(latencies_ms, 50)),
+        "p99_ms": float(np.percentile(latencies_ms, 99)),
+    }
 
 
 def subscriber_process(address: str, ready: Any, results: Any) -> None:
@@ -145,12 +155,18 @@ def raw_documents(payload: str, n: int, image_dtype: str) -> Iterator[tuple[str,
     yield "start", bundle.start_doc
     descriptor = bundle.compose_descriptor(
         name="primary",
-        data_keys={payload: {"source": "sim", "dtype": "array" if shape else "number",
-                             "shape": shape}})
+        data_keys={
+            payload: {"source": "sim", "dtype": "array" if shape else "number", "shape": shape}
+        },
+    )
     yield "descriptor", descriptor.descriptor_doc
     for seq in range(1, n + 1):
-        yield "event", descriptor.compose_event(data={payload: reading()},
-                                                timestamps={payload: time.time()}, seq_num=seq)
+        yield (
+            "event",
+            descriptor.compose_event(
+                data={payload: reading()}, timestamps={payload: time.time()}, seq_num=seq
+            ),
+        )
     yield "stop", bundle.compose_stop()
 
 
@@ -182,21 +198,41 @@ def paced_source(payload: str, n: int, image_dtype: str) -> Callable[[Stamper], 
 SOURCES = {"RunEngine": run_engine_source, "raw": raw_source, "paced": paced_source}
 
 
-def measure(publisher: Any, results: Any, source: str, payload: str, n: int,
-            image_dtype: str, timeout_s: float) -> dict[str, Any]:
+def measure(
+    publisher: Any,
+    results: Any,
+    source: str,
+    payload: str,
+    n: int,
+    image_dtype: str,
+    timeout_s: float,
+) -> dict[str, Any]:
     """One table row: run the source once through the stream and read the subscriber's summary."""
     emit = SOURCES[source](payload, n, image_dtype)
     stamper = Stamper(publisher)
     emit(stamper)
-    row = {"source": source, "payload": payload, "events": n, "published": stamper.count,
-           "emit_per_s": stamper.count / ((stamper.last_ns - stamper.first_ns) / 1e9)}
+    row = {
+        "source": source,
+        "payload": payload,
+        "events": n,
+        "published": stamper.count,
+        "emit_per_s": stamper.count / ((stamper.last_ns - stamper.first_ns) / 1e9),
+    }
     try:
         received = results.get(timeout=timeout_s)
     except queue.Empty:  # the stop document never came
-        received = {"received": 0, "misordered": 0, "span_s": float("nan"),
-                    "p50_ms": float("nan"), "p99_ms": float("nan")}
-    row.update(received, lost=stamper.count - received["received"],
-               recv_per_s=received["received"] / received["span_s"])
+        received = {
+            "received": 0,
+            "misordered": 0,
+            "span_s": float("nan"),
+            "p50_ms": float("nan"),
+            "p99_ms": float("nan"),
+        }
+    row.update(
+        received,
+        lost=stamper.count - received["received"],
+        recv_per_s=received["received"] / received["span_s"],
+    )
     return row
 
 
@@ -209,9 +245,17 @@ def wait_for_subscriber(publisher: Any, ready: Any, timeout_s: float = 60) -> No
         publisher("start", {"uid": PROBE_UID, "time": time.time()})
 
 
-COLUMNS = (("source", "{}"), ("payload", "{}"), ("published", "{}"), ("emit_per_s", "{:,.0f}"),
-           ("recv_per_s", "{:,.0f}"), ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}"), ("lost", "{}"),
-           ("misordered", "{}"))
+COLUMNS = (
+    ("source", "{}"),
+    ("payload", "{}"),
+    ("published", "{}"),
+    ("emit_per_s", "{:,.0f}"),
+    ("recv_per_s", "{:,.0f}"),
+    ("p50_ms", "{:.2f}"),
+    ("p99_ms", "{:.2f}"),
+    ("lost", "{}"),
+    ("misordered", "{}"),
+)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -222,11 +266,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every row's number of events (default 1)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every row's number of events (default 1)"
+    )
     parser.add_argument("--image-dtype", default="uint16", choices=("uint16", "float32"))
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for one run's stop document")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for one run's stop document"
+    )
     args = parser.parse_args()
 
     from sdl.stream import DocumentPublisher, StreamProxy
@@ -234,25 +280,46 @@ def main() -> None:
     proxy = StreamProxy().start()
     spawn = multiprocessing.get_context("spawn")
     ready, results = spawn.Event(), spawn.Queue()
-    subscriber = spawn.Process(target=subscriber_process,
-                               args=(proxy.out_address, ready, results), daemon=True)
+    subscriber = spawn.Process(
+        target=subscriber_process, args=(proxy.out_address, ready, results), daemon=True
+    )
     subscriber.start()
     publisher = DocumentPublisher(proxy.in_address)
     load = os.getloadavg()
     try:
         wait_for_subscriber(publisher, ready)
-        rows = [measure(publisher, results, source, payload, max(1, round(n * args.scale)),
-                        args.image_dtype, args.timeout) for source, payload, n in ROWS]
+        rows = [
+            measure(
+                publisher,
+                results,
+                source,
+                payload,
+                max(1, round(n * args.scale)),
+                args.image_dtype,
+                args.timeout,
+            )
+            for source, payload, n in ROWS
+        ]
     finally:
         publisher.close()
         subscriber.terminate()
         proxy.close()
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "stream_throughput.json").write_text(json.dumps({
-        "rows": rows, "image": {"shape": list(IMAGE_SHAPE), "dtype": args.image_dtype},
-        "pattern_points": PATTERN_POINTS, "cpus": os.cpu_count(), "load_average_1m": load[0],
-        "python": platform.python_version(), "machine": platform.machine()}, indent=2))
+    (RESULTS / "stream_throughput.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "image": {"shape": list(IMAGE_SHAPE), "dtype": args.image_dtype},
+                "pattern_points": PATTERN_POINTS,
+                "cpus": os.cpu_count(),
+                "load_average_1m": load[0],
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

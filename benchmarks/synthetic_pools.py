@@ -90,16 +90,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=FUNCTIONS)
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OPT=VALUE,...",
-                        help="a variant of our bayesian agent: a name, then its options, e.g. "
-                             "ucb=acquisition=qucb,ucb_beta=1; repeatable (default: the "
-                             "agent's defaults only)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OPT=VALUE,...",
+        help="a variant of our bayesian agent: a name, then its options, e.g. "
+        "ucb=acquisition=qucb,ucb_beta=1; repeatable (default: the "
+        "agent's defaults only)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    variants = {"default": {}, **dict(parse_variant(text) for text in args.variant),
-                "random": {}}
+    variants = {"default": {}, **dict(parse_variant(text) for text in args.variant), "random": {}}
     jobs = [
         (function, variant, options, seed, args.budget, args.rows, args.noise)
         for seed in range(args.seeds)
@@ -138,9 +142,11 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def print_table(results: dict, variants: list[str], args: argparse.Namespace) -> None:
-    print(f"\nSynthetic pools: {args.rows} uniform rows, noise {args.noise} of the pool's std, "
-          f"{args.seeds} seeds, budget {args.budget}; Top% = fraction of the top "
-          f"{TOP_FRACTION:.0%} found")
+    print(
+        f"\nSynthetic pools: {args.rows} uniform rows, noise {args.noise} of the pool's std, "
+        f"{args.seeds} seeds, budget {args.budget}; Top% = fraction of the top "
+        f"{TOP_FRACTION:.0%} found"
+    )
     print("cells: Top% at budget / mean Top% over the campaign / mean normalised regret")
     print(f"{'function':<16}" + "".join(f"{v:>24}" for v in variants))
     totals = {v: np.zeros(3) for v in variants}
@@ -152,8 +158,10 @@ def print_table(results: dict, variants: list[str], args: argparse.Namespace) ->
             totals[variant] += values / len(results)
             line += f"{'{:.2f} / {:.3f} / {:.3f}'.format(*values):>24}"
         print(line)
-    print(f"{'mean':<16}" + "".join(
-        f"{'{:.2f} / {:.3f} / {:.3f}'.format(*totals[v]):>24}" for v in variants))
+    print(
+        f"{'mean':<16}"
+        + "".join(f"{'{:.2f} / {:.3f} / {:.3f}'.format(*totals[v]):>24}" for v in variants)
+    )
 
 
 def plot(curves: dict[str, dict[str, list[float]]], path: Path) -> None:

@@ -52,25 +52,34 @@ CNN_PATH = RESULTS / "xrd_cnn.pt"
 _REAL_STRUCTURES: dict[str, tuple[str, Lattice, list[str], list[list[float]]]] = {
     "NiO": ("Fm-3m", Lattice.cubic(4.1771), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
     "ZnO": (
-        "P6_3mc", Lattice.hexagonal(3.2498, 5.2066), ["Zn", "O"],
+        "P6_3mc",
+        Lattice.hexagonal(3.2498, 5.2066),
+        ["Zn", "O"],
         [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, 0.3820]],
     ),
     "In2O3": (
-        "Ia-3", Lattice.cubic(10.117), ["In", "In", "O"],
+        "Ia-3",
+        Lattice.cubic(10.117),
+        ["In", "In", "O"],
         [[0.25, 0.25, 0.25], [0.4668, 0.0, 0.25], [0.3905, 0.1529, 0.3832]],
     ),
     "ZrO2": (
-        "P2_1/c", Lattice.monoclinic(5.1505, 5.2116, 5.3173, 99.23), ["Zr", "O", "O"],
+        "P2_1/c",
+        Lattice.monoclinic(5.1505, 5.2116, 5.3173, 99.23),
+        ["Zr", "O", "O"],
         [[0.2754, 0.0395, 0.2083], [0.0700, 0.3317, 0.3447], [0.4496, 0.7569, 0.4792]],
     ),
     "MnCO3": (
-        "R-3c", Lattice.hexagonal(4.7682, 15.6354), ["Mn", "C", "O"],
+        "R-3c",
+        Lattice.hexagonal(4.7682, 15.6354),
+        ["Mn", "C", "O"],
         [[0, 0, 0], [0, 0, 0.25], [0.2723, 0, 0.25]],
     ),
     "Li2CO3": (
-        "C2/c", Lattice.monoclinic(8.359, 4.973, 6.197, 114.83), ["Li", "C", "O", "O"],
-        [[0.1965, 0.4483, 0.8343], [0, 0.0657, 0.25], [0, 0.3225, 0.25],
-         [0.1464, -0.0632, 0.3136]],
+        "C2/c",
+        Lattice.monoclinic(8.359, 4.973, 6.197, 114.83),
+        ["Li", "C", "O", "O"],
+        [[0.1965, 0.4483, 0.8343], [0, 0.0657, 0.25], [0, 0.3225, 0.25], [0.1464, -0.0632, 0.3136]],
     ),
 }
 
@@ -117,8 +126,10 @@ def parse_mixture_name(name: str) -> dict[str, float]:
 def rebin(two_theta_deg: np.ndarray, counts: np.ndarray, factor: int):
     """Sum ``factor`` adjacent steps (counts stay Poisson; 2-theta is the bin mean)."""
     n = two_theta_deg.size // factor * factor
-    return (two_theta_deg[:n].reshape(-1, factor).mean(axis=1),
-            counts[:n].reshape(-1, factor).sum(axis=1))
+    return (
+        two_theta_deg[:n].reshape(-1, factor).mean(axis=1),
+        counts[:n].reshape(-1, factor).sum(axis=1),
+    )
 
 
 def score_real(max_patterns: int | None = None) -> list[dict]:
@@ -127,8 +138,9 @@ def score_real(max_patterns: int | None = None) -> list[dict]:
 
     library, missing = real_library()
     with open(REAL_DIR / "index.csv", newline="") as handle:
-        names = [row["name"] for row in csv.DictReader(handle)
-                 if row["subset"] == "precursor_mixture"]
+        names = [
+            row["name"] for row in csv.DictReader(handle) if row["subset"] == "precursor_mixture"
+        ]
     rows = []
     for name in names[:max_patterns]:
         two_theta, counts = read_real_pattern(REAL_DIR / "precursor_mixture" / f"{name}.csv")
@@ -149,23 +161,24 @@ def score_real(max_patterns: int | None = None) -> list[dict]:
                 matched.append(precursor)
                 weights[precursor] = sum(found[p] for p in hit)
         expected = [p for p in known if p not in missing]
-        accounted = {p for p in found
-                     if any(p in _PRECURSOR_PHASES.get(k, (k,)) for k in known)}
+        accounted = {p for p in found if any(p in _PRECURSOR_PHASES.get(k, (k,)) for k in known)}
         # Known weights renormalised over the precursors we could look for.
         total_known = sum(known[p] for p in expected)
         errors = [abs(weights.get(p, 0.0) - known[p] / total_known) for p in expected]
-        rows.append({
-            "name": name,
-            "known": known,
-            "not_in_library": [p for p in known if p in missing],
-            "found": {p: round(w, 3) for p, w in found.items()},
-            "found_std": {p: round(fit.weight_fractions_std[p], 3) for p in found},
-            "all_expected_found": all(p in matched for p in expected),
-            "false_phases": sorted(set(found) - accounted),
-            "fraction_mae": float(np.mean(errors)) if errors else math.nan,
-            "rwp": fit.rwp,
-            "seconds": seconds,
-        })
+        rows.append(
+            {
+                "name": name,
+                "known": known,
+                "not_in_library": [p for p in known if p in missing],
+                "found": {p: round(w, 3) for p, w in found.items()},
+                "found_std": {p: round(fit.weight_fractions_std[p], 3) for p in found},
+                "all_expected_found": all(p in matched for p in expected),
+                "false_phases": sorted(set(found) - accounted),
+                "fraction_mae": float(np.mean(errors)) if errors else math.nan,
+                "rwp": fit.rwp,
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -224,8 +237,7 @@ def score_simulated(classifier, n_test: int, seed: int) -> dict:
         "size_rel_error_mean": float(np.mean(errors)),
         "patterns_per_s_batch": n_test / fit_seconds,
     }
-    return {"n_test": n_test, "seed": seed, "components": list(test.components),
-            "methods": results}
+    return {"n_test": n_test, "seed": seed, "components": list(test.components), "methods": results}
 
 
 def score_line_breadths(n: int, seed: int) -> dict:
@@ -252,8 +264,9 @@ def score_line_breadths(n: int, seed: int) -> dict:
         if result is None:
             continue
         scherrer.append(abs(result.scherrer_size_nm - size_nm) / size_nm)
-        within_2_sigma.append(abs(result.scherrer_size_nm - size_nm)
-                              <= 2 * result.scherrer_size_nm_std)
+        within_2_sigma.append(
+            abs(result.scherrer_size_nm - size_nm) <= 2 * result.scherrer_size_nm_std
+        )
         if np.isfinite(result.williamson_hall_size_nm):
             wh.append(abs(result.williamson_hall_size_nm - size_nm) / size_nm)
         if np.isfinite(result.microstrain):
@@ -280,14 +293,22 @@ def streaming_rate(analysis, n: int, seed: int) -> float:
     emitted: list[str] = []
     callback = XRDStreamAnalysis(analysis, emit=lambda name, doc: emitted.append(name))
     bundle = compose_run(metadata={"purpose": "experiment"})
-    keys = {k: {"source": "sim", "dtype": "array", "shape": [patterns.counts.shape[1]]}
-            for k in ("xrd_two_theta", "xrd_counts")}
+    keys = {
+        k: {"source": "sim", "dtype": "array", "shape": [patterns.counts.shape[1]]}
+        for k in ("xrd_two_theta", "xrd_counts")
+    }
     descriptor = bundle.compose_descriptor(name="primary", data_keys=keys)
     documents = [("start", bundle.start_doc), ("descriptor", descriptor.descriptor_doc)]
     for counts in patterns.counts:
         data = {"xrd_two_theta": patterns.two_theta_deg, "xrd_counts": counts}
-        documents.append(("event", descriptor.compose_event(
-            data=data, timestamps=dict.fromkeys(data, time.time()), validate=False)))
+        documents.append(
+            (
+                "event",
+                descriptor.compose_event(
+                    data=data, timestamps=dict.fromkeys(data, time.time()), validate=False
+                ),
+            )
+        )
     documents.append(("stop", bundle.compose_stop()))
     started = time.perf_counter()
     for name, doc in documents:
@@ -321,8 +342,10 @@ def table(report: dict) -> str:
         f"{'method':<28}{'phase-ID acc':>13}{'F1':>7}{'wt-frac MAE':>13}"
         f"{'size rel.err':>14}{'patterns/s':>12}",
     ]
-    for label, key in (("whole-pattern fit (physics)", "whole_pattern_fit"),
-                       ("1D CNN (learned)", "cnn")):
+    for label, key in (
+        ("whole-pattern fit (physics)", "whole_pattern_fit"),
+        ("1D CNN (learned)", "cnn"),
+    ):
         m = sim[key]
         size = m["size_rel_error_median"]
         lines.append(
@@ -341,17 +364,20 @@ def table(report: dict) -> str:
         f"with >= 3 lines); WH microstrain MAE {lb['microstrain_mae']:.1e} (same patterns)",
         "",
         f"Throughput, 2-core machine, load average {report['load_average']:.1f} "
-        "(patterns/s): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in report["throughput"].items()),
+        "(patterns/s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["throughput"].items()),
         "",
         "Real patterns (dara precursor mixtures, Aeris Cu K-alpha; library: "
-        + ", ".join(report["real_library"]) + "; no structure offline for "
-        + ", ".join(report["real_not_available"]) + ")",
+        + ", ".join(report["real_library"])
+        + "; no structure offline for "
+        + ", ".join(report["real_not_available"])
+        + ")",
         f"{'pattern':<50}{'known (wt)':<36}{'found (wt)':<44}{'ok':>4}{'MAE':>7}",
     ]
     for row in report["real"]:
-        known = " ".join(f"{p}{'*' if p in row['not_in_library'] else ''} {w:.2f}"
-                         for p, w in row["known"].items())
+        known = " ".join(
+            f"{p}{'*' if p in row['not_in_library'] else ''} {w:.2f}"
+            for p, w in row["known"].items()
+        )
         found = " ".join(f"{p} {w:.2f}" for p, w in row["found"].items())
         mae = row["fraction_mae"]
         lines.append(
@@ -379,8 +405,12 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--train-patterns", type=int, default=10000)
-    parser.add_argument("--real-patterns", type=int, default=None,
-                        help="only the first N real patterns (default: all 40)")
+    parser.add_argument(
+        "--real-patterns",
+        type=int,
+        default=None,
+        help="only the first N real patterns (default: all 40)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -390,18 +420,20 @@ def main() -> None:
     from sdl.analysis.xrd_stream import classifier_analysis, whole_pattern_analysis
 
     classifier, train_seconds = load_or_train(args.retrain, args.epochs, args.train_patterns)
-    report: dict = {"cnn_weights": str(CNN_PATH.relative_to(ROOT)),
-                    "cnn_train_seconds": train_seconds}
+    report: dict = {
+        "cnn_weights": str(CNN_PATH.relative_to(ROOT)),
+        "cnn_train_seconds": train_seconds,
+    }
     report["load_average"] = os.getloadavg()[0]
     report["simulated"] = score_simulated(classifier, args.n_test, args.seed)
     report["line_breadths"] = score_line_breadths(60, args.seed + 1)
     report["throughput"] = {
         "CNN batch": report["simulated"]["methods"]["cnn"]["patterns_per_s_batch"],
         "CNN streaming": streaming_rate(classifier_analysis(classifier), 300, args.seed + 2),
-        "whole-pattern fit batch":
-            report["simulated"]["methods"]["whole_pattern_fit"]["patterns_per_s_batch"],
-        "whole-pattern fit streaming":
-            streaming_rate(whole_pattern_analysis(), 20, args.seed + 3),
+        "whole-pattern fit batch": report["simulated"]["methods"]["whole_pattern_fit"][
+            "patterns_per_s_batch"
+        ],
+        "whole-pattern fit streaming": streaming_rate(whole_pattern_analysis(), 20, args.seed + 3),
     }
     library, missing = real_library()
     report["real_library"] = list(library)
@@ -415,8 +447,9 @@ def main() -> None:
         "with_false_phase": sum(bool(r["false_phases"]) for r in rows),
         "n_fully_covered": len(covered),
         "with_false_phase_fully_covered": sum(bool(r["false_phases"]) for r in covered),
-        "fraction_mae_fully_covered":
-            float(np.mean([r["fraction_mae"] for r in covered])) if covered else math.nan,
+        "fraction_mae_fully_covered": float(np.mean([r["fraction_mae"] for r in covered]))
+        if covered
+        else math.nan,
         "seconds_per_pattern": float(np.mean([r["seconds"] for r in rows])),
     }
     text = table(report)

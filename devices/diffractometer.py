@@ -27,7 +27,10 @@ class SimulatedDiffractometer(Diffractometer):
     """A diffractometer whose patterns come from :class:`simulators.xrd.PowderDiffractometer`."""
 
     def __init__(
-        self, *args: Any, lab: SimulatedLab, instrument: PowderDiffractometer | None = None,
+        self,
+        *args: Any,
+        lab: SimulatedLab,
+        instrument: PowderDiffractometer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)

@@ -70,9 +70,15 @@ def _connected_or_raise(signal: Any, timeout_s: float, purpose: str) -> None:
         ) from None
 
 
-def put_with_completion(signal: EpicsSignal, value: Any, *, device: Any, purpose: str,
-                        timeout_s: float,
-                        on_complete: Callable[[], None] | None = None) -> DeviceStatus:
+def put_with_completion(
+    signal: EpicsSignal,
+    value: Any,
+    *,
+    device: Any,
+    purpose: str,
+    timeout_s: float,
+    on_complete: Callable[[], None] | None = None,
+) -> DeviceStatus:
     """Put ``value`` and return a Status that finishes when the IOC reports completion.
 
     The Status fails with an :class:`EpicsError` naming the PV if completion does not come
@@ -97,12 +103,23 @@ def put_with_completion(signal: EpicsSignal, value: Any, *, device: Any, purpose
 
     def on_connection_change(*, connected: bool = True, **_: Any) -> None:
         if not connected:
-            fail(EpicsError(f"PV {signal.setpoint_pvname} ({signal.name}) disconnected while "
-                            f"waiting to {purpose}"))
+            fail(
+                EpicsError(
+                    f"PV {signal.setpoint_pvname} ({signal.name}) disconnected while "
+                    f"waiting to {purpose}"
+                )
+            )
 
-    timer = threading.Timer(timeout_s, fail, [EpicsError(
-        f"PV {signal.setpoint_pvname} ({signal.name}) did not report completion within "
-        f"{timeout_s:g} s after the put to {purpose}")])
+    timer = threading.Timer(
+        timeout_s,
+        fail,
+        [
+            EpicsError(
+                f"PV {signal.setpoint_pvname} ({signal.name}) did not report completion within "
+                f"{timeout_s:g} s after the put to {purpose}"
+            )
+        ],
+    )
     timer.daemon = True
     _connected_or_raise(signal, signal.connection_timeout, purpose)
     token = signal.subscribe(on_connection_change, event_type=signal.SUB_META, run=False)
@@ -113,8 +130,11 @@ def put_with_completion(signal: EpicsSignal, value: Any, *, device: Any, purpose
 
     status.add_callback(clean_up)
     timer.start()
-    signal.put(value, use_complete=True,
-               callback=lambda *_, **__: threading.Thread(target=finish, daemon=True).start())
+    signal.put(
+        value,
+        use_complete=True,
+        callback=lambda *_, **__: threading.Thread(target=finish, daemon=True).start(),
+    )
     return status
 
 
@@ -162,8 +182,9 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
     completion, as a controller that reports when the setpoint is reached.
     """
 
-    def __init__(self, read_pv: str, *, limits: tuple[float, float], units: str,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, read_pv: str, *, limits: tuple[float, float], units: str, **kwargs: Any
+    ) -> None:
         super().__init__(read_pv, put_complete=True, **kwargs)
         low, high = (float(v) for v in limits)
         self.configured_limits = (low, high)
@@ -182,8 +203,10 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
             # The connection dropped between the check above and this read.
             ctrl = None
         if ctrl is None:
-            raise EpicsError(f"PV {self.setpoint_pvname} ({self.name}) did not return its "
-                             f"control limits within {self.timeout:g} s")
+            raise EpicsError(
+                f"PV {self.setpoint_pvname} ({self.name}) did not return its "
+                f"control limits within {self.timeout:g} s"
+            )
         low, high = float(ctrl["lower_ctrl_limit"]), float(ctrl["upper_ctrl_limit"])
         return (low, high) if low < high else None
 
@@ -209,11 +232,15 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
                 f"{self.pv_limits()}); nothing was sent"
             )
 
-    def set(self, value: Any, *, timeout: float | None = None,
-            settle_time: float | None = None) -> DeviceStatus:
+    def set(
+        self, value: Any, *, timeout: float | None = None, settle_time: float | None = None
+    ) -> DeviceStatus:
         """Put with completion; an unsafe value raises :class:`LimitError` before the put."""
         return put_with_completion(
-            self, float(value), device=self, purpose=f"set {self.name}={value}",
+            self,
+            float(value),
+            device=self,
+            purpose=f"set {self.name}={value}",
             timeout_s=self.write_timeout if timeout is None else timeout,
         )
 
@@ -246,14 +273,21 @@ class EpicsInstrument(Device):
     def trigger(self) -> StatusBase:
         action = getattr(self, self.action_component)
         return put_with_completion(
-            action, 1, device=self, purpose=f"{self.action_component} on {self.name}",
-            timeout_s=self.timeouts.action_s, on_complete=self.action_finished,
+            action,
+            1,
+            device=self,
+            purpose=f"{self.action_component} on {self.name}",
+            timeout_s=self.timeouts.action_s,
+            on_complete=self.action_finished,
         )
 
     def epics_signals(self) -> list[EpicsSignalRO | EpicsSignal]:
         """Every PV-backed signal of the device (for connection checks)."""
-        return [getattr(self, name) for name in self.component_names
-                if isinstance(getattr(self, name), EpicsSignalRO | EpicsSignal)]
+        return [
+            getattr(self, name)
+            for name in self.component_names
+            if isinstance(getattr(self, name), EpicsSignalRO | EpicsSignal)
+        ]
 
 
 class EpicsReactor(EpicsInstrument, Reactor):
@@ -291,8 +325,11 @@ _STATUS = (EpicsSignalRO, {"string": True})
 _EXTRA_COMPONENTS: dict[type[EpicsInstrument], dict[str, tuple[type, dict[str, Any]]]] = {
     EpicsReactor: {"synthesize": _ACTION, "status_message": _STATUS},
     EpicsDiffractometer: {"acquire": _ACTION, "status_message": _STATUS},
-    EpicsMicroscope: {"acquire": _ACTION, "image_data": (EpicsSignalRO, {}),
-                      "status_message": _STATUS},
+    EpicsMicroscope: {
+        "acquire": _ACTION,
+        "image_data": (EpicsSignalRO, {}),
+        "status_message": _STATUS,
+    },
 }
 
 
@@ -305,18 +342,23 @@ def _epics_twin_components(shape: type[Device]) -> dict[str, tuple[type, dict[st
             continue
         kind = {"kind": component.kind}
         if issubclass(component.cls, LimitedSignal):
-            components[name] = (EpicsLimitedSignal, {
-                "limits": component.kwargs["limits"], "units": component.kwargs["units"], **kind})
+            components[name] = (
+                EpicsLimitedSignal,
+                {"limits": component.kwargs["limits"], "units": component.kwargs["units"], **kind},
+            )
         elif issubclass(component.cls, MeasuredSignal):
-            components[name] = (EpicsMeasuredSignal,
-                                {"units": component.kwargs.get("units", ""), **kind})
+            components[name] = (
+                EpicsMeasuredSignal,
+                {"units": component.kwargs.get("units", ""), **kind},
+            )
         else:
             components[name] = (EpicsMeasuredSignal, {"string": True, **kind})
     return components
 
 
-def pv_components(base: type[EpicsInstrument],
-                  condition_limits: ConditionLimits | None = None) -> list[str]:
+def pv_components(
+    base: type[EpicsInstrument], condition_limits: ConditionLimits | None = None
+) -> list[str]:
     """The component names of ``base`` that a ``pv_map`` may name, in declaration order."""
     shape = _shape(base, condition_limits)
     return [*_epics_twin_components(shape), *_EXTRA_COMPONENTS[base]]
@@ -330,9 +372,14 @@ def _shape(base: type[EpicsInstrument], condition_limits: ConditionLimits | None
     return base
 
 
-def epics_device_class(base: type[EpicsInstrument], device: str, pv_map: PVMap, *,
-                       timeouts: EpicsTimeouts,
-                       condition_limits: ConditionLimits | None = None) -> type[EpicsInstrument]:
+def epics_device_class(
+    base: type[EpicsInstrument],
+    device: str,
+    pv_map: PVMap,
+    *,
+    timeouts: EpicsTimeouts,
+    condition_limits: ConditionLimits | None = None,
+) -> type[EpicsInstrument]:
     """An EPICS class of ``base``'s shape, every PV named by ``pv_map`` or by default.
 
     Parameters
@@ -352,13 +399,20 @@ def epics_device_class(base: type[EpicsInstrument], device: str, pv_map: PVMap, 
     specs = {**_epics_twin_components(shape), **_EXTRA_COMPONENTS[base]}
     unknown = sorted(set(pv_map) - set(specs))
     if unknown:
-        raise ValueError(f"pv_map of {device} names unknown component(s) {unknown}; "
-                         f"it has {list(specs)}")
-    signal_timeouts = {"connection_timeout": timeouts.connect_s, "timeout": timeouts.connect_s,
-                       "write_timeout": timeouts.action_s}
+        raise ValueError(
+            f"pv_map of {device} names unknown component(s) {unknown}; it has {list(specs)}"
+        )
+    signal_timeouts = {
+        "connection_timeout": timeouts.connect_s,
+        "timeout": timeouts.connect_s,
+        "write_timeout": timeouts.action_s,
+    }
     components = {
-        name: Cpt(cls, pv_map.get(name, f"{device}:{name}"),
-                  **{"kind": "omitted", **kwargs, **signal_timeouts})
+        name: Cpt(
+            cls,
+            pv_map.get(name, f"{device}:{name}"),
+            **{"kind": "omitted", **kwargs, **signal_timeouts},
+        )
         for name, (cls, kwargs) in specs.items()
     }
     cls = create_device_from_components(
@@ -382,5 +436,7 @@ def unconnected_pvs(signals: Iterable[Any], timeout_s: float) -> list[Any]:
 
 #: The EPICS class of each device a campaign names, by device name.
 EPICS_DEVICES: dict[str, type[EpicsInstrument]] = {
-    "reactor": EpicsReactor, "xrd": EpicsDiffractometer, "microscope": EpicsMicroscope,
+    "reactor": EpicsReactor,
+    "xrd": EpicsDiffractometer,
+    "microscope": EpicsMicroscope,
 }

@@ -36,18 +36,26 @@ class HDF5FrameWriter:
         file_name = f"{self._resource_uid}.h5"
         self._file = h5py.File(self.directory / file_name, "w")
         self._file.create_dataset(
-            FRAMES_DATASET, shape=(0, *frame_shape), maxshape=(None, *frame_shape),
-            dtype=dtype, chunks=(1, *frame_shape),
+            FRAMES_DATASET,
+            shape=(0, *frame_shape),
+            maxshape=(None, *frame_shape),
+            dtype=dtype,
+            chunks=(1, *frame_shape),
         )
         self._frame_count = 0
-        self._asset_docs.append(("resource", {
-            "uid": self._resource_uid,
-            "spec": "AD_HDF5",
-            "root": str(self.directory.resolve()),
-            "resource_path": file_name,
-            "resource_kwargs": {},
-            "path_semantics": "posix",
-        }))
+        self._asset_docs.append(
+            (
+                "resource",
+                {
+                    "uid": self._resource_uid,
+                    "spec": "AD_HDF5",
+                    "root": str(self.directory.resolve()),
+                    "resource_path": file_name,
+                    "resource_kwargs": {},
+                    "path_semantics": "posix",
+                },
+            )
+        )
 
     def write(self, frame: np.ndarray) -> str:
         """Append one frame; return the datum id that the image signal must read back."""
@@ -58,11 +66,16 @@ class HDF5FrameWriter:
         dataset[self._frame_count] = frame
         self._file.flush()
         datum_id = f"{self._resource_uid}/{self._frame_count}"
-        self._asset_docs.append(("datum", {
-            "resource": self._resource_uid,
-            "datum_id": datum_id,
-            "datum_kwargs": {"point_number": self._frame_count},
-        }))
+        self._asset_docs.append(
+            (
+                "datum",
+                {
+                    "resource": self._resource_uid,
+                    "datum_id": datum_id,
+                    "datum_kwargs": {"point_number": self._frame_count},
+                },
+            )
+        )
         self._frame_count += 1
         return datum_id
 

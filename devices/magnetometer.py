@@ -25,8 +25,11 @@ class SimulatedMagnetometer(Magnetometer):
     """A magnetometer whose readings come from :class:`VibratingSampleMagnetometer`."""
 
     def __init__(
-        self, *args: Any, lab: SimulatedLab,
-        instrument: VibratingSampleMagnetometer | None = None, **kwargs: Any,
+        self,
+        *args: Any,
+        lab: SimulatedLab,
+        instrument: VibratingSampleMagnetometer | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._lab = lab

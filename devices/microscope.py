@@ -28,9 +28,7 @@ class Microscope(Device):
 
     image = Cpt(Signal, value="", kind="normal")
     pixel_size_nm = Cpt(MeasuredSignal, value=0.0, units="nm", kind="normal")
-    target_grain_px = Cpt(
-        LimitedSignal, limits=(8.0, 64.0), units="px", value=24.0, kind="config"
-    )
+    target_grain_px = Cpt(LimitedSignal, limits=(8.0, 64.0), units="px", value=24.0, kind="config")
     acquisition_time_s = Cpt(MeasuredSignal, value=0.0, units="s", kind="normal")
 
     frame_shape: tuple[int, int] = (256, 256)
@@ -62,7 +60,9 @@ class FrameWritingMicroscope(Microscope):
     def describe(self) -> dict[str, dict[str, Any]]:
         description = super().describe()
         description[self.image.name].update(
-            shape=list(self.frame_shape), dtype="array", dtype_numpy="<f4",
+            shape=list(self.frame_shape),
+            dtype="array",
+            dtype_numpy="<f4",
             external="FILESTORE:",
         )
         return description

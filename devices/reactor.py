@@ -27,11 +27,11 @@ JointLimit = Callable[[Mapping[str, float]], None]
 class SynthesisModel(Protocol):
     """What the simulated reactor needs from a synthesis simulator."""
 
-    def synthesize(self, conditions: Mapping[str, float], rng: Any, sample_id: str) -> SampleState:
-        ...
+    def synthesize(
+        self, conditions: Mapping[str, float], rng: Any, sample_id: str
+    ) -> SampleState: ...
 
-    def duration_s(self, conditions: Mapping[str, float]) -> float:
-        ...
+    def duration_s(self, conditions: Mapping[str, float]) -> float: ...
 
 
 class Reactor(Device):
@@ -101,7 +101,9 @@ class SimulatedReactor(Reactor):
 
 
 def reactor_class(
-    class_name: str, limits: ConditionLimits, base_class: type[Reactor] = SimulatedReactor,
+    class_name: str,
+    limits: ConditionLimits,
+    base_class: type[Reactor] = SimulatedReactor,
     joint_limit: JointLimit | None = None,
 ) -> type[Reactor]:
     """Build a reactor class with one limited setpoint component per synthesis condition,

@@ -16,8 +16,9 @@ class LimitedSignal(Signal):
     and the campaign validator read them the same way on every backend.
     """
 
-    def __init__(self, *, limits: tuple[float, float], units: str, value: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, limits: tuple[float, float], units: str, value: float | None = None, **kwargs: Any
+    ) -> None:
         low, high = (float(v) for v in limits)
         if not low < high:
             raise ValueError(f"limits must satisfy low < high, got {limits}")

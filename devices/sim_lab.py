@@ -37,9 +37,13 @@ class SimulatedLab(SampleStage):
         :class:`TimeoutError` (None: wait for ever), as a real controller's watchdog would.
     """
 
-    def __init__(self, clock: SimClock | None = None, seed: int = 0,
-                 faults: FaultInjector | None = None,
-                 action_timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        clock: SimClock | None = None,
+        seed: int = 0,
+        faults: FaultInjector | None = None,
+        action_timeout_s: float | None = None,
+    ) -> None:
         super().__init__(seed)
         self.clock = clock or SimClock()
         self.faults = faults or FaultInjector()
@@ -71,8 +75,11 @@ class SimulatedLab(SampleStage):
 
         def watchdog() -> None:
             if not responded.is_set() and not status.done:
-                status.set_exception(TimeoutError(
-                    f"{description} did not respond within {self.action_timeout_s:g} s"))
+                status.set_exception(
+                    TimeoutError(
+                        f"{description} did not respond within {self.action_timeout_s:g} s"
+                    )
+                )
 
         threading.Thread(target=work, name=description, daemon=True).start()
         if self.action_timeout_s is not None:

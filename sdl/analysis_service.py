@@ -37,13 +37,20 @@ from sdl.systems import get_system
 logger = logging.getLogger(__name__)
 
 
-def failed_analysis_documents(raw_start: Mapping[str, Any], kind: str,
-                              reason: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def failed_analysis_documents(
+    raw_start: Mapping[str, Any], kind: str, reason: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """An analysis run that records why a raw run could not be analysed."""
     links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
-    bundle = compose_run(metadata={"purpose": "analysis", "raw_uid": raw_start["uid"],
-                                   "analysis_version": ANALYSIS_VERSION, "problem_kind": kind,
-                                   **links})
+    bundle = compose_run(
+        metadata={
+            "purpose": "analysis",
+            "raw_uid": raw_start["uid"],
+            "analysis_version": ANALYSIS_VERSION,
+            "problem_kind": kind,
+            **links,
+        }
+    )
     yield "start", bundle.start_doc
     yield "stop", bundle.compose_stop(exit_status="fail", reason=reason)
 
@@ -59,8 +66,9 @@ class AnalysisService:
         Receives the analysis runs' documents (the catalog writer and the stream publisher).
     """
 
-    def __init__(self, config: CampaignConfig,
-                 emit: Callable[[str, Mapping[str, Any]], Any]) -> None:
+    def __init__(
+        self, config: CampaignConfig, emit: Callable[[str, Mapping[str, Any]], Any]
+    ) -> None:
         self.config = config
         self._emit = emit
         self._analysis = build_analysis(config, get_system(config.devices.system).phases)
@@ -68,7 +76,8 @@ class AnalysisService:
         self._run_of_descriptor: dict[str, str] = {}  # descriptor or resource -> run
         # Raw runs to analyse: (start document, a loader of the primary event's data).
         self._finished: queue.Queue[tuple[Mapping[str, Any], Callable[[], Any]] | None] = (
-            queue.Queue())
+            queue.Queue()
+        )
         self._queued: set[str] = set()  # raw uids, so no run is analysed twice
         self._queued_lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="sdl-analysis", daemon=True)
@@ -91,8 +100,11 @@ class AnalysisService:
         run(name, doc)
         if name == "stop":
             del self._runs[doc["run_start"]]
-            self._run_of_descriptor = {descriptor: uid for descriptor, uid
-                                       in self._run_of_descriptor.items() if uid != run_uid}
+            self._run_of_descriptor = {
+                descriptor: uid
+                for descriptor, uid in self._run_of_descriptor.items()
+                if uid != run_uid
+            }
             if doc.get("exit_status") == "success":
                 self._queue(run.start, run.primary_data)
 
@@ -100,13 +112,17 @@ class AnalysisService:
         """Queue the campaign's finished raw runs in the catalog that have no analysis run
         yet (they ended while the service was down); how many there were."""
         name = self.config.name
-        analysed = {run.metadata["start"]["raw_uid"]
-                    for run in campaign_runs(client, name, "analysis")}
-        missing = [run for run in campaign_runs(client, name, "experiment")
-                   if exit_status(run) == "success"
-                   and run.metadata["start"]["uid"] not in analysed]
-        return sum(self._queue(dict(run.metadata["start"]), partial(read_primary, run))
-                   for run in missing)
+        analysed = {
+            run.metadata["start"]["raw_uid"] for run in campaign_runs(client, name, "analysis")
+        }
+        missing = [
+            run
+            for run in campaign_runs(client, name, "experiment")
+            if exit_status(run) == "success" and run.metadata["start"]["uid"] not in analysed
+        ]
+        return sum(
+            self._queue(dict(run.metadata["start"]), partial(read_primary, run)) for run in missing
+        )
 
     def _queue(self, start: Mapping[str, Any], load: Callable[[], Any]) -> bool:
         """Queue a raw run for analysis unless it already was; whether it was queued now."""
@@ -132,15 +148,24 @@ class AnalysisService:
                 self._analyse(start, load())
             except Exception as error:
                 logger.exception("could not analyse run %s", start.get("uid"))
-                self._publish(failed_analysis_documents(
-                    start, "analysis_error", f"{type(error).__name__}: {error}"))
+                self._publish(
+                    failed_analysis_documents(
+                        start, "analysis_error", f"{type(error).__name__}: {error}"
+                    )
+                )
 
     def _analyse(self, start: Mapping[str, Any], data: Any) -> None:
         judged = judge(self._analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
         if isinstance(judged, tuple):
             kind, reason = judged
-            logger.warning("run %s (%s attempt %s): %s: %s", start["uid"], start["_id"],
-                           start.get("attempt"), kind, reason)
+            logger.warning(
+                "run %s (%s attempt %s): %s: %s",
+                start["uid"],
+                start["_id"],
+                start.get("attempt"),
+                kind,
+                reason,
+            )
             documents = failed_analysis_documents(start, kind, reason)
         else:
             documents = feature_documents(start, judged)

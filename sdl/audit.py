@@ -44,13 +44,16 @@ def exit_status(run: Any) -> str | None:
     return stop["exit_status"] if stop else None
 
 
-def audit_campaign(client: Any, campaign_id: str,
-                   limits: Mapping[str, tuple[float, float, str]]) -> CampaignAudit:
+def audit_campaign(
+    client: Any, campaign_id: str, limits: Mapping[str, tuple[float, float, str]]
+) -> CampaignAudit:
     """Audit campaign ``campaign_id`` in ``client`` against the reactor's safe ``limits``."""
     audit = CampaignAudit()
-    analysed = {run.metadata["start"]["raw_uid"]
-                for run in campaign_runs(client, campaign_id, "analysis")
-                if exit_status(run) == "success"}
+    analysed = {
+        run.metadata["start"]["raw_uid"]
+        for run in campaign_runs(client, campaign_id, "analysis")
+        if exit_status(run) == "success"
+    }
     faults = [run.metadata["start"] for run in campaign_runs(client, campaign_id, "fault")]
     audit.faults.update(fault["kind"] for fault in faults)
     judged = {fault["raw_uid"] for fault in faults}
@@ -64,7 +67,8 @@ def audit_campaign(client: Any, campaign_id: str,
             low, high, unit = limits[name]
             if not low <= value <= high:
                 audit.limit_violations.append(
-                    f"{start['uid']}: {name}={value:g} {unit} outside [{low:g}, {high:g}]")
+                    f"{start['uid']}: {name}={value:g} {unit} outside [{low:g}, {high:g}]"
+                )
         if start["uid"] in analysed:
             iterations[start["iteration"]] += 1
             proposals[start["_id"]] += 1
@@ -72,11 +76,15 @@ def audit_campaign(client: Any, campaign_id: str,
             audit.lost.append(start["uid"])
     audit.duplicated = sorted(
         [f"iteration {i}" for i, n in iterations.items() if n > 1]
-        + [f"proposal {p}" for p, n in proposals.items() if n > 1])
+        + [f"proposal {p}" for p, n in proposals.items() if n > 1]
+    )
     audit.kept = len(proposals)
     audit.skipped = len(skipped_ids - set(proposals))
-    skipped_iterations = {fault["iteration"] for fault in faults
-                          if fault["action"] == "skip" and fault["_id"] not in proposals}
+    skipped_iterations = {
+        fault["iteration"]
+        for fault in faults
+        if fault["action"] == "skip" and fault["_id"] not in proposals
+    }
     counted = set(iterations) | skipped_iterations
     audit.gaps = sorted(set(range(max(counted, default=-1) + 1)) - counted)
     return audit

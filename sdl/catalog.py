@@ -109,15 +109,17 @@ class BackgroundWriter:
     given so far is written.
     """
 
-    def __init__(self, write: Callable[[str, Mapping[str, Any]], Any],
-                 after: Callable[[str, Mapping[str, Any]], Any] | None = None) -> None:
+    def __init__(
+        self,
+        write: Callable[[str, Mapping[str, Any]], Any],
+        after: Callable[[str, Mapping[str, Any]], Any] | None = None,
+    ) -> None:
         self._write = write
         self._after = after
         self._documents: queue.Queue[tuple[str, Mapping[str, Any]] | None] = queue.Queue()
         self.error: BaseException | None = None
         self._inline = False
-        self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer", daemon=True)
         self._thread.start()
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
@@ -161,6 +163,7 @@ class BackgroundWriter:
             if self._after is not None:
                 self._after(*item)
         except Exception as error:
-            logging.getLogger(__name__).exception("could not write a %s document to the "
-                                                  "catalog; writing stops", item[0])
+            logging.getLogger(__name__).exception(
+                "could not write a %s document to the catalog; writing stops", item[0]
+            )
             self.error = error

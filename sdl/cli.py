@@ -59,8 +59,9 @@ def _run(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()
     bar.close()
-    return _finish(runner, result,
-                   f"{Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)")
+    return _finish(
+        runner, result, f"{Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)"
+    )
 
 
 def _finish(runner: Any, result: Any, catalog: str) -> int:
@@ -69,15 +70,18 @@ def _finish(runner: Any, result: Any, catalog: str) -> int:
 
     config = runner.config
     if result.records:
-        report = plot_report(result, runner.client,
-                             Path(config.data_dir) / f"{config.name}-report.png")
+        report = plot_report(
+            result, runner.client, Path(config.data_dir) / f"{config.name}-report.png"
+        )
         print(summary_text(result))
         print(f"report: {report}")
     print(f"catalog: {catalog}")
     if result.stopped is None:
         return 0
-    print(f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
-          file=sys.stderr)
+    print(
+        f"stopped: {result.stopped}\nrun the same command again to resume the campaign",
+        file=sys.stderr,
+    )
     return 130 if CTRL_C in result.stopped else 3
 
 
@@ -97,21 +101,27 @@ def _stack(args: argparse.Namespace) -> int:
     try:
         with Stack(config, settings) as stack:
             assert stack.proxy is not None  # up while the stack is
-            print(f"stack up: catalog {stack.tiled_uri} (PostgreSQL), stream "
-                  f"{stack.proxy.out_address}, {len(stack.stations)} station(s); "
-                  f"logs in {stack.run_dir}", flush=True)
+            print(
+                f"stack up: catalog {stack.tiled_uri} (PostgreSQL), stream "
+                f"{stack.proxy.out_address}, {len(stack.stations)} station(s); "
+                f"logs in {stack.run_dir}",
+                flush=True,
+            )
             agent = stack.start_services(dashboard=args.dashboard)
             if args.dashboard:
                 print(stack.dashboard_address(agent), flush=True)
             try:
                 status = agent.wait()
             except KeyboardInterrupt:
-                print("stopping the stack (the campaign resumes when started again)",
-                      file=sys.stderr)
+                print(
+                    "stopping the stack (the campaign resumes when started again)", file=sys.stderr
+                )
                 status = 130
             print(stack.agent_summary(agent), end="")
-            print(f"the catalog stays in PostgreSQL ({settings.postgres}) with the files in "
-                  f"{stack.data_dir}; docs/facility.md shows how to serve it again")
+            print(
+                f"the catalog stays in PostgreSQL ({settings.postgres}) with the files in "
+                f"{stack.data_dir}; docs/facility.md shows how to serve it again"
+            )
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -122,8 +132,9 @@ def _stack(args: argparse.Namespace) -> int:
 def _analysis_service(args: argparse.Namespace) -> int:
     from sdl.services import run_analysis_service
 
-    return run_analysis_service(load_campaign(args.campaign), args.tiled, args.stream_out,
-                                args.stream_in)
+    return run_analysis_service(
+        load_campaign(args.campaign), args.tiled, args.stream_out, args.stream_in
+    )
 
 
 def _agent_service(args: argparse.Namespace) -> int:
@@ -161,8 +172,9 @@ def _control(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"who": args.who, "reason": args.reason}
     if args.action == "inject":
         if not args.set:
-            print("error: inject needs the conditions, e.g. --set temperature_c=600",
-                  file=sys.stderr)
+            print(
+                "error: inject needs the conditions, e.g. --set temperature_c=600", file=sys.stderr
+            )
             return 2
         fields["conditions"] = dict(_assignment(item) for item in args.set)
     try:
@@ -195,8 +207,11 @@ def _check_devices(args: argparse.Namespace) -> int:
 
     config = load_campaign(args.campaign)
     if config.devices.backend != "epics":
-        print(f"error: {args.campaign} uses devices.backend: {config.devices.backend}; "
-              "check-devices checks EPICS devices", file=sys.stderr)
+        print(
+            f"error: {args.campaign} uses devices.backend: {config.devices.backend}; "
+            "check-devices checks EPICS devices",
+            file=sys.stderr,
+        )
         return 2
     check = check_devices(config, raw_dir(config.data_dir))
     for line in check.passed if args.verbose else []:
@@ -213,12 +228,22 @@ def _ioc(args: argparse.Namespace) -> int:
     from simulators.ioc import lab_pvdb, serve
 
     system = get_system(args.system)
-    pvdb = lab_pvdb(args.prefix, system.make_model(), system.condition_limits, seed=args.seed,
-                    speedup=args.speedup)
+    pvdb = lab_pvdb(
+        args.prefix,
+        system.make_model(),
+        system.condition_limits,
+        seed=args.seed,
+        speedup=args.speedup,
+    )
     port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
-    serve(pvdb, host=args.host, on_ready=lambda: print(
-        f"{READY_LINE}: {len(pvdb)} PVs {args.prefix}* on {args.host}, CA port {port}",
-        flush=True))
+    serve(
+        pvdb,
+        host=args.host,
+        on_ready=lambda: print(
+            f"{READY_LINE}: {len(pvdb)} PVs {args.prefix}* on {args.host}, CA port {port}",
+            flush=True,
+        ),
+    )
     return 0
 
 
@@ -235,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", aliases=["resume"],
-                              help="run a closed-loop campaign (resumes one already begun)")
+    run = commands.add_parser(
+        "run", aliases=["resume"], help="run a closed-loop campaign (resumes one already begun)"
+    )
     run.add_argument("campaign", help="campaign YAML file")
     run.add_argument("--data-dir", help="override data_dir (catalog location)")
     run.add_argument("--budget", type=int, help="override the number of experiments")
@@ -244,95 +270,149 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent", help="override the agent name (bayesian, random, sobol)")
     run.add_argument("--name", help="override the campaign name")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--dashboard", action="store_true",
-                     help="serve a live page to watch and steer the campaign (127.0.0.1)")
-    run.add_argument("--port", type=int, default=0,
-                     help="the dashboard's port (default: a free one)")
+    run.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve a live page to watch and steer the campaign (127.0.0.1)",
+    )
+    run.add_argument(
+        "--port", type=int, default=0, help="the dashboard's port (default: a free one)"
+    )
     run.set_defaults(func=_run)
 
     stack = commands.add_parser(
-        "stack", help="run a campaign on the facility stack: tiled on PostgreSQL, document "
-        "stream, a queueserver per station, analysis and agent services")
+        "stack",
+        help="run a campaign on the facility stack: tiled on PostgreSQL, document "
+        "stream, a queueserver per station, analysis and agent services",
+    )
     stack.add_argument("campaign", help="campaign YAML file (the same as for sdl run)")
-    stack.add_argument("--stations", type=int, default=1,
-                       help="reactor+instrument stations, each its own queueserver")
+    stack.add_argument(
+        "--stations",
+        type=int,
+        default=1,
+        help="reactor+instrument stations, each its own queueserver",
+    )
     stack.add_argument("--redis", default="127.0.0.1:6379", help="Redis HOST:PORT")
-    stack.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/sdl",
-                       help="PostgreSQL database for the catalog (created if missing)")
+    stack.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/sdl",
+        help="PostgreSQL database for the catalog (created if missing)",
+    )
     for flag in ("--data-dir", "--name"):
         stack.add_argument(flag, help=f"as for sdl run {flag}")
     stack.add_argument("--budget", type=int, help="override the number of experiments")
-    stack.add_argument("--dashboard", action="store_true",
-                       help="the agent service serves the live page (address printed)")
+    stack.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="the agent service serves the live page (address printed)",
+    )
     stack.set_defaults(func=_stack, seed=None, agent=None)
 
     for name, func, help_text in (
-            ("analysis-service", _analysis_service,
-             "analyse a campaign's raw runs from the document stream into the catalog"),
-            ("agent-service", _agent_service,
-             "run a campaign's agent over queueserver stations, outcomes from the stream")):
+        (
+            "analysis-service",
+            _analysis_service,
+            "analyse a campaign's raw runs from the document stream into the catalog",
+        ),
+        (
+            "agent-service",
+            _agent_service,
+            "run a campaign's agent over queueserver stations, outcomes from the stream",
+        ),
+    ):
         service = commands.add_parser(name, help=help_text)
         service.add_argument("campaign", help="campaign YAML file")
-        service.add_argument("--tiled", required=True, help="tiled server URI "
-                             "(API key from $SDL_TILED_API_KEY)")
-        service.add_argument("--stream-out", required=True,
-                             help="the stream proxy's subscriber address, tcp://HOST:PORT")
+        service.add_argument(
+            "--tiled", required=True, help="tiled server URI (API key from $SDL_TILED_API_KEY)"
+        )
+        service.add_argument(
+            "--stream-out",
+            required=True,
+            help="the stream proxy's subscriber address, tcp://HOST:PORT",
+        )
         if name == "analysis-service":
-            service.add_argument("--stream-in", required=True,
-                                 help="the stream proxy's publisher address, tcp://HOST:PORT")
+            service.add_argument(
+                "--stream-in",
+                required=True,
+                help="the stream proxy's publisher address, tcp://HOST:PORT",
+            )
         else:
-            service.add_argument("--station", action="append", required=True,
-                                 metavar="NAME=tcp://HOST:PORT",
-                                 help="a station's queueserver control address (repeat)")
-            service.add_argument("--dashboard", action="store_true",
-                                 help="serve the live page to watch and steer (127.0.0.1)")
+            service.add_argument(
+                "--station",
+                action="append",
+                required=True,
+                metavar="NAME=tcp://HOST:PORT",
+                help="a station's queueserver control address (repeat)",
+            )
+            service.add_argument(
+                "--dashboard",
+                action="store_true",
+                help="serve the live page to watch and steer (127.0.0.1)",
+            )
         service.set_defaults(func=func)
 
     control = commands.add_parser(
-        "control", help="pause, resume, abort, veto or inject into a running campaign")
+        "control", help="pause, resume, abort, veto or inject into a running campaign"
+    )
     control.add_argument("campaign", help="the running campaign's YAML file")
-    control.add_argument("action", choices=["status", "pause", "resume", "abort", "veto",
-                                            "inject"])
-    control.add_argument("--set", action="append", metavar="NAME=VALUE",
-                         help="a condition of the experiment to inject (repeat for each)")
-    control.add_argument("--who", default=os.environ.get("USER", "operator"),
-                         help="recorded with the request (default: $USER)")
+    control.add_argument("action", choices=["status", "pause", "resume", "abort", "veto", "inject"])
+    control.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a condition of the experiment to inject (repeat for each)",
+    )
+    control.add_argument(
+        "--who",
+        default=os.environ.get("USER", "operator"),
+        help="recorded with the request (default: $USER)",
+    )
     control.add_argument("--reason", default="", help="recorded with the request")
     for flag in ("--data-dir", "--name"):
         control.add_argument(flag, help=f"as given to sdl run {flag}")
     control.set_defaults(func=_control, budget=None, seed=None, agent=None)
 
     report = commands.add_parser(
-        "report", help="write a campaign's self-contained HTML report from its catalog")
+        "report", help="write a campaign's self-contained HTML report from its catalog"
+    )
     report.add_argument("campaign", help="the campaign's YAML file")
-    report.add_argument("--out", type=Path,
-                        help="HTML file to write (default: DATA_DIR/NAME-report.html)")
+    report.add_argument(
+        "--out", type=Path, help="HTML file to write (default: DATA_DIR/NAME-report.html)"
+    )
     for flag in ("--data-dir", "--name"):
         report.add_argument(flag, help=f"as given to sdl run {flag}")
     report.set_defaults(func=_report, budget=None, seed=None, agent=None)
 
     for name, (_, help_text) in TRAINERS.items():
-        commands.add_parser(name, add_help=False,
-                            help=f"{help_text} (options: sdl {name} --help)")
+        commands.add_parser(name, add_help=False, help=f"{help_text} (options: sdl {name} --help)")
 
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")
     validate.set_defaults(func=_validate)
 
     check = commands.add_parser(
-        "check-devices", help="dry run: connect to and read every PV of an EPICS campaign")
+        "check-devices", help="dry run: connect to and read every PV of an EPICS campaign"
+    )
     check.add_argument("campaign", help="campaign YAML file with devices.backend: epics")
     check.set_defaults(func=_check_devices)
 
     ioc = commands.add_parser(
-        "ioc", help="serve the simulated lab over Channel Access (caproto) until Ctrl-C")
+        "ioc", help="serve the simulated lab over Channel Access (caproto) until Ctrl-C"
+    )
     ioc.add_argument("--prefix", default="SDL:", help="PV name prefix (default SDL:)")
     ioc.add_argument("--system", default="tio2_solgel", help="materials system to simulate")
     ioc.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    ioc.add_argument("--speedup", type=float, default=float("inf"),
-                     help="simulated seconds per wall second (default inf: instant)")
-    ioc.add_argument("--host", default="127.0.0.1",
-                     help="interface to serve on; the UDP port is EPICS_CA_SERVER_PORT")
+    ioc.add_argument(
+        "--speedup",
+        type=float,
+        default=float("inf"),
+        help="simulated seconds per wall second (default inf: instant)",
+    )
+    ioc.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to serve on; the UDP port is EPICS_CA_SERVER_PORT",
+    )
     ioc.set_defaults(func=_ioc)
     return parser
 
@@ -342,8 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in TRAINERS:  # the trainer parses its own options
         return importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:
         # tiled's in-process client warns about its own test-client transport on every run.
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -76,9 +76,11 @@ class AgentConfig(_Strict):
     @model_validator(mode="after")
     def _rl_needs_its_policy(self) -> AgentConfig:
         if self.name == "rl" and not self.options.get("weights"):
-            raise ValueError("options.weights: the rl agent needs its trained policy, e.g. "
-                             "weights: models/rl_tio2.pt (made by `sdl train-rl --out "
-                             "models/rl_tio2.pt`)")
+            raise ValueError(
+                "options.weights: the rl agent needs its trained policy, e.g. "
+                "weights: models/rl_tio2.pt (made by `sdl train-rl --out "
+                "models/rl_tio2.pt`)"
+            )
         return self
 
 
@@ -95,7 +97,8 @@ class EpicsConfig(_Strict):
     )
     timeout_s: float = Field(default=5.0, gt=0, description="to connect to a PV or read it")
     action_timeout_s: float = Field(
-        default=86_400.0, gt=0,
+        default=86_400.0,
+        gt=0,
         description="for a put-completion (a setpoint reached, a synthesis, a scan) to finish",
     )
 
@@ -164,21 +167,24 @@ class AnalysisConfig(_Strict):
         default=None, description="U-Net weights written by `sdl train-unet --out PATH`"
     )
     xrd_classifier: Path | None = Field(
-        default=None, description="1D-CNN weights written by `sdl train-xrd --out PATH`; "
+        default=None,
+        description="1D-CNN weights written by `sdl train-xrd --out PATH`; "
         "adds <phase>_probability and <phase>_cnn_fraction features",
     )
 
     @model_validator(mode="after")
     def _models_exist(self) -> AnalysisConfig:
         if self.segmenter == "unet" and self.unet_model is None:
-            raise ValueError("unet_model: segmenter unet needs the weights; make them with "
-                             "`sdl train-unet --out unet.pt`")
-        for field_name, command in (("unet_model", "train-unet"),
-                                    ("xrd_classifier", "train-xrd")):
+            raise ValueError(
+                "unet_model: segmenter unet needs the weights; make them with "
+                "`sdl train-unet --out unet.pt`"
+            )
+        for field_name, command in (("unet_model", "train-unet"), ("xrd_classifier", "train-xrd")):
             path = getattr(self, field_name)
             if path is not None and not path.is_file():
-                raise ValueError(f"{field_name}: no such file {path}; make it with "
-                                 f"`sdl {command} --out {path}`")
+                raise ValueError(
+                    f"{field_name}: no such file {path}; make it with `sdl {command} --out {path}`"
+                )
         return self
 
 
@@ -195,6 +201,7 @@ class DevicesConfig(_Strict):
     @classmethod
     def _known_system(cls, system: str) -> str:
         return get_system(system).name
+
     speedup: float = Field(
         default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"
     )
@@ -203,25 +210,31 @@ class DevicesConfig(_Strict):
         default=24.0, ge=8, le=64, description="magnification: pixels across a typical grain"
     )
     action_timeout_s: float | None = Field(
-        default=600.0, gt=0,
+        default=600.0,
+        gt=0,
         description="wall seconds a simulated action may go silent before it times out",
     )
     faults: dict[Literal[tuple(FAULT_TARGETS)], FaultInjectionConfig] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="simulated faults to inject (backend: sim only)"
     )
     stations: int = Field(
-        default=1, ge=1, le=64,
+        default=1,
+        ge=1,
+        le=64,
         description="identical reactor+instrument stations working side by side (backend: sim)",
     )
 
     @model_validator(mode="after")
     def _faults_only_simulated(self) -> DevicesConfig:
         if self.faults and self.backend != "sim":
-            raise ValueError("faults: fault injection needs backend: sim; real instruments "
-                             "bring their own")
+            raise ValueError(
+                "faults: fault injection needs backend: sim; real instruments bring their own"
+            )
         if self.stations > 1 and self.backend != "sim":
-            raise ValueError(f"stations: {self.stations} stations need backend: sim; EPICS "
-                             "stations are one per PV prefix (run one queueserver per prefix)")
+            raise ValueError(
+                f"stations: {self.stations} stations need backend: sim; EPICS "
+                "stations are one per PV prefix (run one queueserver per prefix)"
+            )
         return self
 
 
@@ -256,8 +269,10 @@ class CampaignConfig(_Strict):
     @model_validator(mode="after")
     def _magnetometer_only_simulated(self) -> CampaignConfig:
         if "magnetometer" in self.instruments and self.devices.backend != "sim":
-            raise ValueError("instruments: the magnetometer has no EPICS device yet; it needs "
-                             "devices.backend: sim")
+            raise ValueError(
+                "instruments: the magnetometer has no EPICS device yet; it needs "
+                "devices.backend: sim"
+            )
         return self
 
     @model_validator(mode="after")
@@ -274,8 +289,10 @@ class CampaignConfig(_Strict):
             known = pv_components(EPICS_DEVICES[device], limits)
             unknown = sorted(set(names) - set(known))
             if unknown:
-                raise ValueError(f"devices.epics.pv_map.{device}: unknown component(s) {unknown}; "
-                                 f"{device} has {known}")
+                raise ValueError(
+                    f"devices.epics.pv_map.{device}: unknown component(s) {unknown}; "
+                    f"{device} has {known}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -298,23 +315,34 @@ class CampaignConfig(_Strict):
     def _several_objectives_fit_the_agent(self) -> CampaignConfig:
         names = [objective.name for objective in self.objectives]
         if self.agent.name == "rl" and len(names) > 1:
-            raise ValueError(f"agent.name: the rl agent optimises one objective, got {names}; "
-                             "use bayesian (qLogNEHVI), random or sobol for several")
+            raise ValueError(
+                f"agent.name: the rl agent optimises one objective, got {names}; "
+                "use bayesian (qLogNEHVI), random or sobol for several"
+            )
         reference = self.agent.options.get("reference_point")
         if reference is None:
             return self
         if len(names) < 2:
-            raise ValueError("agent.options.reference_point: hypervolume needs several "
-                             f"objectives; this campaign has one, {names}")
+            raise ValueError(
+                "agent.options.reference_point: hypervolume needs several "
+                f"objectives; this campaign has one, {names}"
+            )
         if not isinstance(reference, dict) or set(reference) != set(names):
-            raise ValueError("agent.options.reference_point: give one value for each objective "
-                             f"{names}, got {reference!r}")
-        bad = {name: value for name, value in reference.items()
-               if isinstance(value, bool) or not isinstance(value, int | float)
-               or not math.isfinite(value)}
+            raise ValueError(
+                "agent.options.reference_point: give one value for each objective "
+                f"{names}, got {reference!r}"
+            )
+        bad = {
+            name: value
+            for name, value in reference.items()
+            if isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        }
         if bad:
-            raise ValueError(f"agent.options.reference_point: values must be finite numbers, "
-                             f"got {bad}")
+            raise ValueError(
+                f"agent.options.reference_point: values must be finite numbers, got {bad}"
+            )
         return self
 
 

@@ -86,8 +86,11 @@ class CampaignControl:
 
     def inject(self, conditions: Mapping[str, float], who: str, reason: str = "") -> None:
         """Run these conditions next, ahead of the agent's own proposals."""
-        self._request(ControlAction("inject", who, reason,
-                                    conditions={k: float(v) for k, v in conditions.items()}))
+        self._request(
+            ControlAction(
+                "inject", who, reason, conditions={k: float(v) for k, v in conditions.items()}
+            )
+        )
 
     def _request(self, request: ControlAction) -> None:
         with self._changed:
@@ -123,8 +126,10 @@ class CampaignControl:
         with self._changed:
             while True:
                 if self._aborted is not None:
-                    raise CampaignAborted(f"aborted by {self._aborted.who}: "
-                                          f"{self._aborted.reason or 'no reason given'}")
+                    raise CampaignAborted(
+                        f"aborted by {self._aborted.who}: "
+                        f"{self._aborted.reason or 'no reason given'}"
+                    )
                 if self._paused is None:
                     return
                 self._changed.wait()

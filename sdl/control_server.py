@@ -27,8 +27,14 @@ from sdl.control import CampaignControl
 logger = logging.getLogger(__name__)
 
 #: Requests a client may make, and the fields each one takes besides ``token`` and ``who``.
-ACTIONS = {"status": (), "pause": ("reason",), "resume": ("reason",), "abort": ("reason",),
-           "veto": ("reason",), "inject": ("conditions", "reason")}
+ACTIONS = {
+    "status": (),
+    "pause": ("reason",),
+    "resume": ("reason",),
+    "abort": ("reason",),
+    "veto": ("reason",),
+    "inject": ("conditions", "reason"),
+}
 
 
 def connection_file(data_dir: Path | str, campaign: str) -> Path:
@@ -49,8 +55,12 @@ class ControlServer:
         ZeroMQ address to bind; loopback with a random port by default.
     """
 
-    def __init__(self, control: CampaignControl, status: Callable[[], dict[str, Any]],
-                 address: str = "tcp://127.0.0.1:*") -> None:
+    def __init__(
+        self,
+        control: CampaignControl,
+        status: Callable[[], dict[str, Any]],
+        address: str = "tcp://127.0.0.1:*",
+    ) -> None:
         self.control = control
         self.status = status
         self.token = secrets.token_urlsafe(24)
@@ -120,8 +130,7 @@ class ControlServer:
             getattr(self.control, action)(who, reason)
 
 
-def send_request(path: Path, action: str, timeout_s: float = 10.0,
-                 **fields: Any) -> dict[str, Any]:
+def send_request(path: Path, action: str, timeout_s: float = 10.0, **fields: Any) -> dict[str, Any]:
     """Send one request to the campaign whose connection file is ``path``; its reply."""
     try:
         connection = json.loads(path.read_text())
@@ -132,12 +141,12 @@ def send_request(path: Path, action: str, timeout_s: float = 10.0,
     socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
     try:
         socket.connect(connection["address"])
-        socket.send(json.dumps({"token": connection["token"], "action": action,
-                                **fields}).encode())
+        socket.send(json.dumps({"token": connection["token"], "action": action, **fields}).encode())
         try:
             return json.loads(socket.recv())
         except zmq.Again:
-            raise TimeoutError(f"the campaign at {connection['address']} did not answer "
-                               f"within {timeout_s:g} s") from None
+            raise TimeoutError(
+                f"the campaign at {connection['address']} did not answer within {timeout_s:g} s"
+            ) from None
     finally:
         socket.close()

@@ -51,8 +51,13 @@ POLL_INTERVAL_S = 0.3
 TABLE_ROWS = 50
 
 #: Control actions the page may request, and the :class:`CampaignControl` method of each.
-CONTROL_METHODS = {"pause": "pause", "resume": "resume", "abort": "abort", "veto": "veto_next",
-                   "inject": "inject"}
+CONTROL_METHODS = {
+    "pause": "pause",
+    "resume": "resume",
+    "abort": "abort",
+    "veto": "veto_next",
+    "inject": "inject",
+}
 
 
 @cache
@@ -61,8 +66,11 @@ def _plotly_js() -> str:
 
 
 def _page() -> str:
-    return importlib.resources.files("sdl").joinpath("templates/dashboard.html").read_text(
-        encoding="utf-8")
+    return (
+        importlib.resources.files("sdl")
+        .joinpath("templates/dashboard.html")
+        .read_text(encoding="utf-8")
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -107,8 +115,9 @@ class MeasurementFigures:
         while (item := self._pending.get()) is not None:
             raw_uid, measurements = item
             try:
-                figures = measurement_figures(measurements, self.phases,
-                                              f"latest sample (run {raw_uid[:8]})")
+                figures = measurement_figures(
+                    measurements, self.phases, f"latest sample (run {raw_uid[:8]})"
+                )
             except ValueError as error:
                 logger.warning("dashboard: cannot draw run %s: %s", raw_uid, error)
                 continue
@@ -137,10 +146,18 @@ class Dashboard:
         The secret every request must carry; a fresh one by default.
     """
 
-    def __init__(self, log: CampaignLog, control: CampaignControl,
-                 status: Callable[[], dict[str, Any]],
-                 search_space: Mapping[str, Mapping[str, Any]], *, phases: tuple[str, ...],
-                 host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        log: CampaignLog,
+        control: CampaignControl,
+        status: Callable[[], dict[str, Any]],
+        search_space: Mapping[str, Mapping[str, Any]],
+        *,
+        phases: tuple[str, ...],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+    ) -> None:
         self.log = log
         self.control = control
         self.status = status
@@ -150,15 +167,23 @@ class Dashboard:
         self.measurement_figures = MeasurementFigures(phases)
         self.feed = DocumentFeed(log, on_measured=self.measurement_figures.submit)
         self._stopping = threading.Event()
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app(), host=host, port=port, log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=1))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app(),
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
         self.port = port
 
     @classmethod
-    def for_runner(cls, runner: Any, *, host: str = "127.0.0.1", port: int = 0,
-                   token: str | None = None) -> Dashboard:
+    def for_runner(
+        cls, runner: Any, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> Dashboard:
         """A dashboard of a :class:`~sdl.orchestrator.CampaignRunner`, fed in-process.
 
         Call it before ``runner.run()``. Experiments already in the catalog (a resumed
@@ -169,15 +194,24 @@ class Dashboard:
         log.config = config.model_dump(mode="json")
 
         def status() -> dict[str, Any]:
-            return {**runner.status(),
-                    "run_engine": ", ".join(f"{station.name}: {station.state}"
-                                            for station in runner.stations),
-                    "instrument_hours": runner.result.instrument_hours}
+            return {
+                **runner.status(),
+                "run_engine": ", ".join(
+                    f"{station.name}: {station.state}" for station in runner.stations
+                ),
+                "instrument_hours": runner.result.instrument_hours,
+            }
 
-        dashboard = cls(log, runner.control, status,
-                        {n: p.model_dump(mode="json") for n, p in config.search_space.items()},
-                        phases=tuple(get_system(config.devices.system).phases),
-                        host=host, port=port, token=token)
+        dashboard = cls(
+            log,
+            runner.control,
+            status,
+            {n: p.model_dump(mode="json") for n, p in config.search_space.items()},
+            phases=tuple(get_system(config.devices.system).phases),
+            host=host,
+            port=port,
+            token=token,
+        )
         runner.subscribe(dashboard.feed)
         return dashboard
 
@@ -209,13 +243,15 @@ class Dashboard:
 
     def app(self) -> Starlette:
         """The ASGI app (also usable with starlette's TestClient)."""
-        return Starlette(routes=[
-            Route("/", self._page),
-            Route("/static/plotly.min.js", self._plotly),
-            Route("/api/state", self._state),
-            Route("/api/events", self._events),
-            Route("/api/control/{action}", self._control, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/", self._page),
+                Route("/static/plotly.min.js", self._plotly),
+                Route("/api/state", self._state),
+                Route("/api/events", self._events),
+                Route("/api/control/{action}", self._control, methods=["POST"]),
+            ]
+        )
 
     def _refusal(self, request: Request) -> Response | None:
         """401 without a token, 403 with a wrong one, None when the token is right."""
@@ -224,11 +260,18 @@ class Dashboard:
         if header.lower().startswith("bearer "):
             given = header[7:].strip()
         if not given:
-            return JSONResponse({"error": "this dashboard needs its token (printed at start-up):"
-                                 " open the URL with ?token=..."}, status_code=401)
+            return JSONResponse(
+                {
+                    "error": "this dashboard needs its token (printed at start-up):"
+                    " open the URL with ?token=..."
+                },
+                status_code=401,
+            )
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            logger.warning("dashboard: refused a request with a wrong token from %s",
-                           request.client.host if request.client else "?")
+            logger.warning(
+                "dashboard: refused a request with a wrong token from %s",
+                request.client.host if request.client else "?",
+            )
             return JSONResponse({"error": "wrong token"}, status_code=403)
         return None
 
@@ -236,8 +279,11 @@ class Dashboard:
         return self._refusal(request) or HTMLResponse(_page())
 
     async def _plotly(self, request: Request) -> Response:
-        return Response(_plotly_js(), media_type="application/javascript",
-                        headers={"Cache-Control": "max-age=3600"})
+        return Response(
+            _plotly_js(),
+            media_type="application/javascript",
+            headers={"Cache-Control": "max-age=3600"},
+        )
 
     async def _state(self, request: Request) -> Response:
         return self._refusal(request) or JSONResponse(self.snapshot(figures=True))
@@ -246,7 +292,8 @@ class Dashboard:
         """What the page shows: status, progress, tables, and (optionally) every figure."""
         with self.log.lock:
             update: dict[str, Any] = {
-                "status": self.status(), "summary": self.log.summary(),
+                "status": self.status(),
+                "summary": self.log.summary(),
                 "search_space": self.search_space,
                 "faults": self.log.faults[-TABLE_ROWS:],
                 "controls": self.log.controls[-TABLE_ROWS:],
@@ -256,7 +303,8 @@ class Dashboard:
                 update["figures"] = {
                     "convergence": json.loads(convergence_figure(self.log).to_json()),
                     "conditions": json.loads(
-                        conditions_figure(self.log, self.search_space).to_json()),
+                        conditions_figure(self.log, self.search_space).to_json()
+                    ),
                     **{k: json.loads(v) for k, v in self.measurement_figures.figures.items()},
                 }
         return _finite(update)
@@ -278,8 +326,9 @@ class Dashboard:
                     yield f"event: update\ndata: {json.dumps(update)}\n\n"
                 await asyncio.sleep(POLL_INTERVAL_S)
 
-        return StreamingResponse(updates(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            updates(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     async def _control(self, request: Request) -> Response:
         refusal = self._refusal(request)
@@ -287,15 +336,18 @@ class Dashboard:
             return refusal
         action = request.path_params["action"]
         if action not in CONTROL_METHODS:
-            return JSONResponse({"error": f"unknown action {action!r}; one of "
-                                 f"{sorted(CONTROL_METHODS)}"}, status_code=404)
+            return JSONResponse(
+                {"error": f"unknown action {action!r}; one of {sorted(CONTROL_METHODS)}"},
+                status_code=404,
+            )
         try:
             body = await request.json()
         except ValueError:
             return JSONResponse({"error": "the request body must be JSON"}, status_code=400)
         if not isinstance(body, dict):
-            return JSONResponse({"error": "the request body must be a JSON object"},
-                                status_code=400)
+            return JSONResponse(
+                {"error": "the request body must be a JSON object"}, status_code=400
+            )
         who = str(body.get("who") or "dashboard")[:80]
         reason = str(body.get("reason") or "")[:500]
         method = getattr(self.control, CONTROL_METHODS[action])

@@ -82,13 +82,17 @@ class CampaignLog:
         with self.lock:
             if purpose == "experiment":
                 self._experiments[start["uid"]] = Experiment(
-                    raw_uid=start["uid"], iteration=int(start["iteration"]),
-                    attempt=int(start.get("attempt", 1)), proposal_id=start["_id"],
+                    raw_uid=start["uid"],
+                    iteration=int(start["iteration"]),
+                    attempt=int(start.get("attempt", 1)),
+                    proposal_id=start["_id"],
                     proposed_by=start.get("proposed_by", "agent"),
                     conditions=dict(start.get("conditions", {})),
-                    belief={k: v for k, v in (start.get("agent_belief") or {}).items()
-                            if v is not None},
-                    started_at=float(start["time"]))
+                    belief={
+                        k: v for k, v in (start.get("agent_belief") or {}).items() if v is not None
+                    },
+                    started_at=float(start["time"]),
+                )
             elif purpose == "campaign":
                 self.config = dict(start.get("config", {}))
                 self.versions = dict(start.get("versions", {}))
@@ -96,8 +100,9 @@ class CampaignLog:
                     self.started_at = float(start["time"])
             elif purpose in DECISION_PURPOSES:
                 entry = {key: value for key, value in start.items() if key != "config"}
-                {"fault": self.faults, "control": self.controls,
-                 "refused-proposal": self.refused}[purpose].append(entry)
+                {"fault": self.faults, "control": self.controls, "refused-proposal": self.refused}[
+                    purpose
+                ].append(entry)
             else:
                 return
             self.version += 1
@@ -145,8 +150,9 @@ class CampaignLog:
 
     def measured(self) -> list[Experiment]:
         """Experiments whose objective was measured, in order."""
-        return [e for e in self.experiments
-                if math.isfinite(e.features.get(self.objective, math.nan))]
+        return [
+            e for e in self.experiments if math.isfinite(e.features.get(self.objective, math.nan))
+        ]
 
     def best(self, count: int = 1) -> list[Experiment]:
         """The ``count`` best measured experiments that meet the outcome constraints, best
@@ -162,8 +168,10 @@ class CampaignLog:
 
     def experiments_done(self) -> int:
         """Experiments that count against the budget: one per iteration that ended."""
-        return len({e.iteration for e in self.experiments if e.features}
-                   | {int(f["iteration"]) for f in self.faults if f.get("action") == "skip"})
+        return len(
+            {e.iteration for e in self.experiments if e.features}
+            | {int(f["iteration"]) for f in self.faults if f.get("action") == "skip"}
+        )
 
     def summary(self) -> dict[str, Any]:
         """Progress from the records: experiments done, budget, best, instrument hours, ETA."""
@@ -184,18 +192,31 @@ class CampaignLog:
                 "agent": (self.config.get("agent") or {}).get("name"),
                 "objective": self.objective,
                 "direction": "maximize" if self.maximize else "minimize",
-                "experiments": done, "budget": budget, "runs": len(experiments),
-                "instrument_hours": hours, "eta_s": eta_s,
-                "best": None if not best else {
+                "experiments": done,
+                "budget": budget,
+                "runs": len(experiments),
+                "instrument_hours": hours,
+                "eta_s": eta_s,
+                "best": None
+                if not best
+                else {
                     "value": best[0].features[self.objective],
                     "std": best[0].features.get(f"{self.objective}_std"),
-                    "iteration": best[0].iteration, "conditions": best[0].conditions,
-                    "raw_uid": best[0].raw_uid},
-                "running": None if not running else {
-                    "iteration": running[-1].iteration, "attempt": running[-1].attempt,
-                    "conditions": running[-1].conditions, "since": running[-1].started_at,
-                    "proposed_by": running[-1].proposed_by},
-                "faults": len(self.faults), "refused": len(self.refused),
+                    "iteration": best[0].iteration,
+                    "conditions": best[0].conditions,
+                    "raw_uid": best[0].raw_uid,
+                },
+                "running": None
+                if not running
+                else {
+                    "iteration": running[-1].iteration,
+                    "attempt": running[-1].attempt,
+                    "conditions": running[-1].conditions,
+                    "since": running[-1].started_at,
+                    "proposed_by": running[-1].proposed_by,
+                },
+                "faults": len(self.faults),
+                "refused": len(self.refused),
             }
 
 
@@ -235,8 +256,9 @@ class DocumentFeed:
         Called with ``(raw_uid, measurements)`` after each successful experiment run.
     """
 
-    def __init__(self, log: CampaignLog,
-                 on_measured: Callable[[str, Measurements], None] | None = None) -> None:
+    def __init__(
+        self, log: CampaignLog, on_measured: Callable[[str, Measurements], None] | None = None
+    ) -> None:
         self.log = log
         self.on_measured = on_measured
         self._analysis_runs: dict[str, str] = {}

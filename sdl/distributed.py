@@ -64,8 +64,12 @@ class StreamOutcomes:
                 self._run_of_descriptor[doc["uid"]] = doc["run_start"]
             elif name == "event" and doc.get("descriptor") in self._run_of_descriptor:
                 self._runs[self._run_of_descriptor[doc["descriptor"]]].values.update(
-                    {key: float(value) for key, value in doc["data"].items()
-                     if isinstance(value, int | float)})
+                    {
+                        key: float(value)
+                        for key, value in doc["data"].items()
+                        if isinstance(value, int | float)
+                    }
+                )
             elif name == "stop" and doc.get("run_start") in self._runs:
                 self._stop(doc)
 
@@ -75,8 +79,9 @@ class StreamOutcomes:
         if doc.get("purpose") == "experiment" and "_id" in doc:
             self._runs[doc["uid"]] = _RunSeen(key=(doc["_id"], int(doc.get("attempt", 1))))
         elif doc.get("purpose") == "analysis" and doc.get("raw_uid") in self._runs:
-            self._runs[doc["uid"]] = _RunSeen(raw_uid=doc["raw_uid"],
-                                              problem_kind=doc.get("problem_kind"))
+            self._runs[doc["uid"]] = _RunSeen(
+                raw_uid=doc["raw_uid"], problem_kind=doc.get("problem_kind")
+            )
 
     def _stop(self, doc: Mapping[str, Any]) -> None:
         run = self._runs[doc["run_start"]]
@@ -84,19 +89,22 @@ class StreamOutcomes:
         reason = doc.get("reason") or doc.get("exit_status", "")
         if run.key is not None:
             if not success:
-                self._resolve(run.key, Failed(fault_kind_of_reason(reason), reason,
-                                              doc["run_start"]))
+                self._resolve(
+                    run.key, Failed(fault_kind_of_reason(reason), reason, doc["run_start"])
+                )
             return
         raw = self._runs.pop(run.raw_uid or "", None)
         del self._runs[doc["run_start"]]
         if raw is None or raw.key is None:
             return
         if success:
-            self._resolve(raw.key, Measured(run.raw_uid or "", run.values,
-                                            instrument_time_s(raw.values)))
+            self._resolve(
+                raw.key, Measured(run.raw_uid or "", run.values, instrument_time_s(raw.values))
+            )
         else:
-            self._resolve(raw.key, Failed(run.problem_kind or "analysis_error", reason,
-                                          run.raw_uid))
+            self._resolve(
+                raw.key, Failed(run.problem_kind or "analysis_error", reason, run.raw_uid)
+            )
 
     def _resolve(self, key: tuple[str, int], outcome: Measured | Failed) -> None:
         self._outcomes[key] = outcome
@@ -127,8 +135,14 @@ class QueueStation:
         ended) before it counts as a ``timeout`` fault; the plan itself may run for hours.
     """
 
-    def __init__(self, name: str, address: str, outcomes: StreamOutcomes,
-                 checkpoint: Callable[[], None], timeout_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        outcomes: StreamOutcomes,
+        checkpoint: Callable[[], None],
+        timeout_s: float = 3600.0,
+    ) -> None:
         self.name = name
         self.address = address
         self._outcomes = outcomes
@@ -149,8 +163,9 @@ class QueueStation:
         except REManagerAPI.RequestTimeoutError as error:  # the queueserver does not answer
             return Failed("disconnect", f"{self.name}'s queueserver at {self.address}: {error}")
         except REManagerAPI.RequestFailedError as error:  # it answered no
-            return Failed("instrument_error", f"{self.name}'s queueserver refused the plan: "
-                                              f"{error}")
+            return Failed(
+                "instrument_error", f"{self.name}'s queueserver refused the plan: {error}"
+            )
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
@@ -158,8 +173,10 @@ class QueueStation:
                 return outcome
             if self._ride_out_pause() != "idle":  # a synthesis may take hours: wait it out
                 deadline = time.monotonic() + self._timeout_s
-        return Failed("timeout", f"no outcome from {self.name} within {self._timeout_s:g} s "
-                                 f"of its queue going idle")
+        return Failed(
+            "timeout",
+            f"no outcome from {self.name} within {self._timeout_s:g} s of its queue going idle",
+        )
 
     def _ride_out_pause(self) -> str:
         """While the campaign is paused, keep the plan it paused paused; resume it after, abort

@@ -35,8 +35,7 @@ class IOCProcess:
     @property
     def client_env(self) -> dict[str, str]:
         """Environment for a CA client that must find this IOC and only this IOC."""
-        return {"EPICS_CA_ADDR_LIST": f"{self.host}:{self.port}",
-                "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+        return {"EPICS_CA_ADDR_LIST": f"{self.host}:{self.port}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
 
     def kill(self) -> None:
         """Stop the IOC at once, as a crash would."""
@@ -59,18 +58,44 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def running_ioc(*, prefix: str = "SDL:", system: str = "tio2_solgel", seed: int = 0,
-                speedup: float = math.inf, host: str = "127.0.0.1", port: int | None = None,
-                startup_timeout_s: float = 60.0) -> Iterator[IOCProcess]:
+def running_ioc(
+    *,
+    prefix: str = "SDL:",
+    system: str = "tio2_solgel",
+    seed: int = 0,
+    speedup: float = math.inf,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    startup_timeout_s: float = 60.0,
+) -> Iterator[IOCProcess]:
     """Run ``sdl ioc`` in a child process until the block ends; raise if it cannot serve.
 
     ``port`` defaults to a free one; give a previous IOC's port to restart it in its place.
     """
     port = port or free_port(host)
-    env = {**os.environ, "EPICS_CA_SERVER_PORT": str(port), "EPICS_CAS_INTF_ADDR_LIST": host,
-           "EPICS_CAS_BEACON_ADDR_LIST": host, "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO"}
-    command = [sys.executable, "-m", "sdl.cli", "ioc", "--prefix", prefix, "--system", system,
-               "--seed", str(seed), "--speedup", str(speedup), "--host", host]
+    env = {
+        **os.environ,
+        "EPICS_CA_SERVER_PORT": str(port),
+        "EPICS_CAS_INTF_ADDR_LIST": host,
+        "EPICS_CAS_BEACON_ADDR_LIST": host,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "sdl.cli",
+        "ioc",
+        "--prefix",
+        prefix,
+        "--system",
+        system,
+        "--seed",
+        str(seed),
+        "--speedup",
+        str(speedup),
+        "--host",
+        host,
+    ]
     with tempfile.TemporaryDirectory(prefix="sdl-ioc-") as log_dir:
         log_path = Path(log_dir) / "ioc.log"
         with open(log_path, "wb") as log:
@@ -80,8 +105,10 @@ def running_ioc(*, prefix: str = "SDL:", system: str = "tio2_solgel", seed: int 
             deadline = time.monotonic() + startup_timeout_s
             while READY_LINE not in log_path.read_text(errors="replace"):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise IOCStartError(f"the IOC did not start on {host}:{port}:\n"
-                                        + log_path.read_text(errors="replace"))
+                    raise IOCStartError(
+                        f"the IOC did not start on {host}:{port}:\n"
+                        + log_path.read_text(errors="replace")
+                    )
                 time.sleep(0.05)
             yield ioc
         finally:

@@ -43,14 +43,23 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
     """Simulated reactor and detectors for ``config``, sharing one clock, seed and stage."""
     system = get_system(config.devices.system)
     faults = FaultInjector(
-        {kind: FaultSpec(spec.rate, tuple(spec.at), tuple(spec.devices), spec.step)
-         for kind, spec in config.devices.faults.items()},
+        {
+            kind: FaultSpec(spec.rate, tuple(spec.at), tuple(spec.devices), spec.step)
+            for kind, spec in config.devices.faults.items()
+        },
         seed=config.seed,
     )
-    lab = SimulatedLab(SimClock(config.devices.speedup), seed=config.seed, faults=faults,
-                       action_timeout_s=config.devices.action_timeout_s)
-    reactor_cls = reactor_class(f"{system.name.title().replace('_', '')}Reactor",
-                                system.condition_limits, joint_limit=system.joint_limit)
+    lab = SimulatedLab(
+        SimClock(config.devices.speedup),
+        seed=config.seed,
+        faults=faults,
+        action_timeout_s=config.devices.action_timeout_s,
+    )
+    reactor_cls = reactor_class(
+        f"{system.name.title().replace('_', '')}Reactor",
+        system.condition_limits,
+        joint_limit=system.joint_limit,
+    )
     reactor = reactor_cls(name="reactor", lab=lab, model=system.make_model())
     detectors: list[Any] = []
     if "xrd" in config.instruments:
@@ -67,12 +76,15 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
 
 def _detector_settings(config: CampaignConfig) -> dict[str, tuple[str, float]]:
     """Detector name -> (component, value) of the settings a campaign file fixes."""
-    return {"xrd": ("exposure_s", config.devices.xrd_exposure_s),
-            "microscope": ("target_grain_px", config.devices.microscope_target_grain_px)}
+    return {
+        "xrd": ("exposure_s", config.devices.xrd_exposure_s),
+        "microscope": ("target_grain_px", config.devices.microscope_target_grain_px),
+    }
 
 
-def apply_detector_settings(config: CampaignConfig, detectors: list[Any],
-                            timeout_s: float | None = None) -> None:
+def apply_detector_settings(
+    config: CampaignConfig, detectors: list[Any], timeout_s: float | None = None
+) -> None:
     """Set each detector's configured setting (exposure, magnification), within its limits.
 
     Detectors without a setting in the campaign file (the magnetometer) keep their own.
@@ -94,13 +106,16 @@ def _epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any
 
     def make(device: str, **kwargs: Any) -> Any:
         pv_names = {str(name): names for name, names in epics.pv_map.items()}.get(device, {})
-        cls = epics_device_class(EPICS_DEVICES[device], device, pv_names,
-                                 timeouts=timeouts, condition_limits=limits)
+        cls = epics_device_class(
+            EPICS_DEVICES[device], device, pv_names, timeouts=timeouts, condition_limits=limits
+        )
         return cls(epics.prefix, name=device, **kwargs)
 
     reactor = make("reactor")
-    detectors = [make(name, **({"write_dir": raw_dir} if name == "microscope" else {}))
-                 for name in config.instruments]
+    detectors = [
+        make(name, **({"write_dir": raw_dir} if name == "microscope" else {}))
+        for name in config.instruments
+    ]
     return reactor, detectors
 
 
@@ -120,8 +135,10 @@ def build_epics_instruments(config: CampaignConfig, raw_dir: Path) -> Instrument
     signals = [s for device in (reactor, *detectors) for s in device.epics_signals()]
     missing = unconnected_pvs(signals, config.devices.epics.timeout_s)
     if missing:
-        raise EpicsError("PVs not connected (run `sdl check-devices` for a full report): "
-                         + ", ".join(_pv_label(s) for s in missing))
+        raise EpicsError(
+            "PVs not connected (run `sdl check-devices` for a full report): "
+            + ", ".join(_pv_label(s) for s in missing)
+        )
     apply_detector_settings(config, detectors, config.devices.epics.action_timeout_s)
     check_search_space(config, reactor)
     return Instruments(reactor=reactor, detectors=detectors)
@@ -168,7 +185,8 @@ def check_devices(config: CampaignConfig, raw_dir: Path) -> DeviceCheck:
         if signal in missing:
             check.problems.append(
                 f"missing: {label} did not connect; fix the name or map it with "
-                f"devices.epics.pv_map.{signal.parent.name}.{signal.attr_name}")
+                f"devices.epics.pv_map.{signal.parent.name}.{signal.attr_name}"
+            )
             continue
         try:
             value = signal.get()
@@ -209,16 +227,23 @@ def _signal_problems(signal: Any, label: str, value: Any) -> list[str]:
     if isinstance(signal, EpicsLimitedSignal):
         low, high = signal.limits
         if not low < high:
-            problems.append(f"limits: {label} leaves no safe range: configured "
-                            f"{list(signal.configured_limits)}, PV {signal.pv_limits()}")
-    if isinstance(signal.parent, EpicsInstrument) and (
-            signal.attr_name == signal.parent.action_component) and not signal.write_access:
+            problems.append(
+                f"limits: {label} leaves no safe range: configured "
+                f"{list(signal.configured_limits)}, PV {signal.pv_limits()}"
+            )
+    if (
+        isinstance(signal.parent, EpicsInstrument)
+        and (signal.attr_name == signal.parent.action_component)
+        and not signal.write_access
+    ):
         problems.append(f"access: {label} is not writable; the action cannot be started")
     if signal.attr_name == "image_data":
         expected = int(np.prod(signal.parent.frame_shape))
         if np.asarray(value).size != expected:
-            problems.append(f"shape: {label} holds {np.asarray(value).size} values; a "
-                            f"{signal.parent.frame_shape} frame needs {expected}")
+            problems.append(
+                f"shape: {label} holds {np.asarray(value).size} values; a "
+                f"{signal.parent.frame_shape} frame needs {expected}"
+            )
     return problems
 
 
@@ -235,8 +260,9 @@ def check_search_space(config: CampaignConfig, reactor: Reactor) -> None:
             continue
         low, high, unit = device_limits[name]
         if parameter.unit != unit:
-            problems.append(f"  search_space.{name}.unit: the reactor works in {unit!r}, "
-                            f"got {parameter.unit!r}")
+            problems.append(
+                f"  search_space.{name}.unit: the reactor works in {unit!r}, got {parameter.unit!r}"
+            )
         if parameter.low < low or parameter.high > high:
             problems.append(
                 f"  search_space.{name}: [{parameter.low:g}, {parameter.high:g}] {parameter.unit} "
@@ -244,12 +270,16 @@ def check_search_space(config: CampaignConfig, reactor: Reactor) -> None:
             )
     for name, value in config.fixed_conditions.items():
         if name not in device_limits:
-            problems.append(f"  fixed_conditions.{name}: the reactor has no such condition; "
-                            f"it has {sorted(device_limits)}")
+            problems.append(
+                f"  fixed_conditions.{name}: the reactor has no such condition; "
+                f"it has {sorted(device_limits)}"
+            )
         elif not device_limits[name][0] <= value <= device_limits[name][1]:
             low, high, unit = device_limits[name]
-            problems.append(f"  fixed_conditions.{name}: {value:g} {unit} is outside the "
-                            f"reactor's safe range [{low:g}, {high:g}] {unit}")
+            problems.append(
+                f"  fixed_conditions.{name}: {value:g} {unit} is outside the "
+                f"reactor's safe range [{low:g}, {high:g}] {unit}"
+            )
     missing = sorted(set(device_limits) - set(config.search_space) - set(config.fixed_conditions))
     if missing:
         problems.append(

@@ -62,14 +62,29 @@ MAX_CONSECUTIVE_REFUSALS = 20
 
 def build_agent(config: CampaignConfig) -> Any:
     """The agent named in ``config``, over the campaign's search space and objectives."""
-    space = SearchSpace(tuple(
-        Parameter(name, p.low, p.high, p.unit, log_scale=p.log_scale,
-                  values=tuple(p.values) if p.values else None, categorical=p.categorical)
-        for name, p in config.search_space.items()
-    ))
+    space = SearchSpace(
+        tuple(
+            Parameter(
+                name,
+                p.low,
+                p.high,
+                p.unit,
+                log_scale=p.log_scale,
+                values=tuple(p.values) if p.values else None,
+                categorical=p.categorical,
+            )
+            for name, p in config.search_space.items()
+        )
+    )
     objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]
-    return make_agent(config.agent.name, space, objectives, seed=config.seed,
-                      max_evaluations=config.budget, **config.agent.options)
+    return make_agent(
+        config.agent.name,
+        space,
+        objectives,
+        seed=config.seed,
+        max_evaluations=config.budget,
+        **config.agent.options,
+    )
 
 
 def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnalysis:
@@ -153,10 +168,16 @@ class CampaignRunner:
         """``devices.stations`` stations in this process, each with its own random streams."""
         count = self.config.devices.stations
         return [
-            LocalStation(f"station-{index}" if count > 1 else "station",
-                         build_instruments(self.config.model_copy(
-                             update={"seed": self.config.seed + index}), raw_dir(self.data_dir)),
-                         self._emit, self.checkpoint, self._evaluate)
+            LocalStation(
+                f"station-{index}" if count > 1 else "station",
+                build_instruments(
+                    self.config.model_copy(update={"seed": self.config.seed + index}),
+                    raw_dir(self.data_dir),
+                ),
+                self._emit,
+                self.checkpoint,
+                self._evaluate,
+            )
             for index in range(count)
         ]
 
@@ -179,8 +200,13 @@ class CampaignRunner:
         """
         try:
             with self._ctrl_c_aborts(), self._control_server():
-                self._record("campaign", {"config": json.loads(self.config.model_dump_json()),
-                                          "versions": software_versions()})
+                self._record(
+                    "campaign",
+                    {
+                        "config": json.loads(self.config.model_dump_json()),
+                        "versions": software_versions(),
+                    },
+                )
                 with self.writer.inline():  # resume reads the catalog between its writes
                     self._resume()
                 self._loop()
@@ -191,8 +217,10 @@ class CampaignRunner:
             self._record_control()
             self.writer.flush()
         if self.writer.error is not None:
-            raise CatalogError(f"the campaign stopped because its catalog could not be "
-                               f"written: {self.writer.error}") from self.writer.error
+            raise CatalogError(
+                f"the campaign stopped because its catalog could not be "
+                f"written: {self.writer.error}"
+            ) from self.writer.error
         return self.result
 
     def subscribe(self, watcher: Callable[[str, Mapping[str, Any]], Any]) -> None:
@@ -220,12 +248,17 @@ class CampaignRunner:
             state = "finished"
         else:
             state = "aborting" if aborted else "paused" if paused else "running"
-        return {"campaign": self.config.name, "state": state,
-                "experiments": len(self.result.records), "budget": self.config.budget,
-                "faults": len(self.result.faults), "refused": self.result.refused,
-                "stopped": self.result.stopped,
-                "paused_by": paused.who if paused else None,
-                "paused_because": paused.reason if paused else None}
+        return {
+            "campaign": self.config.name,
+            "state": state,
+            "experiments": len(self.result.records),
+            "budget": self.config.budget,
+            "faults": len(self.result.faults),
+            "refused": self.result.refused,
+            "stopped": self.result.stopped,
+            "paused_by": paused.who if paused else None,
+            "paused_because": paused.reason if paused else None,
+        }
 
     @contextlib.contextmanager
     def _control_server(self) -> Iterator[None]:
@@ -250,8 +283,7 @@ class CampaignRunner:
         def abort(signum: int, frame: Any) -> None:
             if self.control.aborted is not None:
                 raise KeyboardInterrupt
-            print("stopping after the current step (Ctrl-C again to stop at once)",
-                  file=sys.stderr)
+            print("stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr)
             self.control.abort(CTRL_C, "interrupted from the keyboard")
 
         previous = signal.signal(signal.SIGINT, abort)
@@ -277,8 +309,10 @@ class CampaignRunner:
                     errors.append(error)
                     self._stop_reason = self._stop_reason or f"{station.name}: {error}"
 
-        threads = [threading.Thread(target=work, args=(station,), name=station.name,
-                                    daemon=True) for station in self.stations]
+        threads = [
+            threading.Thread(target=work, args=(station,), name=station.name, daemon=True)
+            for station in self.stations
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -302,18 +336,22 @@ class CampaignRunner:
                         return
                 proposal, proposed_by = self._next_proposal()
                 conditions = {name: float(proposal[name]) for name in self.config.search_space}
-                problem = self._with_retry(partial(self._refusal_reason, conditions),
-                                           "checking the proposal against the device limits")
-                veto = (self.control.take_veto()
-                        if problem is None and proposed_by == "agent" else None)
+                problem = self._with_retry(
+                    partial(self._refusal_reason, conditions),
+                    "checking the proposal against the device limits",
+                )
+                veto = (
+                    self.control.take_veto() if problem is None and proposed_by == "agent" else None
+                )
                 if veto is not None:
                     problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
                 if problem:
                     refusals += 1
                     self._refuse(proposal, conditions, problem)
                     if refusals >= MAX_CONSECUTIVE_REFUSALS:
-                        raise CampaignAborted(f"{refusals} proposals in a row were refused; "
-                                              f"last: {problem}")
+                        raise CampaignAborted(
+                            f"{refusals} proposals in a row were refused; last: {problem}"
+                        )
                     continue
                 refusals = 0
                 md = self._run_metadata(proposal, proposed_by, station)
@@ -334,9 +372,12 @@ class CampaignRunner:
             except ValueError as error:  # e.g. it breaks a linear constraint of the space
                 reason = f"injected by {injection.who}, refused by the search space: {error}"
                 logger.warning("%s", reason)
-                self._record("refused-proposal", {"_id": None, "reason": reason,
-                                                  "conditions": _json_safe(conditions)},
-                             status="abort", reason=reason)
+                self._record(
+                    "refused-proposal",
+                    {"_id": None, "reason": reason, "conditions": _json_safe(conditions)},
+                    status="abort",
+                    reason=reason,
+                )
                 self.result.refused += 1
         (proposal,) = self.agent.suggest(1)
         return proposal, "agent"
@@ -348,8 +389,12 @@ class CampaignRunner:
             raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
         self._record_control()
         if self.control.paused is not None:
-            logger.warning("campaign %s paused by %s: %s; waiting to be resumed",
-                           self.config.name, self.control.paused.who, self.control.paused.reason)
+            logger.warning(
+                "campaign %s paused by %s: %s; waiting to be resumed",
+                self.config.name,
+                self.control.paused.who,
+                self.control.paused.reason,
+            )
         self.control.wait_while_paused()
         self._record_control()
 
@@ -360,21 +405,32 @@ class CampaignRunner:
     def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
         return refusal_reason(conditions, self.config.search_space, self._reactor)
 
-    def _record(self, purpose: str, metadata: Mapping[str, Any], *,
-                status: Literal["success", "abort", "fail"] = "success", reason: str = "") -> None:
+    def _record(
+        self,
+        purpose: str,
+        metadata: Mapping[str, Any],
+        *,
+        status: Literal["success", "abort", "fail"] = "success",
+        reason: str = "",
+    ) -> None:
         """A run of only a start and a stop document: a decision, kept in the catalog."""
-        bundle = compose_run(metadata={"purpose": purpose, "campaign_id": self.config.name,
-                                       **metadata})
+        bundle = compose_run(
+            metadata={"purpose": purpose, "campaign_id": self.config.name, **metadata}
+        )
         self._emit("start", bundle.start_doc)
         self._emit("stop", bundle.compose_stop(exit_status=status, reason=reason))
 
-    def _refuse(self, proposal: Mapping[str, Any], conditions: Mapping[str, float],
-                reason: str) -> None:
+    def _refuse(
+        self, proposal: Mapping[str, Any], conditions: Mapping[str, float], reason: str
+    ) -> None:
         """Record a refused proposal in the catalog and tell the agent it failed."""
         logger.warning("refused proposal %s: %s", proposal["_id"], reason)
-        self._record("refused-proposal", {"_id": proposal["_id"], "reason": reason,
-                                          "conditions": _json_safe(conditions)},
-                     status="abort", reason=reason)
+        self._record(
+            "refused-proposal",
+            {"_id": proposal["_id"], "reason": reason, "conditions": _json_safe(conditions)},
+            status="abort",
+            reason=reason,
+        )
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
@@ -382,8 +438,9 @@ class CampaignRunner:
         for request in self.control.take_log():
             self._record("control", _control_metadata(request))
 
-    def _run_metadata(self, proposal: Mapping[str, Any], proposed_by: str,
-                      station: Station) -> dict[str, Any]:
+    def _run_metadata(
+        self, proposal: Mapping[str, Any], proposed_by: str, station: Station
+    ) -> dict[str, Any]:
         """What the raw run records about why it was made (the agent's belief included)."""
         return {
             "campaign_id": self.config.name,
@@ -397,43 +454,69 @@ class CampaignRunner:
             "agent_belief": _json_safe(self.agent.report().get(proposal["_id"], {})),
         }
 
-    def _experiment(self, station: Station, md: Mapping[str, Any],
-                    conditions: dict[str, float]) -> None:
+    def _experiment(
+        self, station: Station, md: Mapping[str, Any], conditions: dict[str, float]
+    ) -> None:
         """Make and measure one sample, applying the fault policy until it succeeds or not."""
         iteration, proposal_id = md["iteration"], md["_id"]
         tries: dict[str, int] = {}
         for attempt in itertools.count(1):
             outcome = station.attempt(conditions, {**md, "attempt": attempt})
             if isinstance(outcome, Measured):
-                self._keep(ExperimentRecord(iteration, proposal_id, conditions, outcome.features,
-                                            outcome.raw_uid, outcome.instrument_time_s,
-                                            station.name))
+                self._keep(
+                    ExperimentRecord(
+                        iteration,
+                        proposal_id,
+                        conditions,
+                        outcome.features,
+                        outcome.raw_uid,
+                        outcome.instrument_time_s,
+                        station.name,
+                    )
+                )
                 return
             tries[outcome.kind] = tries.get(outcome.kind, 0) + 1
             policy = getattr(self.config.on_fault, outcome.kind)
-            fault = Fault(outcome.kind, outcome.reason, iteration, proposal_id, attempt,
-                          _decision(policy, tries[outcome.kind]), outcome.raw_uid, conditions)
+            fault = Fault(
+                outcome.kind,
+                outcome.reason,
+                iteration,
+                proposal_id,
+                attempt,
+                _decision(policy, tries[outcome.kind]),
+                outcome.raw_uid,
+                conditions,
+            )
             self._record_fault(fault)
             if fault.action == "retry":
                 time.sleep(policy.retry_delay_s)
             elif fault.action == "skip":
-                self._keep(ExperimentRecord(iteration, proposal_id, conditions, {},
-                                            fault.raw_uid or "", 0.0, station.name))
+                self._keep(
+                    ExperimentRecord(
+                        iteration,
+                        proposal_id,
+                        conditions,
+                        {},
+                        fault.raw_uid or "",
+                        0.0,
+                        station.name,
+                    )
+                )
                 return
             elif fault.action == "pause":
                 self.control.pause("fault policy", f"{fault.kind}: {fault.reason}")
                 self.checkpoint()
             else:
-                raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: "
-                                      f"{fault.reason}")
+                raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: {fault.reason}")
 
     def _keep(self, record: ExperimentRecord) -> None:
         with self._lock:
             self._tell_agent(record)
             self.result.records.append(record)
 
-    def _evaluate(self, start: Mapping[str, Any],
-                  data: Mapping[str, Any]) -> dict[str, float] | Failed:
+    def _evaluate(
+        self, start: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> dict[str, float] | Failed:
         """Features of a raw run, recorded as an analysis run; or why they cannot be had."""
         judged = judge(self.analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
         if isinstance(judged, tuple):
@@ -444,14 +527,28 @@ class CampaignRunner:
 
     def _record_fault(self, fault: Fault) -> None:
         log = logger.error if fault.action in ("abort", "pause") else logger.warning
-        log("experiment %d attempt %d: %s (%s) -> %s", fault.iteration, fault.attempt,
-            fault.kind, fault.reason, fault.action)
+        log(
+            "experiment %d attempt %d: %s (%s) -> %s",
+            fault.iteration,
+            fault.attempt,
+            fault.kind,
+            fault.reason,
+            fault.action,
+        )
         with self._lock:
-            self._record("fault", {"iteration": fault.iteration, "_id": fault.proposal_id,
-                                   "conditions": _json_safe(fault.conditions),
-                                   "attempt": fault.attempt, "kind": fault.kind,
-                                   "action": fault.action, "raw_uid": fault.raw_uid,
-                                   "reason": fault.reason})
+            self._record(
+                "fault",
+                {
+                    "iteration": fault.iteration,
+                    "_id": fault.proposal_id,
+                    "conditions": _json_safe(fault.conditions),
+                    "attempt": fault.attempt,
+                    "kind": fault.kind,
+                    "action": fault.action,
+                    "raw_uid": fault.raw_uid,
+                    "reason": fault.reason,
+                },
+            )
             self.result.faults.append(fault)
 
     def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
@@ -464,15 +561,23 @@ class CampaignRunner:
             except EpicsError as error:
                 if attempt == tries:
                     raise CampaignAborted(f"{what}: {error}") from error
-                logger.warning("%s, attempt %d of %d: %s; retrying in %g s",
-                               what, attempt, tries, error, policy.retry_delay_s)
+                logger.warning(
+                    "%s, attempt %d of %d: %s; retrying in %g s",
+                    what,
+                    attempt,
+                    tries,
+                    error,
+                    policy.retry_delay_s,
+                )
                 time.sleep(policy.retry_delay_s)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _tell_agent(self, record: ExperimentRecord) -> None:
         point = {**record.conditions, "_id": record.proposal_id}
-        if record.failed or not all(math.isfinite(record.features.get(name, math.nan))
-                                    for name in self.result.objective_names):
+        if record.failed or not all(
+            math.isfinite(record.features.get(name, math.nan))
+            for name in self.result.objective_names
+        ):
             self.agent.register_failures([point])
         else:
             self.agent.ingest([{**point, **record.features}])
@@ -495,8 +600,10 @@ class CampaignRunner:
         faults = campaign_runs(self.client, name, "fault")
         judged = {run.metadata["start"]["raw_uid"] for run in faults}
         skips = [run for run in faults if run.metadata["start"]["action"] == "skip"]
-        history = sorted([*campaign_runs(self.client, name, "experiment"), *skips],
-                         key=lambda run: run.metadata["start"]["time"])
+        history = sorted(
+            [*campaign_runs(self.client, name, "experiment"), *skips],
+            key=lambda run: run.metadata["start"]["time"],
+        )
         kept: set[str] = set()
         for run in history:
             start = run.metadata["start"]
@@ -504,46 +611,93 @@ class CampaignRunner:
                 continue
             if start["purpose"] == "fault":
                 kept.add(start["_id"])
-                self._keep(ExperimentRecord(len(self.result.records), start["_id"],
-                                            start.get("conditions", {}), {},
-                                            start["raw_uid"] or "", 0.0))
+                self._keep(
+                    ExperimentRecord(
+                        len(self.result.records),
+                        start["_id"],
+                        start.get("conditions", {}),
+                        {},
+                        start["raw_uid"] or "",
+                        0.0,
+                    )
+                )
                 continue
             features = self._resumed_features(run, analysed, judged)
             if features is not None:
                 kept.add(start["_id"])
-                self._keep(ExperimentRecord(len(self.result.records), start["_id"],
-                                            start["conditions"], features, start["uid"],
-                                            instrument_time_s(read_primary(
-                                                run, measurements=False))))
+                self._keep(
+                    ExperimentRecord(
+                        len(self.result.records),
+                        start["_id"],
+                        start["conditions"],
+                        features,
+                        start["uid"],
+                        instrument_time_s(read_primary(run, measurements=False)),
+                    )
+                )
         self._started = len(self.result.records)
         if self.result.records:
-            logger.info("resumed campaign %s with %d experiments from the catalog",
-                        name, len(self.result.records))
+            logger.info(
+                "resumed campaign %s with %d experiments from the catalog",
+                name,
+                len(self.result.records),
+            )
 
-    def _resumed_features(self, run: Any, analysed: Mapping[str, dict[str, float]],
-                          judged: set[str]) -> dict[str, float] | None:
+    def _resumed_features(
+        self, run: Any, analysed: Mapping[str, dict[str, float]], judged: set[str]
+    ) -> dict[str, float] | None:
         """Features of a recorded experiment run, or None if it does not count."""
         start = run.metadata["start"]
         status = exit_status(run)
         if status is None and start["uid"] not in judged:
-            self._record_fault(Fault("interrupted", "the campaign stopped during this run "
-                                     "(it has no stop document)", start["iteration"],
-                                     start["_id"], start.get("attempt", 1), "redo", start["uid"]))
+            self._record_fault(
+                Fault(
+                    "interrupted",
+                    "the campaign stopped during this run (it has no stop document)",
+                    start["iteration"],
+                    start["_id"],
+                    start.get("attempt", 1),
+                    "redo",
+                    start["uid"],
+                )
+            )
         if status != "success":
             return None
         if start["uid"] in analysed or start["uid"] in judged:
             return analysed.get(start["uid"])
         evaluated = self._evaluate(start, read_primary(run))
         if isinstance(evaluated, Failed):
-            self._record_fault(Fault(evaluated.kind, evaluated.reason, start["iteration"],
-                                     start["_id"], start.get("attempt", 1), "redo", start["uid"]))
+            self._record_fault(
+                Fault(
+                    evaluated.kind,
+                    evaluated.reason,
+                    start["iteration"],
+                    start["_id"],
+                    start.get("attempt", 1),
+                    "redo",
+                    start["uid"],
+                )
+            )
             return None
         return evaluated
 
 
 #: Packages whose versions decide what a campaign did; recorded with every (re)start.
-RECORDED_PACKAGES = ("sdl", "bluesky", "ophyd", "event-model", "tiled", "botorch", "gpytorch",
-                     "torch", "numpy", "scipy", "pymatgen", "scikit-image", "caproto")
+RECORDED_PACKAGES = (
+    "sdl",
+    "bluesky",
+    "ophyd",
+    "event-model",
+    "tiled",
+    "botorch",
+    "gpytorch",
+    "torch",
+    "numpy",
+    "scipy",
+    "pymatgen",
+    "scikit-image",
+    "caproto",
+)
 
 
 def software_versions() -> dict[str, str]:
@@ -557,8 +711,9 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, Any],
-                   reactor: Any) -> str | None:
+def refusal_reason(
+    conditions: Mapping[str, float], search_space: Mapping[str, Any], reactor: Any
+) -> str | None:
     """Why the reactor must not be sent these conditions (None if they are safe).
 
     The search space bounds the agent; each setpoint's own ``check_value`` applies the
@@ -570,8 +725,10 @@ def refusal_reason(conditions: Mapping[str, float], search_space: Mapping[str, A
     for name, value in conditions.items():
         parameter = search_space[name]
         if not parameter.low <= value <= parameter.high:
-            return (f"{name}={value:g} {parameter.unit} is outside the search space "
-                    f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}")
+            return (
+                f"{name}={value:g} {parameter.unit} is outside the search space "
+                f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}"
+            )
     if reactor is None:
         return None
     try:
@@ -589,6 +746,10 @@ def _decision(policy: FaultPolicy, tries: int) -> str:
 
 
 def _control_metadata(request: ControlAction) -> dict[str, Any]:
-    return {"action": request.action, "who": request.who, "reason": request.reason,
-            "requested_at": request.time,
-            **({"conditions": dict(request.conditions)} if request.conditions else {})}
+    return {
+        "action": request.action,
+        "who": request.who,
+        "reason": request.reason,
+        "requested_at": request.time,
+        **({"conditions": dict(request.conditions)} if request.conditions else {}),
+    }

@@ -30,8 +30,9 @@ _config = _config.model_copy(update={"seed": _config.seed + int(STATION.rsplit("
 _instruments = build_instruments(_config, raw_dir(_config.data_dir))
 
 RE = RunEngine({})
-RE.subscribe(make_writer(from_uri(os.environ["SDL_TILED_URI"],
-                                  api_key=os.environ.get("SDL_TILED_API_KEY"))))
+RE.subscribe(
+    make_writer(from_uri(os.environ["SDL_TILED_URI"], api_key=os.environ.get("SDL_TILED_API_KEY")))
+)
 RE.subscribe(DocumentPublisher(os.environ["SDL_STREAM"]))
 
 reactor = _instruments.reactor
@@ -46,5 +47,8 @@ def sdl_experiment(conditions: dict, md: dict | None = None) -> MsgGenerator[str
     station's devices; ``md`` carries the campaign id, proposal ``_id`` and attempt.
     """
     metadata: Mapping[str, Any] = {**(md or {}), "station": STATION}
-    return (yield from synthesize_and_measure(reactor, list(detectors.values()),
-                                              dict(conditions), md=metadata))
+    return (
+        yield from synthesize_and_measure(
+            reactor, list(detectors.values()), dict(conditions), md=metadata
+        )
+    )

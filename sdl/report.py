@@ -26,7 +26,7 @@ from sdl.systems import get_system  # noqa: E402
 
 
 def _makespan(result: CampaignResult) -> str:
-    """", over N stations: X h for the busiest" when several stations shared the work."""
+    """ ", over N stations: X h for the busiest" when several stations shared the work."""
     stations = {record.station for record in result.records}
     if len(stations) < 2:
         return ""
@@ -50,8 +50,11 @@ def summary_text(result: CampaignResult) -> str:
     ]
     if result.faults:
         actions = Counter(fault.action for fault in result.faults)
-        lines.append(f"faults: {len(result.faults)} ("
-                     + ", ".join(f"{n} {action}" for action, n in sorted(actions.items())) + ")")
+        lines.append(
+            f"faults: {len(result.faults)} ("
+            + ", ".join(f"{n} {action}" for action, n in sorted(actions.items()))
+            + ")"
+        )
     if len(config.objectives) > 1:
         return "\n".join(lines + _pareto_lines(result))
     best = result.best
@@ -99,10 +102,17 @@ def _pareto_lines(result: CampaignResult) -> list[str]:
     ]
     units = {name: p.unit for name, p in config.search_space.items()}
     for record in pareto:
-        lines.append(f"  experiment {record.iteration + 1} (run {record.raw_uid[:8]}): "
-                     + ", ".join(_value(record, name) for name in result.objective_names))
-        lines.append("    " + ", ".join(f"{name} = {value:.4g} {units.get(name, '')}".rstrip()
-                                        for name, value in record.conditions.items()))
+        lines.append(
+            f"  experiment {record.iteration + 1} (run {record.raw_uid[:8]}): "
+            + ", ".join(_value(record, name) for name in result.objective_names)
+        )
+        lines.append(
+            "    "
+            + ", ".join(
+                f"{name} = {value:.4g} {units.get(name, '')}".rstrip()
+                for name, value in record.conditions.items()
+            )
+        )
     return lines
 
 
@@ -118,27 +128,50 @@ def _pareto_scatter(ax: Any, result: CampaignResult) -> None:
     ax.scatter(*values[others].T, s=18, color="tab:blue", alpha=0.6, label="measured")
     broken = measured & ~feasible
     if broken.any():
-        ax.scatter(*values[broken].T, s=22, marker="x", color="grey",
-                   label="breaks an outcome constraint")
+        ax.scatter(
+            *values[broken].T, s=22, marker="x", color="grey", label="breaks an outcome constraint"
+        )
     reference = result.reference_point
     if reference is not None and len(result.objective_names) == 2:
-        outline = dominated_outline(values[on_front], result.maximizes,
-                                    [reference[n] for n in names])
-        ax.fill(*outline.T, color="tab:red", alpha=0.12, lw=0,
-                label=f"hypervolume {result.hypervolume():.3g}")
+        outline = dominated_outline(
+            values[on_front], result.maximizes, [reference[n] for n in names]
+        )
+        ax.fill(
+            *outline.T,
+            color="tab:red",
+            alpha=0.12,
+            lw=0,
+            label=f"hypervolume {result.hypervolume():.3g}",
+        )
         ax.plot(*outline[1:-1].T, color="tab:red", lw=1)
         ax.plot(*outline[0], marker="+", ms=10, color="k", ls="none", label="reference point")
-    ax.scatter(*values[on_front].T, s=40, color="tab:red", edgecolor="k", zorder=3,
-               label=f"Pareto set ({int(on_front.sum())})")
+    ax.scatter(
+        *values[on_front].T,
+        s=40,
+        color="tab:red",
+        edgecolor="k",
+        zorder=3,
+        label=f"Pareto set ({int(on_front.sum())})",
+    )
     for index in np.flatnonzero(on_front):
-        ax.annotate(str(result.records[index].iteration + 1), values[index], fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            str(result.records[index].iteration + 1),
+            values[index],
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     arrows = {True: "→ better", False: "← better"}
     ax.set_xlabel(f"{names[0]} ({arrows[bool(signs[0] > 0)]})")
     ax.set_ylabel(f"{names[1]} ({'better ↑' if signs[1] > 0 else 'better ↓'})")
-    ax.set_title("Pareto front (numbers: experiment)"
-                 + ("" if len(result.objective_names) == 2 else
-                    f", first two of {len(result.objective_names)} objectives"))
+    ax.set_title(
+        "Pareto front (numbers: experiment)"
+        + (
+            ""
+            if len(result.objective_names) == 2
+            else f", first two of {len(result.objective_names)} objectives"
+        )
+    )
     ax.legend(loc="best", fontsize=8)
 
 
@@ -147,24 +180,33 @@ def _hypervolume_progress(ax: Any, result: CampaignResult) -> None:
     reference = result.reference_point
     experiments = np.arange(1, len(result.records) + 1)
     values = np.where(result.feasible()[:, None], result.objective_matrix(), np.nan)
-    volumes = [0.0 if reference is None else
-               front_hypervolume(values[:k], result.maximizes,
-                                 [reference[name] for name in result.objective_names])
-               for k in experiments]
+    volumes = [
+        0.0
+        if reference is None
+        else front_hypervolume(
+            values[:k], result.maximizes, [reference[name] for name in result.objective_names]
+        )
+        for k in experiments
+    ]
     ax.step(experiments, volumes, where="post", color="k")
     ax.set_xlabel("experiment")
     ax.set_ylabel("hypervolume")
-    where = ("" if reference is None else
-             ", ".join(f"{name} = {value:.3g}" for name, value in reference.items()))
-    ax.set_title(f"hypervolume of the front ({result.config.agent.name})\nabove {where}",
-                 fontsize=9)
+    where = (
+        ""
+        if reference is None
+        else ", ".join(f"{name} = {value:.3g}" for name, value in reference.items())
+    )
+    ax.set_title(
+        f"hypervolume of the front ({result.config.agent.name})\nabove {where}", fontsize=9
+    )
 
 
 def _convergence(ax: Any, result: CampaignResult) -> None:
     values = result.objective_values()
     experiments = np.arange(1, len(values) + 1)
     best_so_far = (np.fmax if result.maximize else np.fmin).accumulate(
-        result.feasible_objective_values())
+        result.feasible_objective_values()
+    )
     stds = np.array([r.features.get(f"{result.objective}_std", np.nan) for r in result.records])
     ax.errorbar(experiments, values, yerr=stds, fmt="o", ms=4, alpha=0.7, label="measured")
     ax.step(experiments, best_so_far, where="post", color="k", label="best feasible so far")
@@ -174,8 +216,9 @@ def _convergence(ax: Any, result: CampaignResult) -> None:
     ax.legend(loc="best", fontsize=8)
 
 
-def _explored_conditions(ax: Any, result: CampaignResult,
-                         highlight: Sequence[ExperimentRecord] = ()) -> None:
+def _explored_conditions(
+    ax: Any, result: CampaignResult, highlight: Sequence[ExperimentRecord] = ()
+) -> None:
     """Parallel coordinates of the searched conditions, coloured by the objective
     (the first), with ``highlight`` drawn over them in red."""
     space = result.config.search_space
@@ -199,17 +242,26 @@ def _explored_conditions(ax: Any, result: CampaignResult,
             (record.conditions[n] - space[n].low) / (space[n].high - space[n].low) for n in names
         ]
         ax.plot(x, scaled, color="tab:red", lw=2, alpha=0.9)
-    ax.set_xticks(x, [f"{n}\n[{space[n].low:g}, {space[n].high:g}] {space[n].unit}" for n in names],
-                  fontsize=7)
+    ax.set_xticks(
+        x,
+        [f"{n}\n[{space[n].low:g}, {space[n].high:g}] {space[n].unit}" for n in names],
+        fontsize=7,
+    )
     ax.set_ylabel("position in range")
-    ax.set_title("explored conditions (colour: objective"
-                 + (", red: Pareto set)" if highlight else ")"))
+    ax.set_title(
+        "explored conditions (colour: objective" + (", red: Pareto set)" if highlight else ")")
+    )
     mappable = plt.cm.ScalarMappable(cmap=colours, norm=plt.Normalize(low, high))
     plt.colorbar(mappable, ax=ax, label=result.objective)
 
 
-def _best_measurements(axes: Any, result: CampaignResult, client: Any,
-                       best: ExperimentRecord | None, label: str = "best sample") -> None:
+def _best_measurements(
+    axes: Any,
+    result: CampaignResult,
+    client: Any,
+    best: ExperimentRecord | None,
+    label: str = "best sample",
+) -> None:
     pattern_ax, image_ax = axes
     if best is None:
         pattern_ax.set_axis_off()
@@ -222,8 +274,7 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
         fit = fit_pattern(two_theta_deg, counts, phases)
         pattern_ax.plot(two_theta_deg, counts, lw=0.8, label="measured")
         pattern_ax.plot(two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
-        phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items()
-                                 if w > 0.01)
+        phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items() if w > 0.01)
         pattern_ax.set_title(f"{label} XRD: {phases_found}", fontsize=9)
         pattern_ax.set_xlabel("2θ (deg, Cu Kα)")
         pattern_ax.set_ylabel("counts")
@@ -236,8 +287,11 @@ def _best_measurements(axes: Any, result: CampaignResult, client: Any,
         image_ax.imshow(image, cmap="gray")
         image_ax.contour(find_boundaries(grains.labels), levels=[0.5], colors="r", linewidths=0.4)
         field_nm = image.shape[1] * pixel_size_nm
-        image_ax.set_title(f"{label} micrograph: mean grain {grains.grain_size_nm:.0f} nm "
-                           f"(field {field_nm:.0f} nm)", fontsize=9)
+        image_ax.set_title(
+            f"{label} micrograph: mean grain {grains.grain_size_nm:.0f} nm "
+            f"(field {field_nm:.0f} nm)",
+            fontsize=9,
+        )
         image_ax.set_axis_off()
     else:
         _phase_map(image_ax, result)
@@ -248,18 +302,22 @@ def _phase_map(ax: Any, result: CampaignResult) -> None:
     (XRD fit): the phase map a composition spread is run for."""
     names = list(result.config.search_space)[:2]
     phases = get_system(result.config.devices.system).phases
-    measured = [r for r in result.records
-                if all(f"{phase}_fraction" in r.features for phase in phases)]
+    measured = [
+        r for r in result.records if all(f"{phase}_fraction" in r.features for phase in phases)
+    ]
     if len(names) < 2 or not measured:
         ax.set_axis_off()
         return
-    dominant = [max(phases, key=lambda phase: r.features[f"{phase}_fraction"])
-                for r in measured]
+    dominant = [max(phases, key=lambda phase: r.features[f"{phase}_fraction"]) for r in measured]
     for phase in phases:
         points = [r for r, d in zip(measured, dominant, strict=True) if d == phase]
         if points:
-            ax.scatter([r.conditions[names[0]] for r in points],
-                       [r.conditions[names[1]] for r in points], label=phase, s=30)
+            ax.scatter(
+                [r.conditions[names[0]] for r in points],
+                [r.conditions[names[1]] for r in points],
+                label=phase,
+                s=30,
+            )
     units = [result.config.search_space[name].unit for name in names]
     ax.set_xlabel(f"{names[0]} ({units[0]})")
     ax.set_ylabel(f"{names[1]} ({units[1]})")
@@ -284,8 +342,9 @@ def plot_report(result: CampaignResult, client: Any, path: Path | str) -> Path:
         _convergence(axes[1, 0], result)
         _explored_conditions(axes[1, 1], result, highlight=pareto)
         shown = pareto[0] if pareto else None
-        _best_measurements(axes[2], result, client, shown,
-                           f"Pareto sample {shown.iteration + 1}" if shown else "")
+        _best_measurements(
+            axes[2], result, client, shown, f"Pareto sample {shown.iteration + 1}" if shown else ""
+        )
     else:
         fig, axes = plt.subplots(2, 2, figsize=(13, 9))
         _convergence(axes[0, 0], result)

@@ -59,7 +59,8 @@ def _time(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
+        "%Y-%m-%d %H:%M:%S UTC"
+    )
 
 
 def _number(value: Any) -> str:
@@ -68,8 +69,13 @@ def _number(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
-           row_classes: Sequence[str] = (), table_id: str = "") -> str:
+def _table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    row_classes: Sequence[str] = (),
+    table_id: str = "",
+) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for index, row in enumerate(rows):
@@ -80,24 +86,46 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _experiment_rows(log: CampaignLog, catalog_path: Path) -> tuple[list[str], list[list[Any]],
-                                                                    list[str]]:
+def _experiment_rows(
+    log: CampaignLog, catalog_path: Path
+) -> tuple[list[str], list[list[Any]], list[str]]:
     space = list(log.config.get("search_space", {}))
     fixed = list(log.config.get("fixed_conditions", {}))
-    feature_names = sorted({name for e in log.experiments for name in e.features
-                            if not name.endswith("_std")})
-    header = ["experiment", "attempt", "proposed by", *space, *fixed, *feature_names,
-              "exit status", "fault", "raw run uid", "raw data"]
-    faults = {f["raw_uid"]: f"{f.get('kind')} -> {f.get('action')}" for f in log.faults
-              if f.get("raw_uid")}
+    feature_names = sorted(
+        {name for e in log.experiments for name in e.features if not name.endswith("_std")}
+    )
+    header = [
+        "experiment",
+        "attempt",
+        "proposed by",
+        *space,
+        *fixed,
+        *feature_names,
+        "exit status",
+        "fault",
+        "raw run uid",
+        "raw data",
+    ]
+    faults = {
+        f["raw_uid"]: f"{f.get('kind')} -> {f.get('action')}"
+        for f in log.faults
+        if f.get("raw_uid")
+    }
     rows, classes = [], []
     for e in log.experiments:
-        rows.append([e.iteration + 1, e.attempt, e.proposed_by,
-                     *[e.conditions.get(n, "") for n in (*space, *fixed)],
-                     *[e.features.get(n, "") for n in feature_names],
-                     f"{e.exit_status or 'unfinished'} {e.reason}".strip(),
-                     faults.get(e.raw_uid, ""), e.raw_uid,
-                     f"{catalog_path} [{e.raw_uid}]/primary"])
+        rows.append(
+            [
+                e.iteration + 1,
+                e.attempt,
+                e.proposed_by,
+                *[e.conditions.get(n, "") for n in (*space, *fixed)],
+                *[e.features.get(n, "") for n in feature_names],
+                f"{e.exit_status or 'unfinished'} {e.reason}".strip(),
+                faults.get(e.raw_uid, ""),
+                e.raw_uid,
+                f"{catalog_path} [{e.raw_uid}]/primary",
+            ]
+        )
         classes.append("" if e.features else "failed")
     return header, rows, classes
 
@@ -106,13 +134,18 @@ def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -
     parts = []
     for rank, experiment in enumerate(log.best(BEST_SAMPLES), start=1):
         measurements = measurements_from_data(read_primary(client[experiment.raw_uid]))
-        title = (f"#{rank}: experiment {experiment.iteration + 1}, {log.objective} = "
-                 f"{experiment.features[log.objective]:.4g}")
+        title = (
+            f"#{rank}: experiment {experiment.iteration + 1}, {log.objective} = "
+            f"{experiment.features[log.objective]:.4g}"
+        )
         figures = measurement_figures(measurements, phases, f"#{rank}").values()
         conditions = ", ".join(f"{k} = {v:.4g}" for k, v in experiment.conditions.items())
-        parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(conditions)}; raw run "
-                     f"<code>{experiment.raw_uid}</code></p><div class='pair'>"
-                     + "".join(f"<div>{_div(f)}</div>" for f in figures) + "</div>")
+        parts.append(
+            f"<h3>{html.escape(title)}</h3><p>{html.escape(conditions)}; raw run "
+            f"<code>{experiment.raw_uid}</code></p><div class='pair'>"
+            + "".join(f"<div>{_div(f)}</div>" for f in figures)
+            + "</div>"
+        )
     return parts
 
 
@@ -128,25 +161,43 @@ def _pareto(log: CampaignLog) -> dict[str, Any]:
     maximize = [o.get("direction", "maximize") == "maximize" for o in objectives]
     options = (log.config.get("agent") or {}).get("options") or {}
     experiments = [e for e in log.experiments if e.features]
-    values = np.array([[e.features.get(n, math.nan) for n in names] for e in experiments],
-                      dtype=float).reshape(len(experiments), len(names))
-    feasible = np.array([np.isfinite(row).all() and outcomes_feasible(e.features, options)
-                         for e, row in zip(experiments, values, strict=True)], dtype=bool)
+    values = np.array(
+        [[e.features.get(n, math.nan) for n in names] for e in experiments], dtype=float
+    ).reshape(len(experiments), len(names))
+    feasible = np.array(
+        [
+            np.isfinite(row).all() and outcomes_feasible(e.features, options)
+            for e, row in zip(experiments, values, strict=True)
+        ],
+        dtype=bool,
+    )
     mask = pareto_mask(np.where(feasible[:, None], values, math.nan), maximize)
-    reference = hypervolume_reference(values[mask], names, maximize,
-                                      options.get("reference_point"))
-    volume = (0.0 if reference is None else
-              front_hypervolume(values[mask], maximize, [reference[n] for n in names]))
-    return {"names": names, "maximize": maximize, "experiments": experiments, "values": values,
-            "mask": mask, "feasible": feasible, "reference": reference, "hypervolume": volume}
+    reference = hypervolume_reference(values[mask], names, maximize, options.get("reference_point"))
+    volume = (
+        0.0
+        if reference is None
+        else front_hypervolume(values[mask], maximize, [reference[n] for n in names])
+    )
+    return {
+        "names": names,
+        "maximize": maximize,
+        "experiments": experiments,
+        "values": values,
+        "mask": mask,
+        "feasible": feasible,
+        "reference": reference,
+        "hypervolume": volume,
+    }
 
 
 def _pareto_text(pareto: dict[str, Any]) -> str:
     if not pareto["mask"].any():
         return "no experiment produced every objective"
     reference = ", ".join(f"{n} = {v:.4g}" for n, v in pareto["reference"].items())
-    return (f"{int(pareto['mask'].sum())} Pareto-optimal of {int(pareto['feasible'].sum())} "
-            f"feasible experiments, hypervolume {pareto['hypervolume']:.4g} above {reference}")
+    return (
+        f"{int(pareto['mask'].sum())} Pareto-optimal of {int(pareto['feasible'].sum())} "
+        f"feasible experiments, hypervolume {pareto['hypervolume']:.4g} above {reference}"
+    )
 
 
 def _pareto_figure(pareto: dict[str, Any]) -> go.Figure:
@@ -155,36 +206,66 @@ def _pareto_figure(pareto: dict[str, Any]) -> go.Figure:
     experiments = pareto["experiments"]
     x_better = "better →" if pareto["maximize"][0] else "← better"
     y_better = "better ↑" if pareto["maximize"][1] else "better ↓"
-    figure = go.Figure(layout={**_LAYOUT, "height": 460, "title": "Pareto front",
-                               "xaxis": {"title": f"{names[0]} ({x_better})"},
-                               "yaxis": {"title": f"{names[1]} ({y_better})"}})
+    figure = go.Figure(
+        layout={
+            **_LAYOUT,
+            "height": 460,
+            "title": "Pareto front",
+            "xaxis": {"title": f"{names[0]} ({x_better})"},
+            "yaxis": {"title": f"{names[1]} ({y_better})"},
+        }
+    )
     reference = pareto["reference"]
     if reference is not None and len(pareto["names"]) == 2:
-        outline = dominated_outline(values[mask], pareto["maximize"],
-                                    [reference[n] for n in names])
-        figure.add_scatter(x=outline[:, 0].tolist(), y=outline[:, 1].tolist(), mode="lines",
-                           fill="toself", fillcolor="rgba(214,39,40,0.12)",
-                           line={"color": "rgba(214,39,40,0.8)", "width": 1},
-                           name=f"dominated (hypervolume {pareto['hypervolume']:.4g})")
-        figure.add_scatter(x=[reference[names[0]]], y=[reference[names[1]]], mode="markers",
-                           marker={"symbol": "cross-thin-open", "size": 14, "color": "black",
-                                   "line": {"width": 2}}, name="reference point")
+        outline = dominated_outline(values[mask], pareto["maximize"], [reference[n] for n in names])
+        figure.add_scatter(
+            x=outline[:, 0].tolist(),
+            y=outline[:, 1].tolist(),
+            mode="lines",
+            fill="toself",
+            fillcolor="rgba(214,39,40,0.12)",
+            line={"color": "rgba(214,39,40,0.8)", "width": 1},
+            name=f"dominated (hypervolume {pareto['hypervolume']:.4g})",
+        )
+        figure.add_scatter(
+            x=[reference[names[0]]],
+            y=[reference[names[1]]],
+            mode="markers",
+            marker={
+                "symbol": "cross-thin-open",
+                "size": 14,
+                "color": "black",
+                "line": {"width": 2},
+            },
+            name="reference point",
+        )
     for label, rows, marker in (
         ("measured", pareto["feasible"] & ~mask, {"color": "#1f77b4", "size": 7}),
-        ("breaks an outcome constraint", ~pareto["feasible"],
-         {"color": "grey", "symbol": "x", "size": 7}),
-        ("Pareto set", mask, {"color": "#d62728", "size": 11, "line": {"width": 1,
-                                                                       "color": "black"}}),
+        (
+            "breaks an outcome constraint",
+            ~pareto["feasible"],
+            {"color": "grey", "symbol": "x", "size": 7},
+        ),
+        (
+            "Pareto set",
+            mask,
+            {"color": "#d62728", "size": 11, "line": {"width": 1, "color": "black"}},
+        ),
     ):
         index = np.flatnonzero(rows & np.isfinite(values).all(axis=1))
         if not len(index):
             continue
         figure.add_scatter(
-            x=values[index, 0].tolist(), y=values[index, 1].tolist(), name=label,
-            mode="markers+text" if label == "Pareto set" else "markers", marker=marker,
-            text=[str(experiments[i].iteration + 1) for i in index], textposition="top right",
+            x=values[index, 0].tolist(),
+            y=values[index, 1].tolist(),
+            name=label,
+            mode="markers+text" if label == "Pareto set" else "markers",
+            marker=marker,
+            text=[str(experiments[i].iteration + 1) for i in index],
+            textposition="top right",
             customdata=[experiments[i].raw_uid for i in index],
-            hovertemplate="experiment %{text}<br>%{x:.4g}, %{y:.4g}<extra>%{customdata}</extra>")
+            hovertemplate="experiment %{text}<br>%{x:.4g}, %{y:.4g}<extra>%{customdata}</extra>",
+        )
     return figure
 
 
@@ -192,18 +273,25 @@ def _pareto_section(pareto: dict[str, Any], search_space: Sequence[str]) -> list
     """A campaign with several objectives: the front's plot and its experiments' table."""
     names = pareto["names"]
     sign = 1.0 if pareto["maximize"][0] else -1.0
-    order = sorted(np.flatnonzero(pareto["mask"]),
-                   key=lambda i: -sign * pareto["values"][i, 0])
-    rows = [[pareto["experiments"][i].iteration + 1, *pareto["values"][i].tolist(),
-             *[pareto["experiments"][i].conditions.get(n, "") for n in search_space],
-             pareto["experiments"][i].raw_uid] for i in order]
-    return [f"<h2>Pareto front ({len(order)} experiments)</h2>",
-            f"<p>{html.escape(_pareto_text(pareto))}.</p>",
-            # the first figure on the page carries plotly.js for all of them
-            _pareto_figure(pareto).to_html(full_html=False, include_plotlyjs=True,
-                                           config=_PLOTLY_CONFIG),
-            _table(["experiment", *names, *search_space, "raw run uid"], rows,
-                   table_id="pareto")]
+    order = sorted(np.flatnonzero(pareto["mask"]), key=lambda i: -sign * pareto["values"][i, 0])
+    rows = [
+        [
+            pareto["experiments"][i].iteration + 1,
+            *pareto["values"][i].tolist(),
+            *[pareto["experiments"][i].conditions.get(n, "") for n in search_space],
+            pareto["experiments"][i].raw_uid,
+        ]
+        for i in order
+    ]
+    return [
+        f"<h2>Pareto front ({len(order)} experiments)</h2>",
+        f"<p>{html.escape(_pareto_text(pareto))}.</p>",
+        # the first figure on the page carries plotly.js for all of them
+        _pareto_figure(pareto).to_html(
+            full_html=False, include_plotlyjs=True, config=_PLOTLY_CONFIG
+        ),
+        _table(["experiment", *names, *search_space, "raw run uid"], rows, table_id="pareto"),
+    ]
 
 
 def _div(figure: Any) -> str:
@@ -211,46 +299,86 @@ def _div(figure: Any) -> str:
 
 
 def _decisions(log: CampaignLog) -> str:
-    faults = _table(["when", "experiment", "attempt", "kind", "action", "reason", "raw run uid"],
-                    [[_time(f["time"]), int(f.get("iteration", -1)) + 1, f.get("attempt", ""),
-                      f.get("kind", ""), f.get("action", ""), f.get("reason", ""),
-                      f.get("raw_uid") or ""] for f in log.faults], table_id="faults")
-    controls = _table(["when", "action", "who", "reason", "conditions"],
-                      [[_time(c.get("requested_at", c["time"])), c.get("action", ""),
-                        c.get("who", ""), c.get("reason", ""),
-                        ", ".join(f"{k}={v:g}" for k, v in (c.get("conditions") or {}).items())]
-                       for c in log.controls], table_id="controls")
-    refused = _table(["when", "proposal", "reason", "conditions"],
-                     [[_time(r["time"]), r.get("_id", ""), r.get("reason", ""),
-                       ", ".join(f"{k}={v:.4g}" for k, v in (r.get("conditions") or {}).items()
-                                 if v is not None)] for r in log.refused], table_id="refused")
-    return (f"<h2>Faults ({len(log.faults)})</h2>{faults}"
-            f"<h2>Control requests ({len(log.controls)})</h2>{controls}"
-            f"<h2>Refused proposals ({len(log.refused)})</h2>{refused}")
+    faults = _table(
+        ["when", "experiment", "attempt", "kind", "action", "reason", "raw run uid"],
+        [
+            [
+                _time(f["time"]),
+                int(f.get("iteration", -1)) + 1,
+                f.get("attempt", ""),
+                f.get("kind", ""),
+                f.get("action", ""),
+                f.get("reason", ""),
+                f.get("raw_uid") or "",
+            ]
+            for f in log.faults
+        ],
+        table_id="faults",
+    )
+    controls = _table(
+        ["when", "action", "who", "reason", "conditions"],
+        [
+            [
+                _time(c.get("requested_at", c["time"])),
+                c.get("action", ""),
+                c.get("who", ""),
+                c.get("reason", ""),
+                ", ".join(f"{k}={v:g}" for k, v in (c.get("conditions") or {}).items()),
+            ]
+            for c in log.controls
+        ],
+        table_id="controls",
+    )
+    refused = _table(
+        ["when", "proposal", "reason", "conditions"],
+        [
+            [
+                _time(r["time"]),
+                r.get("_id", ""),
+                r.get("reason", ""),
+                ", ".join(
+                    f"{k}={v:.4g}" for k, v in (r.get("conditions") or {}).items() if v is not None
+                ),
+            ]
+            for r in log.refused
+        ],
+        table_id="refused",
+    )
+    return (
+        f"<h2>Faults ({len(log.faults)})</h2>{faults}"
+        f"<h2>Control requests ({len(log.controls)})</h2>{controls}"
+        f"<h2>Refused proposals ({len(log.refused)})</h2>{refused}"
+    )
 
 
 def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
     """The whole report of campaign ``campaign_id`` in ``client`` as one HTML document."""
     log = campaign_log_from_catalog(client, campaign_id)
     if not log.config:
-        raise ValueError(f"the catalog in {data_dir} has no campaign named {campaign_id!r} "
-                         "(no run with purpose 'campaign')")
+        raise ValueError(
+            f"the catalog in {data_dir} has no campaign named {campaign_id!r} "
+            "(no run with purpose 'campaign')"
+        )
     summary = log.summary()
     catalog_path = Path(data_dir).resolve() / CATALOG_FILE
     phases = get_system(log.config.get("devices", {}).get("system", "tio2_solgel")).phases
     agent = log.config.get("agent", {})
     header, rows, classes = _experiment_rows(log, catalog_path)
     best = summary["best"]
-    best_text = ("no experiment produced the objective" if best is None else
-                 f"best {log.objective} = {best['value']:.4g} ± {best['std'] or math.nan:.2g} at "
-                 f"experiment {best['iteration'] + 1}")
+    best_text = (
+        "no experiment produced the objective"
+        if best is None
+        else f"best {log.objective} = {best['value']:.4g} ± {best['std'] or math.nan:.2g} at "
+        f"experiment {best['iteration'] + 1}"
+    )
     pareto_parts: list[str] = []
     if len(log.config.get("objectives") or []) > 1:
         pareto = _pareto(log)
         best_text = _pareto_text(pareto)
         pareto_parts = _pareto_section(pareto, list(log.config.get("search_space", {})))
     convergence = convergence_figure(log).to_html(
-        full_html=False, include_plotlyjs=not pareto_parts, config=_PLOTLY_CONFIG)
+        full_html=False, include_plotlyjs=not pareto_parts, config=_PLOTLY_CONFIG
+    )
     sections = [
         f"<h1>Campaign {html.escape(campaign_id)}</h1>",
         f"<p>{html.escape(log.config.get('description', ''))}</p>",
@@ -262,7 +390,8 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
         f"<p>Raw data: the tiled catalog <code>{html.escape(str(catalog_path))}</code>; read a "
         "run with <code>sdl.catalog.open_catalog(DATA_DIR)[RAW_UID]</code>.</p>",
         *pareto_parts,
-        "<h2>Convergence</h2>", convergence,
+        "<h2>Convergence</h2>",
+        convergence,
         "<h2>Explored conditions</h2>",
         _div(conditions_figure(log, log.config.get("search_space", {}))),
         f"<h2>Best {min(BEST_SAMPLES, len(log.measured()))} samples</h2>",
@@ -277,9 +406,11 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
         "<h2>Software versions</h2>",
         _table(["package", "version"], sorted(log.versions.items()), table_id="versions"),
     ]
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>sdl report: {html.escape(campaign_id)}</title><style>{_STYLE}</style>"
-            f"</head><body>{''.join(sections)}</body></html>")
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>sdl report: {html.escape(campaign_id)}</title><style>{_STYLE}</style>"
+        f"</head><body>{''.join(sections)}</body></html>"
+    )
 
 
 def write_report(client: Any, campaign_id: str, data_dir: Path | str, path: Path | str) -> Path:
@@ -288,4 +419,3 @@ def write_report(client: Any, campaign_id: str, data_dir: Path | str, path: Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_html(client, campaign_id, data_dir), encoding="utf-8")
     return path
-

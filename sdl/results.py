@@ -103,17 +103,24 @@ class CampaignResult:
 
     def objective_matrix(self) -> np.ndarray:
         """``experiments x objectives`` measured values in order (NaN where missing)."""
-        return np.array([[r.features.get(name, math.nan) for name in self.objective_names]
-                         for r in self.records], dtype=float).reshape(len(self.records),
-                                                                      len(self.objective_names))
+        return np.array(
+            [
+                [r.features.get(name, math.nan) for name in self.objective_names]
+                for r in self.records
+            ],
+            dtype=float,
+        ).reshape(len(self.records), len(self.objective_names))
 
     def feasible(self) -> np.ndarray:
         """Per experiment: every objective measured and every outcome constraint met."""
-        return np.array([
-            np.isfinite(values).all() and outcomes_feasible(record.features,
-                                                            self.config.agent.options)
-            for record, values in zip(self.records, self.objective_matrix(), strict=True)
-        ], dtype=bool)
+        return np.array(
+            [
+                np.isfinite(values).all()
+                and outcomes_feasible(record.features, self.config.agent.options)
+                for record, values in zip(self.records, self.objective_matrix(), strict=True)
+            ],
+            dtype=bool,
+        )
 
     def pareto_mask(self, experiments: int | None = None) -> np.ndarray:
         """Per experiment: on the Pareto front of the first ``experiments`` (default: all).
@@ -132,20 +139,23 @@ class CampaignResult:
 
         With one objective, every feasible experiment that ties for the best value.
         """
-        return [r for r, on_front in zip(self.records, self.pareto_mask(), strict=True)
-                if on_front]
+        return [r for r, on_front in zip(self.records, self.pareto_mask(), strict=True) if on_front]
 
     @property
     def reference_point(self) -> dict[str, float] | None:
         """Where hypervolume is measured from: ``agent.options.reference_point`` if given,
         else BoTorch's ``infer_reference_point`` on the observed front (its nadir less 10 %
         of its range, as the bayesian agent does); None before any feasible experiment."""
-        return hypervolume_reference(self.objective_matrix()[self.pareto_mask()],
-                                     self.objective_names, self.maximizes,
-                                     self.config.agent.options.get("reference_point"))
+        return hypervolume_reference(
+            self.objective_matrix()[self.pareto_mask()],
+            self.objective_names,
+            self.maximizes,
+            self.config.agent.options.get("reference_point"),
+        )
 
-    def hypervolume(self, reference_point: Mapping[str, float] | None = None,
-                    experiments: int | None = None) -> float:
+    def hypervolume(
+        self, reference_point: Mapping[str, float] | None = None, experiments: int | None = None
+    ) -> float:
         """Hypervolume the observed front dominates above ``reference_point``.
 
         Measured in the objectives' own units (their product), over the first
@@ -157,8 +167,9 @@ class CampaignResult:
         if reference is None:
             return 0.0
         values = self.objective_matrix()[self.pareto_mask(experiments)]
-        return front_hypervolume(values, self.maximizes,
-                                 [reference[name] for name in self.objective_names])
+        return front_hypervolume(
+            values, self.maximizes, [reference[name] for name in self.objective_names]
+        )
 
     @property
     def instrument_hours(self) -> float:
@@ -171,8 +182,9 @@ class CampaignResult:
         stations worked side by side."""
         per_station: dict[str, float] = {}
         for record in self.records:
-            per_station[record.station] = (per_station.get(record.station, 0.0)
-                                           + record.instrument_time_s)
+            per_station[record.station] = (
+                per_station.get(record.station, 0.0) + record.instrument_time_s
+            )
         return max(per_station.values(), default=0.0) / 3600.0
 
 
@@ -187,13 +199,13 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     finite = np.isfinite(signed).all(axis=1)
     mask = np.zeros(len(signed), dtype=bool)
     if finite.any():
-        mask[finite] = is_non_dominated(torch.as_tensor(signed[finite]),
-                                        deduplicate=False).numpy()
+        mask[finite] = is_non_dominated(torch.as_tensor(signed[finite]), deduplicate=False).numpy()
     return mask
 
 
-def front_hypervolume(values: np.ndarray, maximize: Sequence[bool],
-                      reference_point: Sequence[float]) -> float:
+def front_hypervolume(
+    values: np.ndarray, maximize: Sequence[bool], reference_point: Sequence[float]
+) -> float:
     """Hypervolume dominated by the finite rows of ``values`` (``n x m``) above
     ``reference_point`` (``m``), both in the objectives' units and directions.
 
@@ -209,8 +221,9 @@ def front_hypervolume(values: np.ndarray, maximize: Sequence[bool],
     return float(Hypervolume(reference).compute(torch.as_tensor(front)))
 
 
-def dominated_outline(front: np.ndarray, maximize: Sequence[bool],
-                      reference_point: Sequence[float]) -> np.ndarray:
+def dominated_outline(
+    front: np.ndarray, maximize: Sequence[bool], reference_point: Sequence[float]
+) -> np.ndarray:
     """Corners of the region two objectives' ``front`` (``n x 2``) dominates above
     ``reference_point``: a staircase from the reference point round and back to it, in the
     objectives' units (what :func:`front_hypervolume` measures, to draw)."""
@@ -228,8 +241,12 @@ def dominated_outline(front: np.ndarray, maximize: Sequence[bool],
     return np.array(corners, dtype=float) * signs
 
 
-def hypervolume_reference(front: np.ndarray, names: Sequence[str], maximize: Sequence[bool],
-                          given: Mapping[str, float] | None = None) -> dict[str, float] | None:
+def hypervolume_reference(
+    front: np.ndarray,
+    names: Sequence[str],
+    maximize: Sequence[bool],
+    given: Mapping[str, float] | None = None,
+) -> dict[str, float] | None:
     """The reference point of a hypervolume: ``given`` (``{objective: value}``), else
     BoTorch's ``infer_reference_point`` on ``front`` (``n x m`` Pareto-optimal values), as
     the bayesian agent does; None when neither is there."""

@@ -54,8 +54,9 @@ def _subscribed(address: str, callback: Any) -> Iterator[None]:
         subscriber.close()
 
 
-def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str,
-                         stream_in: str) -> int:
+def run_analysis_service(
+    config: CampaignConfig, tiled_uri: str, stream_out: str, stream_in: str
+) -> int:
     """Analyse the campaign's raw runs from the stream until SIGTERM or Ctrl-C."""
     client = tiled_client(tiled_uri)
     writer = make_writer(client)
@@ -83,25 +84,36 @@ def run_analysis_service(config: CampaignConfig, tiled_uri: str, stream_out: str
     return 0
 
 
-def agent_service(config: CampaignConfig, tiled_uri: str, stations: Mapping[str, str],
-                  outcomes: StreamOutcomes, *, serve_control: bool = True) -> CampaignRunner:
+def agent_service(
+    config: CampaignConfig,
+    tiled_uri: str,
+    stations: Mapping[str, str],
+    outcomes: StreamOutcomes,
+    *,
+    serve_control: bool = True,
+) -> CampaignRunner:
     """The campaign's closed loop over queueserver ``stations`` (name -> control address),
     learning each attempt's outcome from ``outcomes`` (which must follow the stream).
 
     The same :class:`CampaignRunner` as ``sdl run``: resuming from the catalog, fault
     policies, refusals and control requests included.
     """
+
     def queue_stations(runner: CampaignRunner) -> list[QueueStation]:
         timeout_s = config.devices.action_timeout_s or 3600.0
-        return [QueueStation(name, address, outcomes, runner.checkpoint, timeout_s=timeout_s)
-                for name, address in stations.items()]
+        return [
+            QueueStation(name, address, outcomes, runner.checkpoint, timeout_s=timeout_s)
+            for name, address in stations.items()
+        ]
 
-    return CampaignRunner(config, client=tiled_client(tiled_uri), stations=queue_stations,
-                          serve_control=serve_control)
+    return CampaignRunner(
+        config, client=tiled_client(tiled_uri), stations=queue_stations, serve_control=serve_control
+    )
 
 
-def run_agent_service(runner: CampaignRunner, outcomes: StreamOutcomes, stream_out: str,
-                      *, dashboard: bool = False) -> CampaignResult:
+def run_agent_service(
+    runner: CampaignRunner, outcomes: StreamOutcomes, stream_out: str, *, dashboard: bool = False
+) -> CampaignResult:
     """Run an :func:`agent_service`'s campaign with ``outcomes`` following ``stream_out``;
     with ``dashboard``, also serve the live page on 127.0.0.1, fed by the stream."""
     followers: list[Callable[[str, Mapping[str, Any]], Any]] = [outcomes]

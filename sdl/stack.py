@@ -68,8 +68,10 @@ def _redis_problem(address: str) -> str | None:
     try:
         redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=3).ping()
     except (redis.RedisError, OSError, ValueError) as error:
-        return (f"Redis is not answering at {address} ({error}); bluesky-queueserver keeps "
-                "its queues there. Start redis-server, or name another with --redis HOST:PORT")
+        return (
+            f"Redis is not answering at {address} ({error}); bluesky-queueserver keeps "
+            "its queues there. Start redis-server, or name another with --redis HOST:PORT"
+        )
     return None
 
 
@@ -111,20 +113,33 @@ def _postgres_problem(uri: str) -> str | None:
     try:
         asyncio.run(_ensure_database(uri))
     except Exception as error:
-        return (f"PostgreSQL is not usable at {uri} ({type(error).__name__}: {error}); the "
-                "catalog's tiled server stores it there. Start PostgreSQL, or name another "
-                "database with --postgres postgresql://USER@HOST:PORT/DATABASE")
+        return (
+            f"PostgreSQL is not usable at {uri} ({type(error).__name__}: {error}); the "
+            "catalog's tiled server stores it there. Start PostgreSQL, or name another "
+            "database with --postgres postgresql://USER@HOST:PORT/DATABASE"
+        )
     return None
 
 
 def preflight(settings: StackSettings) -> list[str]:
     """What is missing for the stack to come up (empty when Redis and PostgreSQL answer)."""
-    return [problem for problem in (_redis_problem(settings.redis),
-                                    _postgres_problem(settings.postgres)) if problem]
+    return [
+        problem
+        for problem in (_redis_problem(settings.redis), _postgres_problem(settings.postgres))
+        if problem
+    ]
 
 
-def _wait_until(ready: Any, what: str, timeout_s: float, process: subprocess.Popen,
-                log: Path) -> None:
+class ServiceProcess(subprocess.Popen):
+    """A service's process, with the file its output goes to."""
+
+    def __init__(self, command: list[str], log_path: Path, **popen: Any) -> None:
+        super().__init__(command, **popen)
+        self.log_path = log_path
+
+
+def _wait_until(ready: Any, what: str, timeout_s: float, process: ServiceProcess) -> None:
+    log = process.log_path
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -195,59 +210,80 @@ class Stack:
     def service_command(self, service: str, *extra: str) -> list[str]:
         """The command line of ``sdl analysis-service`` or ``sdl agent-service`` on this stack."""
         assert self.proxy is not None
-        return [sys.executable, "-m", "sdl.cli", service, str(self.campaign_file),
-                "--tiled", self.tiled_uri, "--stream-out", self.proxy.out_address, *extra]
+        return [
+            sys.executable,
+            "-m",
+            "sdl.cli",
+            service,
+            str(self.campaign_file),
+            "--tiled",
+            self.tiled_uri,
+            "--stream-out",
+            self.proxy.out_address,
+            *extra,
+        ]
 
-    def start_services(self, dashboard: bool = False) -> subprocess.Popen:
+    def start_services(self, dashboard: bool = False) -> ServiceProcess:
         """Start the analysis and agent services; the agent's process is returned."""
         self.start_analysis_service()
         options = [f"--station={name}={address}" for name, address in self.stations.items()]
         options += ["--dashboard"] if dashboard else []
-        return self._spawn("agent-service", self.service_command("agent-service", *options),
-                           stop_signal=signal.SIGINT)
+        return self._spawn(
+            "agent-service",
+            self.service_command("agent-service", *options),
+            stop_signal=signal.SIGINT,
+        )
 
-    def dashboard_address(self, agent: subprocess.Popen) -> str:
+    def dashboard_address(self, agent: ServiceProcess) -> str:
         """The dashboard line the agent service (started with ``dashboard``) prints."""
         return self._printed(agent, "dashboard", "the agent service's dashboard")
 
-    def agent_summary(self, agent: subprocess.Popen) -> str:
+    def agent_summary(self, agent: ServiceProcess) -> str:
         """What the agent service printed after its campaign ended: the summary, the report
         and where the catalog is (empty if it printed none)."""
-        text = agent.log_path.read_text()  # type: ignore[attr-defined]
+        text = agent.log_path.read_text()
         return text.split(SUMMARY_LINE + "\n", 1)[1] if SUMMARY_LINE in text else ""
 
-    def start_analysis_service(self) -> subprocess.Popen:
+    def start_analysis_service(self) -> ServiceProcess:
         """Start the analysis service and wait until it follows the stream, so that it sees
         the first experiment."""
         assert self.proxy is not None
-        service = self._spawn("analysis-service", self.service_command(
-            "analysis-service", "--stream-in", self.proxy.in_address))
+        service = self._spawn(
+            "analysis-service",
+            self.service_command("analysis-service", "--stream-in", self.proxy.in_address),
+        )
         self._printed(service, READY_LINE, "the analysis service")
         return service
 
-    def _printed(self, process: subprocess.Popen, prefix: str, what: str) -> str:
+    def _printed(self, process: ServiceProcess, prefix: str, what: str) -> str:
         """The first line starting with ``prefix`` that ``process`` writes to its log."""
-        log = process.log_path  # type: ignore[attr-defined]
+        log = process.log_path
         line: list[str] = []
 
         def printed() -> bool:
             line[:] = [text for text in log.read_text().splitlines() if text.startswith(prefix)]
             return bool(line)
 
-        _wait_until(printed, what, self.settings.startup_timeout_s, process, log)
+        _wait_until(printed, what, self.settings.startup_timeout_s, process)
         return line[0]
 
     def _environment(self, **extra: str) -> dict[str, str]:
         return {**os.environ, API_KEY_VARIABLE: self.api_key, "PYTHONUNBUFFERED": "1", **extra}
 
-    def _spawn(self, name: str, command: list[str], stop_signal: int = signal.SIGTERM,
-               **env: str) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, command: list[str], stop_signal: int = signal.SIGTERM, **env: str
+    ) -> ServiceProcess:
         log_path = self.run_dir / f"{name}.log"
         log = log_path.open("w")
         self._logs.append(log)
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   env=self._environment(**env), cwd=self.data_dir)
-        process.log_path = log_path  # type: ignore[attr-defined]
+        process = ServiceProcess(
+            command,
+            log_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._environment(**env),
+            cwd=self.data_dir,
+        )
         self._exit.callback(_stop_process, process, name, stop_signal)
         logger.info("started %s (pid %d), log %s", name, process.pid, log_path)
         return process
@@ -258,15 +294,35 @@ class Stack:
         catalog = parts._replace(scheme="postgresql+asyncpg").geturl()
         for folder in ("data", "raw"):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
-        process = self._spawn("tiled", [
-            str(BIN / "tiled"), "serve", "catalog", catalog, "--init",
-            "-w", str(self.data_dir / "data"), "-w", self.settings.postgres,
-            "-r", str(self.data_dir / "raw"), "--api-key", self.api_key,
-            "--host", self.settings.host, "--port", str(port)])
+        process = self._spawn(
+            "tiled",
+            [
+                str(BIN / "tiled"),
+                "serve",
+                "catalog",
+                catalog,
+                "--init",
+                "-w",
+                str(self.data_dir / "data"),
+                "-w",
+                self.settings.postgres,
+                "-r",
+                str(self.data_dir / "raw"),
+                "--api-key",
+                self.api_key,
+                "--host",
+                self.settings.host,
+                "--port",
+                str(port),
+            ],
+        )
         self.tiled_uri = f"http://{self.settings.host}:{port}"
-        _wait_until(lambda: httpx.get(f"{self.tiled_uri}/api/v1/").status_code == 200,
-                    "the tiled server", self.settings.startup_timeout_s, process,
-                    process.log_path)  # type: ignore[attr-defined]
+        _wait_until(
+            lambda: httpx.get(f"{self.tiled_uri}/api/v1/").status_code == 200,
+            "the tiled server",
+            self.settings.startup_timeout_s,
+            process,
+        )
 
     @contextmanager
     def _proxy(self) -> Any:
@@ -286,49 +342,96 @@ class Stack:
         assert self.proxy is not None
         prefix = f"sdl_{self.config.name}_{name}"
         self._exit.callback(_forget_queue, self.settings.redis, prefix)  # after it stops
-        process = self._spawn(name, [
-            str(BIN / "start-re-manager"), "--startup-module", "sdl.qserver_startup",
-            "--existing-plans-devices", str(station_dir / "existing_plans_and_devices.yaml"),
-            "--update-existing-plans-devices", "ENVIRONMENT_OPEN",
-            "--user-group-permissions", str(permissions),
-            "--redis-addr", self.settings.redis,
-            "--redis-name-prefix", prefix,
-            "--zmq-control-addr", control,
-            "--zmq-info-addr", f"tcp://{host}:{free_port(host)}",
-            "--zmq-publish-console", "OFF",
-        ], stop_signal=signal.SIGINT, SDL_CAMPAIGN=str(self.campaign_file), SDL_STATION=name,
-            SDL_TILED_URI=self.tiled_uri, SDL_STREAM=self.proxy.in_address)
+        process = self._spawn(
+            name,
+            [
+                str(BIN / "start-re-manager"),
+                "--startup-module",
+                "sdl.qserver_startup",
+                "--existing-plans-devices",
+                str(station_dir / "existing_plans_and_devices.yaml"),
+                "--update-existing-plans-devices",
+                "ENVIRONMENT_OPEN",
+                "--user-group-permissions",
+                str(permissions),
+                "--redis-addr",
+                self.settings.redis,
+                "--redis-name-prefix",
+                prefix,
+                "--zmq-control-addr",
+                control,
+                "--zmq-info-addr",
+                f"tcp://{host}:{free_port(host)}",
+                "--zmq-publish-console",
+                "OFF",
+            ],
+            stop_signal=signal.SIGINT,
+            SDL_CAMPAIGN=str(self.campaign_file),
+            SDL_STATION=name,
+            SDL_TILED_URI=self.tiled_uri,
+            SDL_STREAM=self.proxy.in_address,
+        )
         api = REManagerAPI(zmq_control_addr=control)
         self._exit.callback(_close_environment, api)
-        log = process.log_path  # type: ignore[attr-defined]
-        _wait_until(lambda: api.status()["manager_state"] == "idle", f"{name}'s queueserver",
-                    self.settings.startup_timeout_s, process, log)
+        _wait_until(
+            lambda: api.status()["manager_state"] == "idle",
+            f"{name}'s queueserver",
+            self.settings.startup_timeout_s,
+            process,
+        )
         api.queue_clear()
         api.environment_open()
-        _wait_until(lambda: api.status()["worker_environment_exists"]
-                    and api.status()["manager_state"] == "idle",
-                    f"{name}'s RunEngine environment (startup module sdl.qserver_startup)",
-                    self.settings.startup_timeout_s, process, log)
+        _wait_until(
+            lambda: (
+                api.status()["worker_environment_exists"]
+                and api.status()["manager_state"] == "idle"
+            ),
+            f"{name}'s RunEngine environment (startup module sdl.qserver_startup)",
+            self.settings.startup_timeout_s,
+            process,
+        )
         self.stations[name] = control
 
     def _write_connection_file(self) -> None:
         assert self.proxy is not None
         self.connection_file.touch(mode=0o600)
-        self.connection_file.write_text(json.dumps({
-            "campaign": self.config.name, "tiled_uri": self.tiled_uri, "api_key": self.api_key,
-            "stream_in": self.proxy.in_address, "stream_out": self.proxy.out_address,
-            "stations": self.stations, "logs": str(self.run_dir)}, indent=2))
+        self.connection_file.write_text(
+            json.dumps(
+                {
+                    "campaign": self.config.name,
+                    "tiled_uri": self.tiled_uri,
+                    "api_key": self.api_key,
+                    "stream_in": self.proxy.in_address,
+                    "stream_out": self.proxy.out_address,
+                    "stations": self.stations,
+                    "logs": str(self.run_dir),
+                },
+                indent=2,
+            )
+        )
 
 
 #: Queueserver permissions: the campaign's own plan and devices only.
-USER_GROUP_PERMISSIONS = {"user_groups": {
-    "root": {"allowed_plans": [None], "forbidden_plans": [":^_"],
-             "allowed_devices": [None], "forbidden_devices": [":^_:?.*"],
-             "allowed_functions": [None], "forbidden_functions": [":^_"]},
-    "primary": {"allowed_plans": [":^sdl_experiment$"], "forbidden_plans": [None],
-                "allowed_devices": [":?.*:depth=5"], "forbidden_devices": [None],
-                "allowed_functions": [None], "forbidden_functions": [None]},
-}}
+USER_GROUP_PERMISSIONS = {
+    "user_groups": {
+        "root": {
+            "allowed_plans": [None],
+            "forbidden_plans": [":^_"],
+            "allowed_devices": [None],
+            "forbidden_devices": [":^_:?.*"],
+            "allowed_functions": [None],
+            "forbidden_functions": [":^_"],
+        },
+        "primary": {
+            "allowed_plans": [":^sdl_experiment$"],
+            "forbidden_plans": [None],
+            "allowed_devices": [":?.*:depth=5"],
+            "forbidden_devices": [None],
+            "allowed_functions": [None],
+            "forbidden_functions": [None],
+        },
+    }
+}
 
 
 def _close_environment(api: REManagerAPI) -> None:

@@ -85,7 +85,8 @@ def fault_kind_of_reason(reason: str) -> str:
     error_type_name = reason.split(":", 1)[0].strip()
     for error_type, kind in FAULT_KINDS:
         if error_type_name == error_type.__name__ or any(
-                cls.__name__ == error_type_name for cls in _subclasses(error_type)):
+            cls.__name__ == error_type_name for cls in _subclasses(error_type)
+        ):
             return kind
     return "instrument_error"
 
@@ -118,9 +119,14 @@ class LocalStation:
         Turns a finished raw run (start document, primary data) into features or a failure.
     """
 
-    def __init__(self, name: str, instruments: Instruments,
-                 emit: Callable[[str, Mapping[str, Any]], Any], checkpoint: Callable[[], None],
-                 evaluate: Evaluate) -> None:
+    def __init__(
+        self,
+        name: str,
+        instruments: Instruments,
+        emit: Callable[[str, Mapping[str, Any]], Any],
+        checkpoint: Callable[[], None],
+        evaluate: Evaluate,
+    ) -> None:
         self.name = name
         self.instruments = instruments
         self._checkpoint = checkpoint
@@ -133,8 +139,11 @@ class LocalStation:
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         try:
-            uid = self._run_plan(synthesize_and_measure(
-                self.instruments.reactor, self.instruments.detectors, conditions, md=md))
+            uid = self._run_plan(
+                synthesize_and_measure(
+                    self.instruments.reactor, self.instruments.detectors, conditions, md=md
+                )
+            )
         except (CampaignAborted, KeyboardInterrupt):
             raise
         except Exception as error:

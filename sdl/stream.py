@@ -92,12 +92,16 @@ def deserialize(payload: bytes | memoryview) -> dict[str, Any]:
     try:
         doc = msgpack.unpackb(payload, ext_hook=_decode_ext, raw=False)
     except Exception as error:
-        logger.error("refused a stream message that is not a msgpack document (%d bytes): %s",
-                     len(payload), error)
+        logger.error(
+            "refused a stream message that is not a msgpack document (%d bytes): %s",
+            len(payload),
+            error,
+        )
         raise ValueError(f"not a msgpack document: {error}") from None
     if not isinstance(doc, dict):
-        logger.error("refused a stream message that decodes to %s, not a document",
-                     type(doc).__name__)
+        logger.error(
+            "refused a stream message that decodes to %s, not a document", type(doc).__name__
+        )
         raise ValueError(f"a document must be a mapping, got {type(doc).__name__}")
     return doc
 
@@ -127,8 +131,9 @@ class DocumentPublisher:
         How long to wait for the proxy before publishing regardless.
     """
 
-    def __init__(self, address: str, *, prefix: bytes = b"",
-                 connect_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, address: str, *, prefix: bytes = b"", connect_timeout_s: float = 2.0
+    ) -> None:
         self.address = address
         self._prefix = _check_prefix(prefix)
         self._context = zmq.Context()
@@ -142,8 +147,11 @@ class DocumentPublisher:
         if self._socket.poll(int(timeout_s * 1000)):
             self._socket.recv()
         else:
-            logger.warning("no stream proxy subscribed at %s within %g s; documents are lost "
-                           "until one does", self.address, timeout_s)
+            logger.warning(
+                "no stream proxy subscribed at %s within %g s; documents are lost until one does",
+                self.address,
+                timeout_s,
+            )
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         message = b" ".join([self._prefix, name.encode(), serialize(doc)])
@@ -163,8 +171,9 @@ def _bind(context: zmq.Context, kind: int, host: str, port: int | None, hwm: int
     return socket
 
 
-def _forward(host: str, in_port: int | None, out_port: int | None, hwm: int,
-             addresses: Any) -> None:
+def _forward(
+    host: str, in_port: int | None, out_port: int | None, hwm: int, addresses: Any
+) -> None:
     """The proxy process: report the bound addresses (or why binding failed), then forward."""
     context = zmq.Context()
     try:
@@ -174,8 +183,12 @@ def _forward(host: str, in_port: int | None, out_port: int | None, hwm: int,
         addresses.put(str(error))
         return
     frontend.setsockopt(zmq.SUBSCRIBE, b"")
-    addresses.put((frontend.getsockopt_string(zmq.LAST_ENDPOINT),
-                   backend.getsockopt_string(zmq.LAST_ENDPOINT)))
+    addresses.put(
+        (
+            frontend.getsockopt_string(zmq.LAST_ENDPOINT),
+            backend.getsockopt_string(zmq.LAST_ENDPOINT),
+        )
+    )
     zmq.proxy(frontend, backend)
 
 
@@ -197,13 +210,21 @@ class StreamProxy:
         document of a slow subscriber at the cost of the proxy's memory.
     """
 
-    def __init__(self, host: str = DEFAULT_HOST, in_port: int | None = None,
-                 out_port: int | None = None, *, hwm: int = UNLIMITED) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        in_port: int | None = None,
+        out_port: int | None = None,
+        *,
+        hwm: int = UNLIMITED,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._addresses = context.Queue()
         self._process = context.Process(
-            target=_forward, args=(host, in_port, out_port, hwm, self._addresses),
-            name="sdl-stream-proxy", daemon=True,
+            target=_forward,
+            args=(host, in_port, out_port, hwm, self._addresses),
+            name="sdl-stream-proxy",
+            daemon=True,
         )
         self.in_address = ""
         self.out_address = ""
@@ -230,10 +251,10 @@ def _split(message: bytes) -> tuple[bytes, str, memoryview]:
     """bluesky's framing; the payload stays a view so an image is not copied to be decoded."""
     first = message.index(b" ")
     second = message.index(b" ", first + 1)
-    name = message[first + 1:second].decode()
+    name = message[first + 1 : second].decode()
     if name not in DOCUMENT_NAMES:
         raise ValueError(f"{name[:40]!r} is not a document name")
-    return message[:first], name, memoryview(message)[second + 1:]
+    return message[:first], name, memoryview(message)[second + 1 :]
 
 
 class StreamSubscriber:
@@ -252,8 +273,7 @@ class StreamSubscriber:
         Receive only the messages of publishers with this prefix; all messages when empty.
     """
 
-    def __init__(self, address: str, callback: DocumentCallback, *,
-                 prefix: bytes = b"") -> None:
+    def __init__(self, address: str, callback: DocumentCallback, *, prefix: bytes = b"") -> None:
         self.address = address
         self._callback = callback
         self._context = zmq.Context()
@@ -264,8 +284,7 @@ class StreamSubscriber:
         self._socket.setsockopt(zmq.SUBSCRIBE, prefix + b" " if prefix else b"")
         self._socket.connect(address)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sdl-stream-subscriber",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="sdl-stream-subscriber", daemon=True)
 
     def start(self) -> StreamSubscriber:
         self._thread.start()
@@ -287,8 +306,11 @@ class StreamSubscriber:
         try:
             _, name, payload = _split(message)
         except ValueError as error:
-            logger.error("refused a stream message that is not 'prefix name document' "
-                         "(%d bytes): %s", len(message), error)
+            logger.error(
+                "refused a stream message that is not 'prefix name document' (%d bytes): %s",
+                len(message),
+                error,
+            )
             return
         try:
             doc = deserialize(payload)

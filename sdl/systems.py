@@ -45,7 +45,7 @@ SYSTEMS: dict[str, MaterialsSystem] = {
     "fegapd": MaterialsSystem(
         name="fegapd",
         description="Fe-Ga-Pd-like composition spread: x_ga, x_pd (Fe the balance) -> "
-                    "equilibrium phase mixture, lattice shifts and magnetisation",
+        "equilibrium phase mixture, lattice shifts and magnetisation",
         make_model=FeGaPdSpread,
         condition_limits=FEGAPD_CONDITION_LIMITS,
         phases=FEGAPD_PHASES,

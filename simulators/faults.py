@@ -113,8 +113,11 @@ class FaultInjector:
         with self._lock:
             action = self._actions[device]
             self._actions[device] += 1
-            struck = frozenset(kind for kind, spec in self.specs.items()
-                               if spec.strikes(kind, device, action, self._rng))
+            struck = frozenset(
+                kind
+                for kind, spec in self.specs.items()
+                if spec.strikes(kind, device, action, self._rng)
+            )
             self._struck.update(struck)
             if "drift" in struck:
                 self._drift_deg += self.specs["drift"].step
@@ -129,8 +132,9 @@ class FaultInjector:
         with self._lock:
             self._drift_deg = 0.0
 
-    def pattern(self, struck: Iterable[str], two_theta_deg: np.ndarray,
-                counts: np.ndarray) -> np.ndarray:
+    def pattern(
+        self, struck: Iterable[str], two_theta_deg: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
         """The counts as the faulty detector reports them."""
         struck = set(struck)
         counts = np.array(counts, dtype=float)
@@ -156,5 +160,7 @@ class FaultInjector:
             return
         name = sorted(conditions)[int(self._rng.integers(len(conditions)))]
         reached = conditions[name] * (1.0 - self.specs["setpoint_miss"].step)
-        raise SetpointMissed(f"reactor: {name} reached {reached:.4g}, setpoint "
-                             f"{conditions[name]:.4g} (injected setpoint miss)")
+        raise SetpointMissed(
+            f"reactor: {name} reached {reached:.4g}, setpoint "
+            f"{conditions[name]:.4g} (injected setpoint miss)"
+        )

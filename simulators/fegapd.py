@@ -90,14 +90,20 @@ class PhaseModel:
 
 
 #: The phases of the model system, each named once (see the module docstring for sources).
-PHASES: dict[str, PhaseModel] = dict(zip(FEGAPD_PHASES, (
-    PhaseModel((0.90, 0.06, 0.04), -0.13, 0.6, (0.075, 0.12), 2.15),  # bcc
-    PhaseModel((0.75, 0.25, 0.0), -0.14, 1.5, (0.06, 0.08), 1.45),  # fe3ga_d03
-    PhaseModel((0.70, 0.22, 0.08), -0.14, 1.5, (0.05, 0.09), 1.2),  # fe3ga_l12
-    PhaseModel((0.60, 0.05, 0.35), -0.14, 0.5, (0.03, 0.07), 1.5),  # fcc
-    PhaseModel((0.5, 0.0, 0.5), -0.17, 1.5, (0.03, 0.06), 1.35),  # fepd_l10
-    PhaseModel((0.05, 0.48, 0.47), -0.16, 1.5, (0.02, 0.02), 0.0),  # pdga_b20
-), strict=True))
+PHASES: dict[str, PhaseModel] = dict(
+    zip(
+        FEGAPD_PHASES,
+        (
+            PhaseModel((0.90, 0.06, 0.04), -0.13, 0.6, (0.075, 0.12), 2.15),  # bcc
+            PhaseModel((0.75, 0.25, 0.0), -0.14, 1.5, (0.06, 0.08), 1.45),  # fe3ga_d03
+            PhaseModel((0.70, 0.22, 0.08), -0.14, 1.5, (0.05, 0.09), 1.2),  # fe3ga_l12
+            PhaseModel((0.60, 0.05, 0.35), -0.14, 0.5, (0.03, 0.07), 1.5),  # fcc
+            PhaseModel((0.5, 0.0, 0.5), -0.17, 1.5, (0.03, 0.06), 1.35),  # fepd_l10
+            PhaseModel((0.05, 0.48, 0.47), -0.16, 1.5, (0.02, 0.02), 0.0),  # pdga_b20
+        ),
+        strict=True,
+    )
+)
 
 #: Phase names in a fixed order (the order of every phase vector).
 PHASE_NAMES = tuple(PHASES)
@@ -162,8 +168,9 @@ class Equilibrium:
     @property
     def present(self) -> tuple[str, ...]:
         """Phases above :data:`PRESENT_FRACTION`, in ``PHASE_NAMES`` order."""
-        return tuple(p for p, f in zip(PHASE_NAMES, self.fractions, strict=True)
-                     if f > PRESENT_FRACTION)
+        return tuple(
+            p for p, f in zip(PHASE_NAMES, self.fractions, strict=True) if f > PRESENT_FRACTION
+        )
 
 
 class PhaseDiagram:
@@ -175,8 +182,9 @@ class PhaseDiagram:
         steps = int(round(1.0 / _GRID_STEP))
         ga, pd = np.meshgrid(np.arange(steps + 1), np.arange(steps + 1), indexing="ij")
         keep = ga + pd <= steps
-        grid = np.column_stack([1.0 - (ga[keep] + pd[keep]) / steps, ga[keep] / steps,
-                                pd[keep] / steps])
+        grid = np.column_stack(
+            [1.0 - (ga[keep] + pd[keep]) / steps, ga[keep] / steps, pd[keep] / steps]
+        )
         points, owners = [], []
         # Ideal mixing entropy at the anneal temperature: every phase gains it, and its
         # infinite slope at the edges keeps solid solutions stable near the corners.
@@ -184,8 +192,11 @@ class PhaseDiagram:
             entropy = np.nansum(np.where(grid > 0, grid * np.log(grid), 0.0), axis=1)
         mixing_ev = BOLTZMANN_EV_K * anneal_temperature_k * entropy
         for index, model in enumerate(phases.values()):
-            energy = mixing_ev + model.depth_ev + model.curvature_ev * np.sum(
-                (grid - np.array(model.ideal_composition)) ** 2, axis=1
+            energy = (
+                mixing_ev
+                + model.depth_ev
+                + model.curvature_ev
+                * np.sum((grid - np.array(model.ideal_composition)) ** 2, axis=1)
             )
             points.append(np.column_stack([grid[:, 1:], energy]))
             owners.append(np.full(len(grid), index))
@@ -286,8 +297,12 @@ class FeGaPdSpread:
     deposition_s: float = 1800.0
     diagram: PhaseDiagram = field(default_factory=default_phase_diagram, repr=False)
 
-    def truth(self, composition: np.ndarray, sample_id: str = "expected",
-              crystallite_size_nm: float | None = None) -> FeGaPdSample:
+    def truth(
+        self,
+        composition: np.ndarray,
+        sample_id: str = "expected",
+        crystallite_size_nm: float | None = None,
+    ) -> FeGaPdSample:
         """The spot at exactly ``(x_fe, x_ga, x_pd)`` (no deposition noise)."""
         composition = np.asarray(composition, dtype=float)
         equilibrium = self.diagram.equilibrium(composition)
@@ -299,11 +314,13 @@ class FeGaPdSpread:
                 continue
             model = PHASES[phase]
             offset = equilibrium.compositions[index] - np.array(model.ideal_composition)
-            scales[phase] = float(1.0 + model.vegard_slope[0] * offset[1]
-                                  + model.vegard_slope[1] * offset[2])
+            scales[phase] = float(
+                1.0 + model.vegard_slope[0] * offset[1] + model.vegard_slope[1] * offset[2]
+            )
             # Non-magnetic Ga and Pd beyond the ideal composition dilute the moment.
-            magnetic = float(np.clip(1.0 - _DILUTION_PER_SOLUTE * (offset[1] + offset[2]),
-                                     0.0, 1.3))
+            magnetic = float(
+                np.clip(1.0 - _DILUTION_PER_SOLUTE * (offset[1] + offset[2]), 0.0, 1.3)
+            )
             polarisation += fraction * model.polarisation_t * magnetic
             fractions[phase] = fraction
         total = sum(fractions.values())
@@ -327,19 +344,19 @@ class FeGaPdSpread:
             region=equilibrium.present,
         )
 
-    def deposit(self, conditions: Mapping[str, float], rng: np.random.Generator,
-                sample_id: str) -> FeGaPdSample:
+    def deposit(
+        self, conditions: Mapping[str, float], rng: np.random.Generator, sample_id: str
+    ) -> FeGaPdSample:
         """One spot at the set composition, with deposition noise and size scatter."""
         composition = composition_from_conditions(conditions)
         composition = np.clip(composition + rng.normal(0.0, self.composition_noise, 3), 0.0, None)
         composition /= composition.sum()
-        size_nm = self.crystallite_size_nm * float(
-            rng.lognormal(0.0, self.crystallite_size_cv)
-        )
+        size_nm = self.crystallite_size_nm * float(rng.lognormal(0.0, self.crystallite_size_cv))
         return self.truth(composition, sample_id, size_nm)
 
-    def synthesize(self, conditions: Mapping[str, float], rng: np.random.Generator,
-                   sample_id: str) -> SampleState:
+    def synthesize(
+        self, conditions: Mapping[str, float], rng: np.random.Generator, sample_id: str
+    ) -> SampleState:
         """The reactor protocol: the spot's :class:`SampleState` (see :meth:`deposit`)."""
         return self.deposit(conditions, rng, sample_id).state
 
@@ -379,8 +396,9 @@ class SpreadDiffractometer:
         """2-theta of every step, deg."""
         return np.linspace(self.two_theta_min_deg, self.two_theta_max_deg, self.n_points)
 
-    def ideal_pattern(self, sample: FeGaPdSample,
-                      rng: np.random.Generator | None = None) -> np.ndarray:
+    def ideal_pattern(
+        self, sample: FeGaPdSample, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """Expected counts per step; ``rng`` draws the texture (None: untextured)."""
         x = self.two_theta_deg
         counts = self.background_counts * (1.0 + 0.3 * (x[-1] - x) / (x[-1] - x[0]))
@@ -390,8 +408,10 @@ class SpreadDiffractometer:
             if rng is not None:
                 intensity = intensity * rng.lognormal(0.0, self.texture_spread, intensity.size)
             centres, areas, wavelengths = [], [], []
-            for wavelength, ratio in ((CU_KALPHA1_ANGSTROM, 1.0),
-                                      (CU_KALPHA2_ANGSTROM, self.kalpha2_ratio)):
+            for wavelength, ratio in (
+                (CU_KALPHA1_ANGSTROM, 1.0),
+                (CU_KALPHA2_ANGSTROM, self.kalpha2_ratio),
+            ):
                 sin_theta = wavelength / (2.0 * d_angstrom)
                 ok = sin_theta < 1.0
                 centres.append(np.degrees(2.0 * np.arcsin(sin_theta[ok])))
@@ -425,8 +445,9 @@ def _line_scale() -> float:
     return float(_reference_lines("bcc", CU_KALPHA1_ANGSTROM)[1].max())
 
 
-def spread_compositions(step: float = 0.02, min_x_fe: float = MIN_X_FE,
-                        max_x_fe: float = 0.9) -> np.ndarray:
+def spread_compositions(
+    step: float = 0.02, min_x_fe: float = MIN_X_FE, max_x_fe: float = 0.9
+) -> np.ndarray:
     """A triangular grid of ``(x_fe, x_ga, x_pd)`` over the spread, like a wafer's spots."""
     points = []
     for x_ga in np.arange(0.0, 1.0 + 1e-9, step):
@@ -487,8 +508,11 @@ def simulate_spread(
     compositions: list[np.ndarray] = []
     while len(compositions) < n_spots:
         candidate = rng.dirichlet((1.0, 1.0, 1.0))
-        if (x_fe_range[0] <= candidate[0] <= x_fe_range[1] and candidate[1] >= min_x_ga
-                and candidate[2] >= min_x_pd):
+        if (
+            x_fe_range[0] <= candidate[0] <= x_fe_range[1]
+            and candidate[1] >= min_x_ga
+            and candidate[2] >= min_x_pd
+        ):
             compositions.append(candidate)
     spots = [
         spread.deposit({"x_ga": c[1], "x_pd": c[2]}, rng, f"spot{index}")

@@ -59,35 +59,59 @@ STATUS_MESSAGE_LENGTH = 256
 class SynthesisModel(Protocol):
     """What the reactor IOC needs from a synthesis simulator."""
 
-    def synthesize(self, conditions: Mapping[str, float], rng: Any, sample_id: str) -> SampleState:
-        ...
+    def synthesize(
+        self, conditions: Mapping[str, float], rng: Any, sample_id: str
+    ) -> SampleState: ...
 
-    def duration_s(self, conditions: Mapping[str, float]) -> float:
-        ...
+    def duration_s(self, conditions: Mapping[str, float]) -> float: ...
 
 
-def setpoint(name: str, low: float, high: float, unit: str, value: float | None = None,
-             doc: str = "") -> pvproperty:
+def setpoint(
+    name: str, low: float, high: float, unit: str, value: float | None = None, doc: str = ""
+) -> pvproperty:
     """A float setpoint (``ao`` record) whose control limits are the hardware's safe range."""
     return pvproperty(
-        name=name, value=float(low if value is None else value), dtype=ChannelType.DOUBLE,
-        record="ao", lower_ctrl_limit=low, upper_ctrl_limit=high, units=unit, precision=4,
+        name=name,
+        value=float(low if value is None else value),
+        dtype=ChannelType.DOUBLE,
+        record="ao",
+        lower_ctrl_limit=low,
+        upper_ctrl_limit=high,
+        units=unit,
+        precision=4,
         doc=doc,
     )
 
 
 def readback(name: str, unit: str, doc: str = "") -> pvproperty:
     """A read-only float result, e.g. the instrument time an action took."""
-    return pvproperty(name=name, value=0.0, dtype=ChannelType.DOUBLE, read_only=True,
-                      units=unit, precision=3, doc=doc)
+    return pvproperty(
+        name=name,
+        value=0.0,
+        dtype=ChannelType.DOUBLE,
+        read_only=True,
+        units=unit,
+        precision=3,
+        doc=doc,
+    )
+
+
+def waveform(unit: str, doc: str) -> pvproperty:
+    """A read-only array of up to 8192 floats, e.g. a pattern or its 2-theta axis."""
+    return pvproperty(
+        value=[0.0], dtype=ChannelType.DOUBLE, max_length=8192, read_only=True, units=unit, doc=doc
+    )
 
 
 class InstrumentPVs(PVGroup):
     """What every simulated instrument serves besides its own PVs: the lab and a status line."""
 
     status_message = pvproperty(
-        value="", dtype=ChannelType.CHAR, max_length=STATUS_MESSAGE_LENGTH,
-        string_encoding="utf-8", read_only=True,
+        value="",
+        dtype=ChannelType.CHAR,
+        max_length=STATUS_MESSAGE_LENGTH,
+        string_encoding="utf-8",
+        read_only=True,
         doc="empty after a successful action, else why the last action failed",
     )
 
@@ -96,8 +120,12 @@ class InstrumentPVs(PVGroup):
         self.stage = stage
         self.clock = clock
 
-    async def run_action(self, description: str, simulate: Callable[[], Any],
-                         publish: Callable[[Any], Awaitable[float]]) -> None:
+    async def run_action(
+        self,
+        description: str,
+        simulate: Callable[[], Any],
+        publish: Callable[[Any], Awaitable[float]],
+    ) -> None:
         """Simulate off the event loop, publish the results, then spend the instrument time.
 
         ``publish`` writes the result PVs and returns the action's instrument seconds. Any
@@ -110,8 +138,9 @@ class InstrumentPVs(PVGroup):
             duration_s = await publish(result)
         except Exception as error:
             logger.exception("%s failed", description)
-            await self.status_message.write(f"{description} failed: {error}"[
-                :STATUS_MESSAGE_LENGTH - 1])
+            await self.status_message.write(
+                f"{description} failed: {error}"[: STATUS_MESSAGE_LENGTH - 1]
+            )
             return
         await asyncio.sleep(self.clock.advance(duration_s))
 
@@ -121,10 +150,14 @@ class ReactorPVs(InstrumentPVs):
 
     condition_names: tuple[str, ...] = ()
 
-    synthesize = pvproperty(value=0, dtype=ChannelType.INT,
-                            doc="put 1: synthesise a sample at the setpoints (put-completion)")
-    sample_id = pvproperty(value="", dtype=ChannelType.STRING, read_only=True,
-                           doc="id of the sample on the stage")
+    synthesize = pvproperty(
+        value=0,
+        dtype=ChannelType.INT,
+        doc="put 1: synthesise a sample at the setpoints (put-completion)",
+    )
+    sample_id = pvproperty(
+        value="", dtype=ChannelType.STRING, read_only=True, doc="id of the sample on the stage"
+    )
     synthesis_time_s = readback("synthesis_time_s", "s", "instrument time of the last synthesis")
 
     def __init__(self, *args: Any, model: SynthesisModel, **kwargs: Any) -> None:
@@ -167,14 +200,14 @@ def reactor_pvs_class(condition_limits: Mapping[str, tuple[float, float, str]]) 
 class DiffractometerPVs(InstrumentPVs):
     """The powder diffractometer: the 2-theta axis, the last pattern and its exposure."""
 
-    acquire = pvproperty(value=0, dtype=ChannelType.INT,
-                         doc="put 1: scan the sample on the stage (put-completion)")
-    exposure_s = setpoint("exposure_s", *XRD_EXPOSURE_LIMITS_S, "s", value=0.5,
-                          doc="counting time per 2-theta step")
-    two_theta = pvproperty(value=[0.0], dtype=ChannelType.DOUBLE, max_length=8192,
-                           read_only=True, units="deg", doc="2-theta of every step")
-    counts = pvproperty(value=[0.0], dtype=ChannelType.DOUBLE, max_length=8192,
-                        read_only=True, units="counts", doc="the last pattern")
+    acquire = pvproperty(
+        value=0, dtype=ChannelType.INT, doc="put 1: scan the sample on the stage (put-completion)"
+    )
+    exposure_s = setpoint(
+        "exposure_s", *XRD_EXPOSURE_LIMITS_S, "s", value=0.5, doc="counting time per 2-theta step"
+    )
+    two_theta = waveform("deg", "2-theta of every step")
+    counts = waveform("counts", "the last pattern")
     scan_time_s = readback("scan_time_s", "s", "instrument time of the last scan")
 
     def __init__(self, *args: Any, instrument: PowderDiffractometer, **kwargs: Any) -> None:
@@ -211,15 +244,24 @@ class MicroscopePVs(InstrumentPVs):
     """The electron microscope: the last frame as a flat float32 waveform, as areaDetector's
     NDStdArrays plugin serves it, at the magnification it picked for the sample."""
 
-    acquire = pvproperty(value=0, dtype=ChannelType.INT,
-                         doc="put 1: image the sample on the stage (put-completion)")
-    target_grain_px = setpoint("target_grain_px", *TARGET_GRAIN_PX_LIMITS, "px",
-                               value=TARGET_GRAIN_PX,
-                               doc="magnification: pixels across a typical grain")
+    acquire = pvproperty(
+        value=0, dtype=ChannelType.INT, doc="put 1: image the sample on the stage (put-completion)"
+    )
+    target_grain_px = setpoint(
+        "target_grain_px",
+        *TARGET_GRAIN_PX_LIMITS,
+        "px",
+        value=TARGET_GRAIN_PX,
+        doc="magnification: pixels across a typical grain",
+    )
     pixel_size_nm = readback("pixel_size_nm", "nm", "edge of one pixel of the last frame")
-    image_data = pvproperty(value=np.zeros(math.prod(FRAME_SHAPE), dtype=np.float32),
-                            dtype=ChannelType.FLOAT, max_length=math.prod(FRAME_SHAPE),
-                            read_only=True, doc="the last frame, row-major")
+    image_data = pvproperty(
+        value=np.zeros(math.prod(FRAME_SHAPE), dtype=np.float32),
+        dtype=ChannelType.FLOAT,
+        max_length=math.prod(FRAME_SHAPE),
+        read_only=True,
+        doc="the last frame, row-major",
+    )
     acquisition_time_s = readback("acquisition_time_s", "s", "instrument time of the last frame")
 
     @acquire.putter
@@ -231,8 +273,9 @@ class MicroscopePVs(InstrumentPVs):
         def simulate() -> Micrograph:
             sample = self.stage.require_sample()
             pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
-            return simulate_micrograph(sample, self.stage.new_rng(), shape=FRAME_SHAPE,
-                                       pixel_size_nm=pixel_size_nm)
+            return simulate_micrograph(
+                sample, self.stage.new_rng(), shape=FRAME_SHAPE, pixel_size_nm=pixel_size_nm
+            )
 
         async def publish(micrograph: Micrograph) -> float:
             await self.image_data.write(micrograph.image.astype(np.float32).ravel())
@@ -244,9 +287,14 @@ class MicroscopePVs(InstrumentPVs):
         return 0
 
 
-def lab_pvdb(prefix: str, model: SynthesisModel,
-             condition_limits: Mapping[str, tuple[float, float, str]], *,
-             seed: int = 0, speedup: float = math.inf) -> dict[str, Any]:
+def lab_pvdb(
+    prefix: str,
+    model: SynthesisModel,
+    condition_limits: Mapping[str, tuple[float, float, str]],
+    *,
+    seed: int = 0,
+    speedup: float = math.inf,
+) -> dict[str, Any]:
     """The PV database of the whole simulated lab: reactor, diffractometer and microscope."""
     stage, clock = SampleStage(seed), SimClock(speedup)
     groups: list[PVGroup] = [
@@ -261,13 +309,15 @@ def lab_pvdb(prefix: str, model: SynthesisModel,
     return {name: data for group in groups for name, data in group.pvdb.items()}
 
 
-def serve(pvdb: dict[str, Any], *, host: str = "127.0.0.1",
-          on_ready: Callable[[], None] | None = None) -> None:
+def serve(
+    pvdb: dict[str, Any], *, host: str = "127.0.0.1", on_ready: Callable[[], None] | None = None
+) -> None:
     """Serve ``pvdb`` over Channel Access on ``host`` until interrupted.
 
     The UDP search port is ``EPICS_CA_SERVER_PORT`` (default 5064); ``on_ready`` is called
     once the server's sockets are bound.
     """
+
     async def ready(async_lib: Any) -> None:
         if on_ready is not None:
             on_ready()

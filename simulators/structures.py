@@ -75,7 +75,10 @@ _DEFINITIONS: dict[str, tuple[str, Lattice, list, list[list[float]]]] = {
     "fe3ga_l12": ("Pm-3m", Lattice.cubic(3.68), ["Ga", "Fe"], [[0.0, 0.0, 0.0], [0.0, 0.5, 0.5]]),
     "fcc": ("Fm-3m", Lattice.cubic(3.80), [{"Fe": 0.5, "Pd": 0.5}], [[0.0, 0.0, 0.0]]),
     "fepd_l10": (
-        "P4/mmm", Lattice.tetragonal(2.725, 3.72), ["Fe", "Pd"], [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]
+        "P4/mmm",
+        Lattice.tetragonal(2.725, 3.72),
+        ["Fe", "Pd"],
+        [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]],
     ),
     "pdga_b20": (
         "P2_13",

@@ -220,7 +220,10 @@ class PowderDiffractometer:
         )
 
     def phase_profile(
-        self, phase: str, crystallite_size_nm: float, microstrain: float = 0.0,
+        self,
+        phase: str,
+        crystallite_size_nm: float,
+        microstrain: float = 0.0,
         lattice_scale: float = 1.0,
     ) -> np.ndarray:
         """Noise-free count rate (counts/s per step) of one phase at unit weight fraction.
@@ -314,7 +317,10 @@ class PowderDiffractometer:
     ) -> np.ndarray:
         """One scan of ``sample``: Poisson counts per step (float64), ``exposure_s`` s per step."""
         expected = self.ideal_pattern(
-            sample.phase_fractions, sample.crystallite_size_nm, sample.microstrain, exposure_s,
+            sample.phase_fractions,
+            sample.crystallite_size_nm,
+            sample.microstrain,
+            exposure_s,
             sample.lattice_scale,
         )
         return rng.poisson(expected).astype(np.float64)

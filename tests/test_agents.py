@@ -401,9 +401,7 @@ def fitted_noise_variance(noise_prior: str, seed: int) -> float:
     X = rng.random((12, 3))
     y = X[:, 0] + rng.normal(0.0, 0.3, 12)  # the scatter is about half the variance of y
     agent = BayesianOptimizationAgent(cube, [Objective("y", "maximize")], noise_prior=noise_prior)
-    agent.ingest(
-        [{"a": a, "b": b, "c": c, "y": v} for (a, b, c), v in zip(X, y, strict=True)]
-    )
+    agent.ingest([{"a": a, "b": b, "c": c, "y": v} for (a, b, c), v in zip(X, y, strict=True)])
     model, _ = agent._fitted_acquisition(0, None)
     return model.likelihood.noise.item()
 
@@ -447,8 +445,9 @@ def test_bayesian_refuses_invalid_model_options(space, objectives, options, mess
 )
 def test_bayesian_pool_variants_find_good_rows_deterministically(objectives, options):
     pool = branin_pool_space()
-    values = np.array([branin(dict(zip(pool.names, row, strict=True)))
-                       for row in pool.candidate_array])
+    values = np.array(
+        [branin(dict(zip(pool.names, row, strict=True))) for row in pool.candidate_array]
+    )
     runs = []
     for _ in range(2):
         agent = BayesianOptimizationAgent(pool, objectives, seed=5, **options)

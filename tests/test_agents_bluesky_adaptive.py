@@ -66,13 +66,10 @@ def space() -> SearchSpace:
     return SearchSpace((Parameter("x1", -3.0, 3.0, "mm"), Parameter("x2", -3.0, 3.0, "mm")))
 
 
-def test_bayesian_agent_runs_the_optimize_plan_and_learns_every_measurement(
-    RE, hardware, space
-):
+def test_bayesian_agent_runs_the_optimize_plan_and_learns_every_measurement(RE, hardware, space):
     recorder = RunRecorder()
     RE.subscribe(recorder)
-    agent = make_agent("bayesian", space, [Objective("signal", "maximize")], seed=0,
-                       n_initial=4)
+    agent = make_agent("bayesian", space, [Objective("signal", "maximize")], seed=0, n_initial=4)
     RE(optimize(problem(agent, hardware, recorder), iterations=5, n_points=2))
     observations = list(agent.history.observations.values())
     assert len(observations) == 10 and not agent.history.pending

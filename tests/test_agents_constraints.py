@@ -66,12 +66,18 @@ def test_every_proposal_meets_the_linear_constraints(name):
 
 def test_pool_rows_that_break_a_linear_constraint_are_never_proposed(box):
     rows = [{"a": 0.1, "b": 0.1}, {"a": 0.9, "b": 0.9}, {"a": 0.2, "b": 0.5}, {"a": 0.5, "b": 0.6}]
-    agent = make_agent("random", box, [Objective("y", "maximize")], candidates=rows,
-                       linear_constraints=["a + b <= 1"])
+    agent = make_agent(
+        "random",
+        box,
+        [Objective("y", "maximize")],
+        candidates=rows,
+        linear_constraints=["a + b <= 1"],
+    )
     space = agent.space
-    assert sorted(
-        int(space.candidate_index(space.to_array([p]))[0]) for p in agent.suggest(2)
-    ) == [0, 2]
+    assert sorted(int(space.candidate_index(space.to_array([p]))[0]) for p in agent.suggest(2)) == [
+        0,
+        2,
+    ]
     with pytest.raises(ValueError, match="only 0 of the 4 candidates remain"):
         agent.suggest(1)
 
@@ -106,8 +112,9 @@ def test_bayesian_keeps_to_the_safe_side_of_an_outcome_constraint(box):
         (point,) = agent.suggest(1)
         if iteration >= 8:
             late.append(point)
-        agent.ingest([{"_id": point["_id"], "y": point["a"] + point["b"],
-                       "temperature": 100.0 * point["a"]}])
+        agent.ingest(
+            [{"_id": point["_id"], "y": point["a"] + point["b"], "temperature": 100.0 * point["a"]}]
+        )
     belief = agent.report()
     assert {"temperature_predicted_mean", "y_predicted_mean"} <= set(next(iter(belief.values())))
     assert sum(p["a"] <= 0.35 for p in late) >= 3
@@ -121,8 +128,9 @@ def test_bayesian_with_two_objectives_spreads_over_the_pareto_front(box):
     agent = make_agent("bayesian", box, objectives, seed=0, n_initial=4)
     for _ in range(5):
         batch = agent.suggest(2)
-        agent.ingest([{"_id": p["_id"], "f1": p["a"], "f2": 1 - p["a"] ** 2 + p["b"] / 10}
-                      for p in batch])
+        agent.ingest(
+            [{"_id": p["_id"], "f1": p["a"], "f2": 1 - p["a"] ** 2 + p["b"] / 10} for p in batch]
+        )
     front = agent.get_best_points()
     assert len(front) >= 3
     values = np.array([[o["f1"], o["f2"]] for _, _, o in front])
@@ -157,8 +165,14 @@ def test_discrete_and_categorical_parameters_only_take_their_levels():
             batch = agent.suggest(2)
             for point in batch:
                 space.validate(point)
-            agent.ingest([
-                {"_id": p["_id"],
-                 "y": -((p["temperature"] - 150) / 50) ** 2 + p["layers"] + (p["solvent"] == 1)}
-                for p in batch
-            ])
+            agent.ingest(
+                [
+                    {
+                        "_id": p["_id"],
+                        "y": -(((p["temperature"] - 150) / 50) ** 2)
+                        + p["layers"]
+                        + (p["solvent"] == 1),
+                    }
+                    for p in batch
+                ]
+            )

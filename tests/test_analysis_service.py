@@ -35,8 +35,9 @@ def test_it_analyses_runs_from_the_stream_and_catches_up_on_those_it_missed(data
 
     def experiment(campaign: str, proposal: str) -> str:
         md = {"campaign_id": campaign, "_id": proposal, "iteration": 0, "attempt": 1}
-        (uid,) = engine(synthesize_and_measure(instruments.reactor, instruments.detectors,
-                                               CONDITIONS, md=md))
+        (uid,) = engine(
+            synthesize_and_measure(instruments.reactor, instruments.detectors, CONDITIONS, md=md)
+        )
         return uid
 
     missed = experiment(config.name, "while-down")
@@ -59,6 +60,7 @@ def test_it_analyses_runs_from_the_stream_and_catches_up_on_those_it_missed(data
         service.stop()
     starts, events = _analysis_runs(documents)
     assert sorted(start["raw_uid"] for start in starts) == sorted([missed, live])
-    assert all(start["purpose"] == "analysis" and start["campaign_id"] == config.name
-               for start in starts)
+    assert all(
+        start["purpose"] == "analysis" and start["campaign_id"] == config.name for start in starts
+    )
     assert all(event["data"]["photoactive_area_m2_g"] >= 0 for event in events)

@@ -70,8 +70,19 @@ def test_search_space_beyond_the_reactors_limits_is_refused_before_anything_runs
 
 @pytest.mark.slow
 def test_sdl_run_prints_a_summary_and_writes_a_report(tmp_path, capsys):
-    code = main(["run", str(EXAMPLE), "--data-dir", str(tmp_path / "cli"), "--budget", "3",
-                 "--agent", "random", "--quiet"])
+    code = main(
+        [
+            "run",
+            str(EXAMPLE),
+            "--data-dir",
+            str(tmp_path / "cli"),
+            "--budget",
+            "3",
+            "--agent",
+            "random",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "3 experiments" in out and "best photoactive_area_m2_g" in out
@@ -91,8 +102,13 @@ def test_sdl_run_with_a_bad_file_exits_2_naming_the_field(tmp_path, capsys):
 def test_a_proposal_outside_the_safe_limits_is_recorded_and_never_sent(tmp_path):
     runner = CampaignRunner(_config(tmp_path, budget=1, agent={"name": "random"}))
     honest_suggest = runner.agent.suggest
-    unsafe = {"_id": "unsafe", "temperature_c": 1500.0, "duration_h": 1.0, "ph": 4.0,
-              "h2o_ti_ratio": 10.0}
+    unsafe = {
+        "_id": "unsafe",
+        "temperature_c": 1500.0,
+        "duration_h": 1.0,
+        "ph": 4.0,
+        "h2o_ti_ratio": 10.0,
+    }
     proposals = iter([[unsafe]])
     runner.agent.suggest = lambda n=1: next(proposals, None) or honest_suggest(n)
     result = runner.run()
@@ -126,13 +142,21 @@ def test_a_campaign_uses_the_trained_unet_and_xrd_classifier(tmp_path):
     from sdl.analysis.unet_train import train_unet
     from sdl.analysis.xrd_cnn import train_classifier
 
-    unet, _ = train_unet(steps=40, batch_size=4, images=16, crop_px=48, width=4, depth=2,
-                         learning_rate=1e-2)
+    unet, _ = train_unet(
+        steps=40, batch_size=4, images=16, crop_px=48, width=4, depth=2, learning_rate=1e-2
+    )
     save_model(unet, tmp_path / "unet.pt")
     train_classifier(n_patterns=64, epochs=1, batch_size=32).save(tmp_path / "xrd.pt")
-    config = _config(tmp_path, budget=2, agent={"name": "random"},
-                     analysis={"segmenter": "unet", "unet_model": str(tmp_path / "unet.pt"),
-                               "xrd_classifier": str(tmp_path / "xrd.pt")})
+    config = _config(
+        tmp_path,
+        budget=2,
+        agent={"name": "random"},
+        analysis={
+            "segmenter": "unet",
+            "unet_model": str(tmp_path / "unet.pt"),
+            "xrd_classifier": str(tmp_path / "xrd.pt"),
+        },
+    )
     result = CampaignRunner(config).run()
     assert len(result.records) == 2
     client = open_catalog(config.data_dir)

@@ -27,16 +27,22 @@ def test_example_campaign_is_valid():
     ("mutate", "message"),
     [
         (lambda c: c.update(colour="blue"), r"colour: Extra inputs are not permitted"),
-        (lambda c: c["search_space"]["temperature_c"].update(low=900, high=300),
-         r"search_space\.temperature_c: .*low must be below high"),
+        (
+            lambda c: c["search_space"]["temperature_c"].update(low=900, high=300),
+            r"search_space\.temperature_c: .*low must be below high",
+        ),
         (lambda c: c["search_space"]["ph"].pop("unit"), r"search_space\.ph\.unit: Field required"),
         (lambda c: c.update(budget=0), r"budget: Input should be greater than 0"),
         (lambda c: c["agent"].update(name="oracle"), r"agent\.name: Input should be 'bayesian'"),
         (lambda c: c["objectives"][0].update(direction="up"), r"objectives\.0\.direction"),
-        (lambda c: c["objectives"][0].update(name="happiness"),
-         r"objectives\.0\.name: 'happiness' is not measured.*photoactive_area_m2_g"),
-        (lambda c: c.update(instruments=["xrd"]),
-         r"'photoactive_area_m2_g' is not measured by instruments \['xrd'\]"),
+        (
+            lambda c: c["objectives"][0].update(name="happiness"),
+            r"objectives\.0\.name: 'happiness' is not measured.*photoactive_area_m2_g",
+        ),
+        (
+            lambda c: c.update(instruments=["xrd"]),
+            r"'photoactive_area_m2_g' is not measured by instruments \['xrd'\]",
+        ),
         (lambda c: c["devices"].update(system="unobtainium"), r"devices\.system: .*unknown"),
         (lambda c: c.update(instruments=["xrd", "xrd"]), r"instruments: .*must not repeat"),
         (lambda c: c.update(fixed_conditions={"ph": 3.0}), r"fixed_conditions: \['ph'\] are also"),
@@ -57,8 +63,11 @@ def test_missing_file_and_bad_yaml_are_clear_errors(tmp_path):
         load_campaign(broken)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")),
-                         ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")),
+    ids=lambda path: path.name,
+)
 def test_every_example_campaign_is_valid(path):
     assert load_campaign(path).budget > 0
 
@@ -74,7 +83,6 @@ def test_a_discrete_knob_reaches_the_agent_and_its_levels_are_checked(tmp_path):
     data["search_space"]["ph"]["values"] = [2, 12]
     with pytest.raises(CampaignConfigError, match=r"search_space\.ph: .*\[12\.0\] lie outside"):
         parse_campaign(data)
-
 
 
 def test_an_rl_campaign_must_name_its_trained_policy(campaign):

@@ -22,8 +22,10 @@ numbers = st.floats(allow_nan=True, allow_infinity=True, width=64)
 @settings(max_examples=200, deadline=None)
 @given(low=numbers, high=numbers)
 def test_a_range_is_accepted_exactly_when_finite_and_ordered(low, high):
-    campaign = {**EXAMPLE, "search_space": {**EXAMPLE["search_space"],
-                                            "ph": {"low": low, "high": high, "unit": "pH"}}}
+    campaign = {
+        **EXAMPLE,
+        "search_space": {**EXAMPLE["search_space"], "ph": {"low": low, "high": high, "unit": "pH"}},
+    }
     valid = math.isfinite(low) and math.isfinite(high) and low < high
     try:
         config = parse_campaign(campaign)
@@ -42,7 +44,8 @@ def test_a_proposal_is_refused_exactly_when_it_leaves_the_search_space_or_the_sa
 ):
     config = parse_campaign(EXAMPLE)
     reactor = reactor_class("PropertyReactor", TIO2_CONDITION_LIMITS)(
-        name="reactor", lab=SimulatedLab(), model=TiO2SolGel())
+        name="reactor", lab=SimulatedLab(), model=TiO2SolGel()
+    )
     safe = all(
         config.search_space[name].low <= value <= config.search_space[name].high
         and TIO2_CONDITION_LIMITS[name][0] <= value <= TIO2_CONDITION_LIMITS[name][1]

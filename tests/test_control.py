@@ -22,14 +22,20 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
 def quick_campaign(data_dir: Path, budget: int, **devices):
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(data_dir=str(data_dir), budget=budget, agent={"name": "random"},
-                instruments=["xrd"], devices=devices,
-                objectives=[{"name": "anatase_fraction", "direction": "maximize"}])
+    data.update(
+        data_dir=str(data_dir),
+        budget=budget,
+        agent={"name": "random"},
+        instruments=["xrd"],
+        devices=devices,
+        objectives=[{"name": "anatase_fraction", "direction": "maximize"}],
+    )
     return parse_campaign(data)
 
 
 def when(condition, then, timeout_s: float = 60.0) -> threading.Thread:
     """Run ``then()`` on a thread as soon as ``condition()`` holds."""
+
     def watch() -> None:
         deadline = time.monotonic() + timeout_s
         while not condition() and time.monotonic() < deadline:
@@ -42,8 +48,10 @@ def when(condition, then, timeout_s: float = 60.0) -> threading.Thread:
 
 
 def controls(client, name: str) -> list[tuple[str, str]]:
-    return [(run.metadata["start"]["action"], run.metadata["start"]["who"])
-            for run in campaign_runs(client, name, "control")]
+    return [
+        (run.metadata["start"]["action"], run.metadata["start"]["who"])
+        for run in campaign_runs(client, name, "control")
+    ]
 
 
 @pytest.mark.slow
@@ -66,8 +74,11 @@ def test_pause_pauses_the_run_engine_mid_experiment_and_resume_finishes_it(data_
     assert result.stopped is None and len(result.records) == 2
     client = open_catalog(data_dir)
     assert controls(client, runner.config.name) == [("pause", "alice"), ("resume", "alice")]
-    finished = [r for r in campaign_runs(client, runner.config.name, "experiment")
-                if r.metadata["stop"]["exit_status"] == "success"]
+    finished = [
+        r
+        for r in campaign_runs(client, runner.config.name, "experiment")
+        if r.metadata["stop"]["exit_status"] == "success"
+    ]
     assert [r.metadata["start"]["iteration"] for r in finished] == [0, 1]
 
 
@@ -110,12 +121,15 @@ def test_control_socket_needs_the_token_and_refuses_malformed_or_pickled_request
         assert path.stat().st_mode & 0o777 == 0o600
         token = json.loads(path.read_text())["token"]
         assert server.handle(json.dumps({"action": "pause"}).encode())["ok"] is False
-        assert "token" in server.handle(json.dumps({"action": "pause", "token": "x"}).encode())[
-            "error"]
+        assert (
+            "token"
+            in server.handle(json.dumps({"action": "pause", "token": "x"}).encode())["error"]
+        )
         assert "malformed" in server.handle(pickle.dumps({"action": "abort"}))["error"]
         assert "malformed" in server.handle(b"[1, 2")["error"]
-        bad = server.handle(json.dumps({"action": "inject", "token": token,
-                                        "conditions": {"ph": "acid"}}).encode())
+        bad = server.handle(
+            json.dumps({"action": "inject", "token": token, "conditions": {"ph": "acid"}}).encode()
+        )
         assert bad["ok"] is False and "inject" in bad["error"]
         assert control.paused is None and control.aborted is None
         # Over the real socket: a good request acts, and the server is still up after the bad.
@@ -137,8 +151,12 @@ def test_sdl_control_pauses_and_aborts_a_campaign_running_in_another_process(tmp
     config = quick_campaign(tmp_path / "data", 20, speedup=3600.0)
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    process = subprocess.Popen([sys.executable, "-m", "sdl.cli", "run", str(path), "-q"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sdl.cli", "run", str(path), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not connection_file(config.data_dir, config.name).exists():
@@ -158,15 +176,27 @@ def test_sdl_control_pauses_and_aborts_a_campaign_running_in_another_process(tmp
 @pytest.mark.slow
 def test_an_injected_point_that_breaks_a_linear_constraint_is_refused_not_fatal(data_dir):
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(data_dir=str(data_dir), budget=1, agent={
-        "name": "random", "options": {"linear_constraints": ["temperature_c + 10*ph <= 900"]}})
+    data.update(
+        data_dir=str(data_dir),
+        budget=1,
+        agent={
+            "name": "random",
+            "options": {"linear_constraints": ["temperature_c + 10*ph <= 900"]},
+        },
+    )
     runner = CampaignRunner(parse_campaign(data))
-    runner.control.inject({"temperature_c": 900.0, "duration_h": 2.0, "ph": 9.0,
-                           "h2o_ti_ratio": 20.0}, "cy", "too hot and too basic")
+    runner.control.inject(
+        {"temperature_c": 900.0, "duration_h": 2.0, "ph": 9.0, "h2o_ti_ratio": 20.0},
+        "cy",
+        "too hot and too basic",
+    )
     result = runner.run()
     assert result.stopped is None and len(result.records) == 1 and result.refused == 1
-    assert result.records[0].conditions["temperature_c"] + 10 * result.records[0].conditions[
-        "ph"] <= 900 + 1e-9
+    assert (
+        result.records[0].conditions["temperature_c"] + 10 * result.records[0].conditions["ph"]
+        <= 900 + 1e-9
+    )
     (refusal,) = campaign_runs(runner.client, runner.config.name, "refused-proposal")
-    assert refusal.metadata["start"]["reason"].startswith("injected by cy, refused by the "
-                                                          "search space")
+    assert refusal.metadata["start"]["reason"].startswith(
+        "injected by cy, refused by the search space"
+    )

@@ -23,16 +23,21 @@ BUDGET = 6
 
 def campaign_file(tmp_path: Path) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(name="crash", data_dir=str(tmp_path / "data"), budget=BUDGET,
-                agent={"name": "random"})
+    data.update(
+        name="crash", data_dir=str(tmp_path / "data"), budget=BUDGET, agent={"name": "random"}
+    )
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def start_campaign(path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sdl.cli", "run", str(path), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sdl.cli", "run", str(path), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def experiments_done(data_dir: Path) -> int:
@@ -40,8 +45,9 @@ def experiments_done(data_dir: Path) -> int:
     return len(list((data_dir / "raw").glob("*.h5")))
 
 
-def kill_after(process: subprocess.Popen, data_dir: Path, experiments: int, delay_s: float,
-               sig: int) -> None:
+def kill_after(
+    process: subprocess.Popen, data_dir: Path, experiments: int, delay_s: float, sig: int
+) -> None:
     """Send ``sig`` ``delay_s`` after the campaign has begun its ``experiments``-th experiment."""
     deadline = time.monotonic() + 120
     while experiments_done(data_dir) < experiments and process.poll() is None:
@@ -58,12 +64,16 @@ def check_catalog(data_dir: Path) -> None:
     assert audit.sound, audit
     assert audit.kept == BUDGET and audit.skipped == 0
     # An interrupted run is marked as such (a fault record), never silently dropped.
-    open_runs = {run.metadata["start"]["uid"]
-                 for run in campaign_runs(client, "crash", "experiment")
-                 if exit_status(run) is None}
-    interrupted = {run.metadata["start"]["raw_uid"]
-                   for run in campaign_runs(client, "crash", "fault")
-                   if run.metadata["start"]["kind"] == "interrupted"}
+    open_runs = {
+        run.metadata["start"]["uid"]
+        for run in campaign_runs(client, "crash", "experiment")
+        if exit_status(run) is None
+    }
+    interrupted = {
+        run.metadata["start"]["raw_uid"]
+        for run in campaign_runs(client, "crash", "fault")
+        if run.metadata["start"]["kind"] == "interrupted"
+    }
     assert open_runs <= interrupted
 
 

@@ -24,20 +24,24 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 def _campaign(tmp_path, **changes):
-    return parse_campaign({
-        "name": "distributed-test", "seed": 5, "data_dir": str(tmp_path / "data"),
-        "search_space": {
-            "temperature_c": {"low": 250, "high": 950, "unit": "degC"},
-            "duration_h": {"low": 0.25, "high": 12, "unit": "h"},
-            "ph": {"low": 1, "high": 10, "unit": "pH"},
-            "h2o_ti_ratio": {"low": 2, "high": 60, "unit": "mol/mol"},
-        },
-        "objectives": [{"name": "photoactive_area_m2_g", "direction": "maximize"}],
-        "instruments": ["xrd", "microscope"],
-        "agent": {"name": "bayesian", "options": {"n_initial": 2}},
-        "budget": 5,
-        **changes,
-    })
+    return parse_campaign(
+        {
+            "name": "distributed-test",
+            "seed": 5,
+            "data_dir": str(tmp_path / "data"),
+            "search_space": {
+                "temperature_c": {"low": 250, "high": 950, "unit": "degC"},
+                "duration_h": {"low": 0.25, "high": 12, "unit": "h"},
+                "ph": {"low": 1, "high": 10, "unit": "pH"},
+                "h2o_ti_ratio": {"low": 2, "high": 60, "unit": "mol/mol"},
+            },
+            "objectives": [{"name": "photoactive_area_m2_g", "direction": "maximize"}],
+            "instruments": ["xrd", "microscope"],
+            "agent": {"name": "bayesian", "options": {"n_initial": 2}},
+            "budget": 5,
+            **changes,
+        }
+    )
 
 
 def test_missing_services_are_named_with_the_option_that_points_elsewhere():
@@ -47,42 +51,65 @@ def test_missing_services_are_named_with_the_option_that_points_elsewhere():
     assert "PostgreSQL is not usable" in problems[1] and "--postgres" in problems[1]
 
 
-def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason="",
-             campaign="c"):
-    bundle = compose_run(metadata={"purpose": "experiment", "_id": proposal_id,
-                                   "campaign_id": campaign,
-                                   "attempt": attempt})
+def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason="", campaign="c"):
+    bundle = compose_run(
+        metadata={
+            "purpose": "experiment",
+            "_id": proposal_id,
+            "campaign_id": campaign,
+            "attempt": attempt,
+        }
+    )
     outcomes("start", bundle.start_doc)
-    descriptor = bundle.compose_descriptor(name="primary", data_keys={
-        "reactor_synthesis_time_s": {"source": "sim", "dtype": "number", "shape": []}})
+    descriptor = bundle.compose_descriptor(
+        name="primary",
+        data_keys={"reactor_synthesis_time_s": {"source": "sim", "dtype": "number", "shape": []}},
+    )
     outcomes("descriptor", descriptor.descriptor_doc)
-    outcomes("event", descriptor.compose_event(data={"reactor_synthesis_time_s": 7200.0},
-                                               timestamps={"reactor_synthesis_time_s": 0}))
+    outcomes(
+        "event",
+        descriptor.compose_event(
+            data={"reactor_synthesis_time_s": 7200.0}, timestamps={"reactor_synthesis_time_s": 0}
+        ),
+    )
     outcomes("stop", bundle.compose_stop(exit_status=exit_status, reason=reason))
     return bundle.start_doc["uid"]
 
 
 def _analysis_run(outcomes, raw_uid, features=None, problem=None):
-    md = {"purpose": "analysis", "raw_uid": raw_uid, "campaign_id": "c",
-          **({"problem_kind": problem[0]}
-                                                        if problem else {})}
+    md = {
+        "purpose": "analysis",
+        "raw_uid": raw_uid,
+        "campaign_id": "c",
+        **({"problem_kind": problem[0]} if problem else {}),
+    }
     bundle = compose_run(metadata=md)
     outcomes("start", bundle.start_doc)
     if features:
-        descriptor = bundle.compose_descriptor(name="features", data_keys={
-            name: {"source": "sdl", "dtype": "number", "shape": []} for name in features})
+        descriptor = bundle.compose_descriptor(
+            name="features",
+            data_keys={
+                name: {"source": "sdl", "dtype": "number", "shape": []} for name in features
+            },
+        )
         outcomes("descriptor", descriptor.descriptor_doc)
-        outcomes("event", descriptor.compose_event(data=features,
-                                                   timestamps={n: 0 for n in features}))
-    outcomes("stop", bundle.compose_stop(exit_status="fail" if problem else "success",
-                                         reason=problem[1] if problem else ""))
+        outcomes(
+            "event", descriptor.compose_event(data=features, timestamps={n: 0 for n in features})
+        )
+    outcomes(
+        "stop",
+        bundle.compose_stop(
+            exit_status="fail" if problem else "success", reason=problem[1] if problem else ""
+        ),
+    )
 
 
 def test_stream_outcomes_join_raw_and_analysis_runs_per_attempt():
     outcomes = StreamOutcomes("c")
     measured = _raw_run(outcomes, "p1", 1)
-    failed_raw = _raw_run(outcomes, "p2", 1, exit_status="fail",
-                          reason="SetpointMissed: reactor stayed at 20 degC")
+    failed_raw = _raw_run(
+        outcomes, "p2", 1, exit_status="fail", reason="SetpointMissed: reactor stayed at 20 degC"
+    )
     corrupt = _raw_run(outcomes, "p3", 2)
     _analysis_run(outcomes, corrupt, problem=("corrupt_data", "NaN in the pattern"))
     assert outcomes.wait(("p1", 1), timeout_s=0) is None  # its analysis has not come yet
@@ -90,9 +117,11 @@ def test_stream_outcomes_join_raw_and_analysis_runs_per_attempt():
 
     assert outcomes.wait(("p1", 1), timeout_s=1) == Measured(measured, {"y": 3.5}, 7200.0)
     assert outcomes.wait(("p2", 1), timeout_s=1) == Failed(
-        "setpoint_miss", "SetpointMissed: reactor stayed at 20 degC", failed_raw)
-    assert outcomes.wait(("p3", 2), timeout_s=1) == Failed("corrupt_data", "NaN in the pattern",
-                                                           corrupt)
+        "setpoint_miss", "SetpointMissed: reactor stayed at 20 degC", failed_raw
+    )
+    assert outcomes.wait(("p3", 2), timeout_s=1) == Failed(
+        "corrupt_data", "NaN in the pattern", corrupt
+    )
 
 
 def test_stream_outcomes_ignore_other_campaigns_on_the_same_stream():
@@ -101,12 +130,15 @@ def test_stream_outcomes_ignore_other_campaigns_on_the_same_stream():
     assert outcomes.wait(("p1", 1), timeout_s=0) is None
 
 
-@pytest.mark.parametrize(("reason", "kind"), [
-    ("InstrumentFault: xrd detector error", "instrument_error"),
-    ("TimeoutError: reactor went silent", "timeout"),
-    ("EpicsError: PV SDL:T lost", "disconnect"),
-    ("LimitError: temperature_c=2000", "instrument_error"),
-])
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("InstrumentFault: xrd detector error", "instrument_error"),
+        ("TimeoutError: reactor went silent", "timeout"),
+        ("EpicsError: PV SDL:T lost", "disconnect"),
+        ("LimitError: temperature_c=2000", "instrument_error"),
+    ],
+)
 def test_a_failed_run_s_stop_reason_gives_its_fault_kind(reason, kind):
     assert fault_kind_of_reason(reason) == kind
 
@@ -142,7 +174,8 @@ def database():
 @pytest.mark.slow
 @pytest.mark.services
 def test_a_campaign_runs_through_queueservers_stream_services_and_tiled_on_postgres(
-        tmp_path, database):
+    tmp_path, database
+):
     config = _campaign(tmp_path)
     with Stack(config, StackSettings(stations=2, postgres=database)) as stack:
         assert urlsplit(stack.tiled_uri).hostname == "127.0.0.1"
@@ -156,18 +189,23 @@ def test_a_campaign_runs_through_queueservers_stream_services_and_tiled_on_postg
         assert seen["experiments"] >= 1 and seen["best"] > 0  # fed by the stream
         client = from_uri(stack.tiled_uri, api_key=stack.api_key)
         experiments = campaign_runs(client, config.name, "experiment")
-        analyses = {run.metadata["start"]["raw_uid"]: run
-                    for run in campaign_runs(client, config.name, "analysis")}
+        analyses = {
+            run.metadata["start"]["raw_uid"]: run
+            for run in campaign_runs(client, config.name, "analysis")
+        }
         campaign = campaign_runs(client, config.name, "campaign")
         assert len(campaign) == 1 and campaign[0].metadata["start"]["config"]["budget"] == 5
 
         assert len(experiments) == config.budget
-        assert {run.metadata["start"]["station"] for run in experiments} == {"station-0",
-                                                                              "station-1"}
+        assert {run.metadata["start"]["station"] for run in experiments} == {
+            "station-0",
+            "station-1",
+        }
         proposals = [run.metadata["start"]["_id"] for run in experiments]
         assert len(set(proposals)) == len(proposals)
-        conditions = {tuple(sorted(run.metadata["start"]["conditions"].items()))
-                      for run in experiments}
+        conditions = {
+            tuple(sorted(run.metadata["start"]["conditions"].items())) for run in experiments
+        }
         assert len(conditions) == len(experiments)  # no two stations got the same point
         for run in experiments:
             start = run.metadata["start"]
@@ -194,16 +232,21 @@ def _wait(condition, what: str, timeout_s: float = 60.0) -> None:
 @pytest.mark.slow
 @pytest.mark.services
 def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, database):
-    config = _campaign(tmp_path, budget=3, agent={"name": "random"}, devices={
-        "backend": "sim", "system": "tio2_solgel", "speedup": 5000.0})
+    config = _campaign(
+        tmp_path,
+        budget=3,
+        agent={"name": "random"},
+        devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0},
+    )
     with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
         agent = stack.start_services()
         station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
         control_file = connection_file(stack.data_dir, config.name)
         try:
             _wait(lambda: station.status()["re_state"] == "running", "a running plan")
-            assert send_request(control_file, "pause", who="night-shift",
-                                reason="checking the furnace")["ok"]
+            assert send_request(
+                control_file, "pause", who="night-shift", reason="checking the furnace"
+            )["ok"]
             _wait(lambda: station.status()["re_state"] == "paused", "the RunEngine to pause")
             time.sleep(2.0)
             assert station.status()["re_state"] == "paused"  # the campaign keeps it paused
@@ -214,5 +257,6 @@ def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, 
         client = from_uri(stack.tiled_uri, api_key=stack.api_key)
         assert len(campaign_runs(client, config.name, "experiment")) == 3
         controls = campaign_runs(client, config.name, "control")
-        assert [(run.metadata["start"]["action"], run.metadata["start"]["who"])
-                for run in controls] == [("pause", "night-shift"), ("resume", "night-shift")]
+        assert [
+            (run.metadata["start"]["action"], run.metadata["start"]["who"]) for run in controls
+        ] == [("pause", "night-shift"), ("resume", "night-shift")]

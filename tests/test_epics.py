@@ -39,22 +39,26 @@ def ioc():
     context.__exit__(None, None, None)
 
 
-def campaign(data_dir: Path, backend: str, prefix: str = "SDL:", on_fault=None,
-             **epics) -> CampaignConfig:
+def campaign(
+    data_dir: Path, backend: str, prefix: str = "SDL:", on_fault=None, **epics
+) -> CampaignConfig:
     """The demo campaign, small, with a random agent, on the given backend."""
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(data_dir=str(data_dir), budget=2, agent={"name": "random"},
-                on_fault=on_fault or {})
-    data["devices"] = {"backend": backend, "system": "tio2_solgel",
-                       "epics": {"prefix": prefix, "timeout_s": 2.0, **epics}}
+    data.update(data_dir=str(data_dir), budget=2, agent={"name": "random"}, on_fault=on_fault or {})
+    data["devices"] = {
+        "backend": backend,
+        "system": "tio2_solgel",
+        "epics": {"prefix": prefix, "timeout_s": 2.0, **epics},
+    }
     return parse_campaign(data)
 
 
 def test_epics_devices_describe_like_the_simulated_ones(ioc, tmp_path):
     sim = build_simulated_instruments(campaign(tmp_path, "sim"), tmp_path / "sim")
     epics = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path / "ca")
-    for sim_device, ca_device in zip([sim.reactor, *sim.detectors],
-                                     [epics.reactor, *epics.detectors], strict=True):
+    for sim_device, ca_device in zip(
+        [sim.reactor, *sim.detectors], [epics.reactor, *epics.detectors], strict=True
+    ):
         sim_keys, ca_keys = sim_device.describe(), ca_device.describe()
         assert set(ca_keys) == set(sim_keys)
         for key, description in sim_keys.items():
@@ -109,15 +113,19 @@ def test_campaign_over_ca_stores_the_same_documents_as_in_process(ioc, tmp_path)
         assert result.instrument_hours > 0
         run = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")[0]
         primary = run["primary"]
-        shapes[backend] = {key: np.asarray(primary[key].read()).shape for key in primary
-                           if not key.startswith("ts_")}
+        shapes[backend] = {
+            key: np.asarray(primary[key].read()).shape
+            for key in primary
+            if not key.startswith("ts_")
+        }
     assert shapes["epics"] == shapes["sim"]
     assert shapes["epics"]["microscope_image"][-2:] == (256, 256)
 
 
 def test_dry_run_reports_a_misnamed_pv(ioc, tmp_path):
-    config = campaign(tmp_path, "epics", ioc.prefix,
-                      pv_map={"reactor": {"temperature_c": "reactor:temprature_c"}})
+    config = campaign(
+        tmp_path, "epics", ioc.prefix, pv_map={"reactor": {"temperature_c": "reactor:temprature_c"}}
+    )
     check = check_devices(config, tmp_path)
     assert not check.ok
     (missing,) = [p for p in check.problems if p.startswith("missing")]
@@ -133,8 +141,9 @@ def test_pv_map_of_an_unknown_component_is_a_config_error(tmp_path):
 
 def test_ioc_killed_mid_campaign_names_the_pv_and_keeps_the_catalog(ioc, tmp_path, monkeypatch):
     with running_ioc(prefix=f"K{uuid.uuid4().hex[:6]}:") as doomed:
-        monkeypatch.setenv("EPICS_CA_ADDR_LIST",
-                           f"{os.environ['EPICS_CA_ADDR_LIST']} {doomed.host}:{doomed.port}")
+        monkeypatch.setenv(
+            "EPICS_CA_ADDR_LIST", f"{os.environ['EPICS_CA_ADDR_LIST']} {doomed.host}:{doomed.port}"
+        )
         config = campaign(tmp_path, "epics", doomed.prefix)
         runner = CampaignRunner(config)
         runner.on_experiment = lambda result: doomed.kill()
@@ -146,15 +155,18 @@ def test_ioc_killed_mid_campaign_names_the_pv_and_keeps_the_catalog(ioc, tmp_pat
     assert len(campaign_runs(open_catalog(config.data_dir), config.name, "analysis")) == 1
 
 
-def test_ioc_restarted_mid_campaign_is_retried_by_policy(
-    ioc, tmp_path, monkeypatch
-):
+def test_ioc_restarted_mid_campaign_is_retried_by_policy(ioc, tmp_path, monkeypatch):
     prefix = f"R{uuid.uuid4().hex[:6]}:"
     with running_ioc(prefix=prefix) as first:
-        monkeypatch.setenv("EPICS_CA_ADDR_LIST",
-                           f"{os.environ['EPICS_CA_ADDR_LIST']} {first.host}:{first.port}")
-        config = campaign(tmp_path, "epics", prefix, on_fault={
-            "disconnect": {"action": "retry", "retries": 5, "retry_delay_s": 2.0}})
+        monkeypatch.setenv(
+            "EPICS_CA_ADDR_LIST", f"{os.environ['EPICS_CA_ADDR_LIST']} {first.host}:{first.port}"
+        )
+        config = campaign(
+            tmp_path,
+            "epics",
+            prefix,
+            on_fault={"disconnect": {"action": "retry", "retries": 5, "retry_delay_s": 2.0}},
+        )
         runner = CampaignRunner(config)
         restarted = []
 

@@ -35,17 +35,25 @@ def faulty_campaign(data_dir: Path, kind: str, action: str, budget: int = 1):
     device, policy_key, step = FAULTS[kind]
     data = yaml.safe_load(EXAMPLE.read_text())
     if device != "microscope":  # the diffractometer alone is enough, and quicker
-        data.update(instruments=["xrd"], objectives=[{"name": "anatase_fraction",
-                                                      "direction": "maximize"}])
-    data.update(data_dir=str(data_dir), budget=budget, agent={"name": "random"},
-                devices={"faults": {kind: {"at": [0], "devices": [device], "step": step}},
-                         "action_timeout_s": 0.5},
-                on_fault={policy_key: {"action": action, "retries": 1, "then": "skip"}})
+        data.update(
+            instruments=["xrd"], objectives=[{"name": "anatase_fraction", "direction": "maximize"}]
+        )
+    data.update(
+        data_dir=str(data_dir),
+        budget=budget,
+        agent={"name": "random"},
+        devices={
+            "faults": {kind: {"at": [0], "devices": [device], "step": step}},
+            "action_timeout_s": 0.5,
+        },
+        on_fault={policy_key: {"action": action, "retries": 1, "then": "skip"}},
+    )
     return parse_campaign(data)
 
 
 def operator_resumes(runner: CampaignRunner) -> threading.Thread:
     """A person who, when the campaign pauses for them, fixes the instrument and resumes."""
+
     def watch() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and runner.control.paused is None:
@@ -75,7 +83,8 @@ def test_fault_matrix(data_dir, kind, action):
     client = open_catalog(config.data_dir)
     recorded = [run.metadata["start"] for run in campaign_runs(client, config.name, "fault")]
     assert [(f["kind"], f["action"]) for f in recorded] == [
-        (f.kind, f.action) for f in result.faults]
+        (f.kind, f.action) for f in result.faults
+    ]
     assert all(f["reason"] for f in recorded)
 
     # Garbage never reaches the agent: it learned only finite outcomes, and failures as such.
@@ -89,8 +98,9 @@ def test_fault_matrix(data_dir, kind, action):
 
     if action == "abort":
         assert policy_key in result.stopped and not result.records
-        resumed = CampaignRunner(parse_campaign(
-            {**config.model_dump(mode="json"), "devices": {}})).run()
+        resumed = CampaignRunner(
+            parse_campaign({**config.model_dump(mode="json"), "devices": {}})
+        ).run()
         assert resumed.stopped is None and len(resumed.records) == 1
         assert not resumed.records[0].failed
         return
@@ -101,7 +111,9 @@ def test_fault_matrix(data_dir, kind, action):
     if action == "pause":
         controls = [run.metadata["start"] for run in campaign_runs(client, config.name, "control")]
         assert [(c["action"], c["who"]) for c in controls] == [
-            ("pause", "fault policy"), ("resume", "operator")]
+            ("pause", "fault policy"),
+            ("resume", "operator"),
+        ]
         assert not any(r.failed for r in result.records)
     if action == "retry" and kind != "drift":
         assert [f.action for f in result.faults] == ["retry"]

@@ -66,9 +66,7 @@ def test_conditions_outside_the_spread_raise(spread):
 
 
 def test_the_spread_synthesises_a_sample_state_within_its_limits():
-    sample = FeGaPdSpread().synthesize(
-        {"x_ga": 0.1, "x_pd": 0.1}, np.random.default_rng(1), "s1"
-    )
+    sample = FeGaPdSpread().synthesize({"x_ga": 0.1, "x_pd": 0.1}, np.random.default_rng(1), "s1")
     assert sum(sample.phase_fractions.values()) == pytest.approx(1.0)
     assert set(sample.phase_fractions) <= set(PHASE_NAMES)
 

@@ -55,15 +55,19 @@ def test_pattern_fit_recovers_the_phase_fractions_of_a_shifted_two_phase_spot():
     fit = fit_pattern(PowderDiffractometer().two_theta_deg, counts, FEGAPD_PHASES)
     for phase in FEGAPD_PHASES:
         assert fit.phase_fractions[phase] == pytest.approx(
-            spot.state.phase_fractions.get(phase, 0.0), abs=0.05)
+            spot.state.phase_fractions.get(phase, 0.0), abs=0.05
+        )
 
 
 @pytest.mark.slow
 def test_short_campaign_records_phase_fractions_and_magnetisation_inside_the_triangle(
     tmp_path,
 ):
-    config = _config(tmp_path, budget=4, agent={
-        "name": "sobol", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}})
+    config = _config(
+        tmp_path,
+        budget=4,
+        agent={"name": "sobol", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}},
+    )
     result = CampaignRunner(config).run()
     assert len(result.records) == 4 and result.refused == 0
     for record in result.records:
@@ -79,8 +83,13 @@ def test_short_campaign_records_phase_fractions_and_magnetisation_inside_the_tri
 
 @pytest.mark.slow
 def test_a_proposal_outside_the_triangle_is_recorded_as_refused_and_never_sent(tmp_path):
-    runner = CampaignRunner(_config(tmp_path, budget=1, agent={
-        "name": "random", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}}))
+    runner = CampaignRunner(
+        _config(
+            tmp_path,
+            budget=1,
+            agent={"name": "random", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}},
+        )
+    )
     honest_suggest = runner.agent.suggest
     outside = {"_id": "outside", "x_ga": 0.4, "x_pd": 0.4}
     proposals = iter([[outside]])

@@ -64,8 +64,12 @@ def test_features_are_named_scalars_with_an_uncertainty():
     features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
     scalars = features.as_dict()
     assert list(scalars) == [
-        "grain_size_nm", "grain_size_nm_std", "grain_size_cv", "grain_count",
-        "grain_intercept_nm", "grain_intercept_nm_std",
+        "grain_size_nm",
+        "grain_size_nm_std",
+        "grain_size_cv",
+        "grain_count",
+        "grain_intercept_nm",
+        "grain_intercept_nm_std",
     ]
     assert all(isinstance(v, float) for v in scalars.values())
     assert features.grain_count > 20
@@ -133,21 +137,21 @@ def test_size_distribution_is_returned_with_edge_weights():
     features = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
     assert len(features.diameters_nm) == features.grain_count == len(features.weights)
     assert features.weights.sum() == pytest.approx(1.0)
-    assert np.sum(features.weights * features.diameters_nm) == pytest.approx(
-        features.grain_size_nm
-    )
+    assert np.sum(features.weights * features.diameters_nm) == pytest.approx(features.grain_size_nm)
 
 
 def test_phase_area_fractions_from_contrast_match_the_true_areas_within_their_uncertainty():
     sample = SampleState(
-        sample_id="s", conditions={}, phase_fractions={"amorphous": 0.3, "rutile": 0.7},
-        crystallite_size_nm={"rutile": 40.0}, particle_size_nm=40.0, particle_size_cv=0.3,
+        sample_id="s",
+        conditions={},
+        phase_fractions={"amorphous": 0.3, "rutile": 0.7},
+        crystallite_size_nm={"rutile": 40.0},
+        particle_size_nm=40.0,
+        particle_size_cv=0.3,
     )
     micrograph = simulate_micrograph(sample, np.random.default_rng(7), shape=(320, 320))
     levels = {p: PHASE_BRIGHTNESS[p] for p in micrograph.phases}
-    fractions, std, grain_phase = phase_area_fractions(
-        micrograph.image, micrograph.labels, levels
-    )
+    fractions, std, grain_phase = phase_area_fractions(micrograph.image, micrograph.labels, levels)
     true_area = np.bincount(micrograph.phase_map.ravel()) / micrograph.phase_map.size
     for index, phase in enumerate(micrograph.phases):
         assert 0.0 < std[phase] < 0.05

@@ -50,16 +50,18 @@ def test_saved_model_gives_identical_output(tmp_path):
     path = save_model(model, tmp_path / "unet.pt", {"steps": 0.0})
     again = load_model(path)
     image = random_micrograph(np.random.default_rng(5), (64, 64)).image
-    np.testing.assert_array_equal(segment_grains_unet(model, image),
-                                  segment_grains_unet(again, image))
+    np.testing.assert_array_equal(
+        segment_grains_unet(model, image), segment_grains_unet(again, image)
+    )
     stack = boundary_probability(again, np.stack([image, image]))
     np.testing.assert_allclose(stack[0], boundary_probability(model, image), atol=1e-6)
 
 
 def test_training_command_writes_a_model(tmp_path, capsys):
     out = tmp_path / "cli.pt"
-    train_main(["--out", str(out), "--steps", "2", "--images", "2", "--batch-size", "2",
-                "--width", "2"])
+    train_main(
+        ["--out", str(out), "--steps", "2", "--images", "2", "--batch-size", "2", "--width", "2"]
+    )
     assert load_model(out).width == 2
     assert "wrote" in capsys.readouterr().out
 

@@ -28,23 +28,38 @@ def _data(**overrides):
 
 
 def _record(iteration, anatase=None, grain=None, **features):
-    measured = {name: value for name, value in zip(OBJECTIVES, (anatase, grain), strict=True)
-                if value is not None}
-    return ExperimentRecord(iteration, f"p{iteration}", {"temperature_c": 400.0 + iteration},
-                            {**measured, **features}, f"uid-{iteration}", 60.0)
+    measured = {
+        name: value
+        for name, value in zip(OBJECTIVES, (anatase, grain), strict=True)
+        if value is not None
+    }
+    return ExperimentRecord(
+        iteration,
+        f"p{iteration}",
+        {"temperature_c": 400.0 + iteration},
+        {**measured, **features},
+        f"uid-{iteration}",
+        60.0,
+    )
 
 
 def _result(records, **agent_options):
     data = _data()
-    options = {key: value for key, value in data["agent"]["options"].items()
-               if key != "reference_point"}
+    options = {
+        key: value for key, value in data["agent"]["options"].items() if key != "reference_point"
+    }
     data["agent"]["options"] = {**options, **agent_options}
     return CampaignResult(parse_campaign(data), list(records))
 
 
 #: Anatase up, grain down: 0, 1 and 3 trade off; 2 is beaten by 0; 4 failed.
-TRADE_OFF = [_record(0, 0.9, 30.0), _record(1, 0.6, 15.0), _record(2, 0.7, 40.0),
-             _record(3, 0.95, 45.0), ExperimentRecord(4, "p4", {}, {}, "uid-4", 1.0)]
+TRADE_OFF = [
+    _record(0, 0.9, 30.0),
+    _record(1, 0.6, 15.0),
+    _record(2, 0.7, 40.0),
+    _record(3, 0.95, 45.0),
+    ExperimentRecord(4, "p4", {}, {}, "uid-4", 1.0),
+]
 
 
 def test_the_pareto_set_is_every_experiment_no_other_beats_in_both_objectives():
@@ -65,35 +80,42 @@ def test_hypervolume_above_a_given_reference_point_is_the_staircase_area():
     # (0.6-0.5)*(50-15) + (0.9-0.6)*(50-30) + (0.95-0.9)*(50-45)
     assert result.hypervolume() == pytest.approx(9.75)
     assert [result.hypervolume(experiments=k) for k in range(6)] == pytest.approx(
-        [0.0, 8.0, 9.5, 9.5, 9.75, 9.75])
+        [0.0, 8.0, 9.5, 9.5, 9.75, 9.75]
+    )
     assert result.hypervolume({"anatase_fraction": 0.0, "grain_size_nm": 100.0}) == pytest.approx(
-        0.6 * 85 + 0.3 * 70 + 0.05 * 55)
+        0.6 * 85 + 0.3 * 70 + 0.05 * 55
+    )
 
 
 def test_without_a_reference_point_it_is_inferred_from_the_front_as_the_agent_does():
     result = _result(TRADE_OFF)
     # nadir of the front (0.6, 45) less 10 % of its range (0.35, 30), in the worse direction
-    assert result.reference_point == pytest.approx({"anatase_fraction": 0.565,
-                                                    "grain_size_nm": 48.0})
+    assert result.reference_point == pytest.approx(
+        {"anatase_fraction": 0.565, "grain_size_nm": 48.0}
+    )
     front = torch.tensor([[0.9, -30.0], [0.6, -15.0], [0.95, -45.0]], dtype=torch.float64)
     expected = Hypervolume(torch.tensor([0.565, -48.0], dtype=torch.float64)).compute(front)
     assert result.hypervolume() == pytest.approx(expected)
 
 
 def test_a_broken_outcome_constraint_or_a_missing_objective_keeps_an_experiment_off_the_front():
-    records = [_record(0, 0.9, 30.0, rutile_fraction=0.2), _record(1, 0.6, 15.0,
-                                                                   rutile_fraction=0.0),
-               _record(2, 0.8, 35.0, rutile_fraction=0.01), _record(3, 0.99, None,
-                                                                    rutile_fraction=0.0)]
+    records = [
+        _record(0, 0.9, 30.0, rutile_fraction=0.2),
+        _record(1, 0.6, 15.0, rutile_fraction=0.0),
+        _record(2, 0.8, 35.0, rutile_fraction=0.01),
+        _record(3, 0.99, None, rutile_fraction=0.0),
+    ]
     result = _result(records, outcome_constraints=["rutile_fraction <= 0.05"])
     assert result.feasible().tolist() == [False, True, True, False]
     assert [r.iteration for r in result.pareto] == [1, 2]
 
 
 def test_best_and_the_best_so_far_curve_skip_experiments_that_break_an_outcome_constraint():
-    records = [_record(0, 0.7, 30.0, rutile_fraction=0.0), _record(1, 0.99, 20.0,
-                                                                   rutile_fraction=0.3),
-               _record(2, 0.8, 35.0, rutile_fraction=0.01)]
+    records = [
+        _record(0, 0.7, 30.0, rutile_fraction=0.0),
+        _record(1, 0.99, 20.0, rutile_fraction=0.3),
+        _record(2, 0.8, 35.0, rutile_fraction=0.01),
+    ]
     result = _result(records, outcome_constraints=["rutile_fraction <= 0.05"])
     assert result.best.iteration == 2
     np.testing.assert_array_equal(result.feasible_objective_values(), [0.7, np.nan, 0.8])
@@ -109,10 +131,12 @@ def test_equal_experiments_are_both_on_the_front_and_an_empty_campaign_has_none(
 
 
 def test_the_dominated_outline_is_a_staircase_from_the_reference_point():
-    outline = dominated_outline(np.array([[0.9, 30.0], [0.6, 15.0], [0.4, 10.0]]),
-                                [True, False], [0.5, 50.0])
-    np.testing.assert_allclose(outline, [[0.5, 50], [0.5, 15], [0.6, 15], [0.6, 30],
-                                         [0.9, 30], [0.9, 50]])
+    outline = dominated_outline(
+        np.array([[0.9, 30.0], [0.6, 15.0], [0.4, 10.0]]), [True, False], [0.5, 50.0]
+    )
+    np.testing.assert_allclose(
+        outline, [[0.5, 50], [0.5, 15], [0.6, 15], [0.6, 30], [0.9, 30], [0.9, 50]]
+    )
 
 
 def test_with_one_objective_the_pareto_set_is_the_best_experiment():
@@ -125,14 +149,22 @@ def test_with_one_objective_the_pareto_set_is_the_best_experiment():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["objectives"].append(dict(d["objectives"][0])),
-         r"objectives\.2\.name: 'anatase_fraction' is listed twice"),
-        (lambda d: d["agent"]["options"].update(reference_point={"anatase_fraction": 0.5}),
-         r"agent\.options\.reference_point: give one value for each objective"),
-        (lambda d: d["agent"]["options"]["reference_point"].update(grain_size_nm="big"),
-         r"reference_point: values must be finite numbers"),
-        (lambda d: d.update(agent={"name": "rl", "options": {"weights": "policy.pt"}}),
-         r"agent\.name: the rl agent optimises one objective"),
+        (
+            lambda d: d["objectives"].append(dict(d["objectives"][0])),
+            r"objectives\.2\.name: 'anatase_fraction' is listed twice",
+        ),
+        (
+            lambda d: d["agent"]["options"].update(reference_point={"anatase_fraction": 0.5}),
+            r"agent\.options\.reference_point: give one value for each objective",
+        ),
+        (
+            lambda d: d["agent"]["options"]["reference_point"].update(grain_size_nm="big"),
+            r"reference_point: values must be finite numbers",
+        ),
+        (
+            lambda d: d.update(agent={"name": "rl", "options": {"weights": "policy.pt"}}),
+            r"agent\.name: the rl agent optimises one objective",
+        ),
     ],
 )
 def test_a_bad_multi_objective_campaign_is_refused_naming_the_field(change, message):
@@ -144,8 +176,11 @@ def test_a_bad_multi_objective_campaign_is_refused_naming_the_field(change, mess
 
 @pytest.mark.slow
 def test_a_two_objective_campaign_runs_records_and_reports_its_pareto_front(tmp_path):
-    data = _data(budget=5, data_dir=str(tmp_path / "data"),
-                 agent={"name": "bayesian", "options": {"n_initial": 3}})
+    data = _data(
+        budget=5,
+        data_dir=str(tmp_path / "data"),
+        agent={"name": "bayesian", "options": {"n_initial": 3}},
+    )
     config = parse_campaign(data)
     runner = CampaignRunner(config)
     result = runner.run()
@@ -160,19 +195,24 @@ def test_a_two_objective_campaign_runs_records_and_reports_its_pareto_front(tmp_
         assert not np.any(np.all(measured >= point, axis=1) & np.any(measured > point, axis=1))
     assert result.hypervolume() > 0
     assert {point_id for point_id, _, _ in runner.agent.get_best_points()} == {
-        r.proposal_id for r in pareto}
+        r.proposal_id for r in pareto
+    }
 
     client = open_catalog(config.data_dir)
-    analyses = {run.metadata["start"]["raw_uid"]: run
-                for run in campaign_runs(client, config.name, "analysis")}
+    analyses = {
+        run.metadata["start"]["raw_uid"]: run
+        for run in campaign_runs(client, config.name, "analysis")
+    }
     for record in pareto:
         features = analyses[record.raw_uid]["features"].read()
         for name in OBJECTIVES:
             assert float(features[name][0]) == pytest.approx(record.features[name])
 
     text = summary_text(result)
-    assert f"Pareto front of anatase_fraction (maximize), grain_size_nm (minimize): " \
-           f"{len(pareto)} non-dominated" in text
+    assert (
+        f"Pareto front of anatase_fraction (maximize), grain_size_nm (minimize): "
+        f"{len(pareto)} non-dominated" in text
+    )
     assert "hypervolume" in text and f"experiment {pareto[0].iteration + 1}" in text
     png = plot_report(result, client, tmp_path / "report.png")
     assert png.stat().st_size > 10_000

@@ -32,9 +32,12 @@ def campaign(tmp_path_factory, _empty_catalog):
         if (_empty_catalog / name).exists():
             shutil.copy(_empty_catalog / name, data_dir / name)
     data = yaml.safe_load(EXAMPLE.read_text())
-    data.update(data_dir=str(data_dir), budget=2, agent={"name": "random"},
-                devices={"backend": "sim", "system": "tio2_solgel",
-                         "faults": {"nan_data": {"at": [1]}}})
+    data.update(
+        data_dir=str(data_dir),
+        budget=2,
+        agent={"name": "random"},
+        devices={"backend": "sim", "system": "tio2_solgel", "faults": {"nan_data": {"at": [1]}}},
+    )
     campaign_file = root / "campaign.yaml"
     campaign_file.write_text(yaml.safe_dump(data))
     runner = CampaignRunner(parse_campaign(data))
@@ -43,8 +46,13 @@ def campaign(tmp_path_factory, _empty_catalog):
     result = runner.run()
     out = root / "report.html"
     assert main(["report", str(campaign_file), "--out", str(out)]) == 0
-    return {"result": result, "report": out, "client": runner.client,
-            "name": runner.config.name, "root": root}
+    return {
+        "result": result,
+        "report": out,
+        "client": runner.client,
+        "name": runner.config.name,
+        "root": root,
+    }
 
 
 @pytest.mark.slow
@@ -82,14 +90,17 @@ def test_the_report_needs_nothing_from_the_network(campaign):
 @pytest.mark.slow
 def test_the_report_opens_offline_in_a_browser_with_every_plot_drawn(campaign):
     sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed "
-        "(pip install playwright; no browser download needed)")
+        "playwright.sync_api",
+        reason="the playwright package is not installed "
+        "(pip install playwright; no browser download needed)",
+    )
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     asked: list[str] = []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
         context = browser.new_context(offline=True, viewport={"width": 1300, "height": 1000})
 
         def only_the_file(route):
@@ -104,10 +115,12 @@ def test_the_report_opens_offline_in_a_browser_with_every_plot_drawn(campaign):
         page.goto(campaign["report"].resolve().as_uri())
         page.wait_for_function("window.Plotly !== undefined", timeout=30_000)
         page.wait_for_function(
-            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000)
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000
+        )
         rows = page.locator("#experiments tbody tr").count()
         drawn = page.evaluate(
-            "Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.data.length)")
+            "Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.data.length)"
+        )
         page.screenshot(path=campaign["root"] / "report.png", full_page=True)
         browser.close()
     assert rows == len(campaign_runs(campaign["client"], campaign["name"], "experiment"))
@@ -124,17 +137,28 @@ def test_a_report_of_a_campaign_the_catalog_does_not_hold_says_so(data_dir, caps
 
 
 def _start(uid, iteration, time, belief=None, **extra):
-    return {"uid": uid, "time": time, "purpose": "experiment", "campaign_id": "c",
-            "iteration": iteration, "_id": f"p{iteration}", "conditions": {"ph": 4.0},
-            "agent_belief": belief or {}, **extra}
+    return {
+        "uid": uid,
+        "time": time,
+        "purpose": "experiment",
+        "campaign_id": "c",
+        "iteration": iteration,
+        "_id": f"p{iteration}",
+        "conditions": {"ph": 4.0},
+        "agent_belief": belief or {},
+        **extra,
+    }
 
 
 def test_the_convergence_plot_shows_the_agents_prediction_where_it_made_one():
     log = CampaignLog("c")
     log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "minimize"}]}
     log.add_start(_start("a", 0, 1.0))
-    log.add_start(_start("b", 1, 2.0, {"y_predicted_mean": 2.5, "y_predicted_std": 0.5,
-                                       "acquisition_value": 0.1}))
+    log.add_start(
+        _start(
+            "b", 1, 2.0, {"y_predicted_mean": 2.5, "y_predicted_std": 0.5, "acquisition_value": 0.1}
+        )
+    )
     log.add_features("a", {"y": 3.0, "y_std": 0.1})
     log.add_features("b", {"y": 2.0, "y_std": 0.2})
     measured, best, predicted = convergence_figure(log).data
@@ -147,10 +171,16 @@ def test_the_convergence_plot_shows_the_agents_prediction_where_it_made_one():
 
 def test_best_and_the_best_so_far_line_leave_out_results_that_break_an_outcome_constraint():
     log = CampaignLog("c")
-    log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}],
-                  "agent": {"options": {"outcome_constraints": ["impurity <= 0.1"]}}}
-    for uid, iteration, y, impurity in (("a", 0, 1.0, 0.0), ("b", 1, 5.0, 0.5),
-                                        ("c", 2, 2.0, 0.05)):
+    log.config = {
+        "budget": 3,
+        "objectives": [{"name": "y", "direction": "maximize"}],
+        "agent": {"options": {"outcome_constraints": ["impurity <= 0.1"]}},
+    }
+    for uid, iteration, y, impurity in (
+        ("a", 0, 1.0, 0.0),
+        ("b", 1, 5.0, 0.5),
+        ("c", 2, 2.0, 0.05),
+    ):
         log.add_start(_start(uid, iteration, float(iteration)))
         log.add_features(uid, {"y": y, "impurity": impurity})
     _, best, *_ = convergence_figure(log).data
@@ -162,12 +192,32 @@ def test_a_skipped_experiment_counts_against_the_budget_and_a_retry_does_not():
     log = CampaignLog("c")
     log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}]}
     log.add_start(_start("a1", 0, 1.0, attempt=1))
-    log.add_start({"uid": "f1", "time": 1.5, "purpose": "fault", "campaign_id": "c",
-                   "iteration": 0, "kind": "corrupt_data", "action": "retry", "raw_uid": "a1"})
+    log.add_start(
+        {
+            "uid": "f1",
+            "time": 1.5,
+            "purpose": "fault",
+            "campaign_id": "c",
+            "iteration": 0,
+            "kind": "corrupt_data",
+            "action": "retry",
+            "raw_uid": "a1",
+        }
+    )
     log.add_start(_start("a2", 0, 2.0, attempt=2))
     log.add_features("a2", {"y": 1.0})
     log.add_start(_start("b1", 1, 3.0))
-    log.add_start({"uid": "f2", "time": 3.5, "purpose": "fault", "campaign_id": "c",
-                   "iteration": 1, "kind": "timeout", "action": "skip", "raw_uid": "b1"})
+    log.add_start(
+        {
+            "uid": "f2",
+            "time": 3.5,
+            "purpose": "fault",
+            "campaign_id": "c",
+            "iteration": 1,
+            "kind": "timeout",
+            "action": "skip",
+            "raw_uid": "b1",
+        }
+    )
     assert log.experiments_done() == 2 and len(log.experiments) == 3
     assert [f["action"] for f in log.faults] == ["retry", "skip"]

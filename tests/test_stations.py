@@ -26,26 +26,26 @@ def _config(data_dir, **devices):
 def test_three_stations_share_the_budget_without_repeating_a_proposal(data_dir):
     config = _config(data_dir, stations=3)
     runner = CampaignRunner(config)
-    assert [station.name for station in runner.stations] == ["station-0", "station-1",
-                                                              "station-2"]
+    assert [station.name for station in runner.stations] == ["station-0", "station-1", "station-2"]
     result = runner.run()
 
     assert len(result.records) == config.budget and result.stopped is None
-    assert {record.station for record in result.records} == {"station-0", "station-1",
-                                                             "station-2"}
+    assert {record.station for record in result.records} == {"station-0", "station-1", "station-2"}
     assert sorted(record.iteration for record in result.records) == list(range(6))
     assert len({record.proposal_id for record in result.records}) == 6
     per_station = {}
     for record in result.records:
-        per_station[record.station] = per_station.get(record.station, 0.0) + \
-            record.instrument_time_s / 3600
+        per_station[record.station] = (
+            per_station.get(record.station, 0.0) + record.instrument_time_s / 3600
+        )
     assert result.makespan_hours == pytest.approx(max(per_station.values()))
     assert result.makespan_hours < result.instrument_hours
     assert f"over 3 stations: {result.makespan_hours:.1f} h for the busiest" in summary_text(result)
 
     runs = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
     assert sorted(run.metadata["start"]["station"] for run in runs) == sorted(
-        record.station for record in result.records)
+        record.station for record in result.records
+    )
     assert all(run.metadata["stop"]["exit_status"] == "success" for run in runs)
 
     resumed = CampaignRunner(config).run()  # the budget is spent: nothing new runs
@@ -54,8 +54,11 @@ def test_three_stations_share_the_budget_without_repeating_a_proposal(data_dir):
 
 
 def test_several_stations_need_the_simulated_backend(tmp_path):
-    with pytest.raises(CampaignConfigError, match=r"devices.*stations: 2 stations need "
-                                                  r"backend: sim"):
+    with pytest.raises(
+        CampaignConfigError,
+        match=r"devices.*stations: 2 stations need "
+        r"backend: sim",
+    ):
         _config(tmp_path, stations=2, backend="epics")
 
 

@@ -27,9 +27,14 @@ PROBE = {"uid": "probe", "time": 0.0}
 
 
 def test_arrays_round_trip_with_dtype_and_shape():
-    doc = {"data": {"pattern": np.arange(2048, dtype="<f8"),
-                    "image": np.ones((4, 3), dtype="<f4"), "big_endian": np.arange(3, dtype=">u2"),
-                    "n": np.int64(3)}}
+    doc = {
+        "data": {
+            "pattern": np.arange(2048, dtype="<f8"),
+            "image": np.ones((4, 3), dtype="<f4"),
+            "big_endian": np.arange(3, dtype=">u2"),
+            "n": np.int64(3),
+        }
+    }
     decoded = deserialize(serialize(doc))
     np.testing.assert_array_equal(decoded["data"]["pattern"], doc["data"]["pattern"])
     assert decoded["data"]["image"].dtype == np.float32 and decoded["data"]["image"].shape == (4, 3)
@@ -189,7 +194,8 @@ BAD_MESSAGES = [
 
 
 def test_malformed_or_pickled_messages_are_logged_and_the_subscriber_keeps_going(
-        proxy, attacker, caplog):
+    proxy, attacker, caplog
+):
     (received,), (subscriber,) = _subscribe(proxy, 1)
 
     def send(name, doc):
@@ -205,8 +211,10 @@ def test_malformed_or_pickled_messages_are_logged_and_the_subscriber_keeps_going
             _wait_for(lambda: len(_documents(received)) >= 2)
     finally:
         subscriber.close()
-    assert [(n, d["uid"]) for n, d in _documents(received)] == [("start", "good"),
-                                                               ("stop", "good-stop")]
+    assert [(n, d["uid"]) for n, d in _documents(received)] == [
+        ("start", "good"),
+        ("stop", "good-stop"),
+    ]
     refusals = [r for r in caplog.records if "refused a stream message" in r.getMessage()]
     assert len(refusals) == len(BAD_MESSAGES)
 

@@ -68,8 +68,10 @@ def test_doublet_fit_recovers_position_area_and_widths_within_their_uncertainty(
     shape = ProfileShape()
     background = np.full_like(x, 200.0)
     counts = rng.poisson(
-        background + doublet_profile(x, truth["centre"], truth["area"],
-                                     shape.instrument_fwhm_deg(35.0), truth["lorentz"])
+        background
+        + doublet_profile(
+            x, truth["centre"], truth["area"], shape.instrument_fwhm_deg(35.0), truth["lorentz"]
+        )
         / (x[1] - x[0])
     ).astype(float)
     (fit,) = fit_peaks(x, counts, background, [35.05], shape)
@@ -94,8 +96,10 @@ def test_overlapping_lines_are_found_and_share_the_intensity():
     assert areas == pytest.approx([300.0, 150.0], rel=0.1)
 
 
-@pytest.mark.parametrize(("phase", "size_nm", "strain"),
-                         [("anatase", 12.0, None), ("rutile", 40.0, 5e-4), ("anatase", 80.0, 0.0)])
+@pytest.mark.parametrize(
+    ("phase", "size_nm", "strain"),
+    [("anatase", 12.0, None), ("rutile", 40.0, 5e-4), ("anatase", 80.0, 0.0)],
+)
 def test_scherrer_and_williamson_hall_sizes_of_a_simulated_powder(phase, size_nm, strain):
     """Sizes always; microstrain only where lines are narrow enough (WH slope is biased low
     for 5-15 nm crystallites, see docs/analysis-xrd.md)."""

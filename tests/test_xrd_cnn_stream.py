@@ -59,7 +59,11 @@ def test_a_briefly_trained_cnn_tells_anatase_from_rutile():
     """Two phases, no amorphous competitor: a few hundred patterns are enough to learn."""
     randomisation = Randomisation(min_fraction=0.2)
     classifier = train_classifier(
-        n_patterns=400, epochs=5, seed=0, phases=("anatase", "rutile"), batch_size=32,
+        n_patterns=400,
+        epochs=5,
+        seed=0,
+        phases=("anatase", "rutile"),
+        batch_size=32,
         randomisation=randomisation,
     )
     test = simulate_patterns(100, np.random.default_rng(99), ("anatase", "rutile"), randomisation)
@@ -72,20 +76,23 @@ def test_a_briefly_trained_cnn_tells_anatase_from_rutile():
 def raw_run(n_events, rng_seed=3, page=False):
     data = simulate_patterns(n_events, np.random.default_rng(rng_seed))
     bundle = compose_run(metadata={"purpose": "experiment", "campaign_id": "c1", "_id": "p1"})
-    keys = {k: {"source": "sim", "dtype": "array", "shape": [data.two_theta_deg.size]}
-            for k in ("xrd_two_theta", "xrd_counts")}
+    keys = {
+        k: {"source": "sim", "dtype": "array", "shape": [data.two_theta_deg.size]}
+        for k in ("xrd_two_theta", "xrd_counts")
+    }
     descriptor = bundle.compose_descriptor(name="primary", data_keys=keys)
     events = [
         descriptor.compose_event(
             data={"xrd_two_theta": data.two_theta_deg, "xrd_counts": counts},
-            timestamps={"xrd_two_theta": 0.0, "xrd_counts": 0.0}, validate=False,
+            timestamps={"xrd_two_theta": 0.0, "xrd_counts": 0.0},
+            validate=False,
         )
         for counts in data.counts
     ]
     documents = [("start", bundle.start_doc), ("descriptor", descriptor.descriptor_doc)]
-    documents += [("event_page", pack_event_page(*events))] if page else [
-        ("event", e) for e in events
-    ]
+    documents += (
+        [("event_page", pack_event_page(*events))] if page else [("event", e) for e in events]
+    )
     documents.append(("stop", bundle.compose_stop()))
     return bundle.start_doc, data, documents
 
@@ -110,14 +117,17 @@ def test_stream_callback_reads_event_pages_and_survives_a_bad_pattern():
     classifier = XRDClassifier(PhaseNet(4), ("amorphous", "anatase", "brookite", "rutile"))
     start, data, documents = raw_run(3, page=True)
     callback = XRDStreamAnalysis(classifier_analysis(classifier))
-    bad = {"data": {"xrd_two_theta": data.two_theta_deg, "xrd_counts": data.counts[0][:-5]},
-           "seq_num": 99}
+    bad = {
+        "data": {"xrd_two_theta": data.two_theta_deg, "xrd_counts": data.counts[0][:-5]},
+        "seq_num": 99,
+    }
     for name, doc in documents[:-1]:
         callback(name, doc)
     callback("event", bad)
     callback(*documents[-1])
     assert len(callback.results) == 3 and callback.failures == 1
     features = callback.results[0][2]
-    assert set(features) == {f"{c}_{k}" for c in classifier.components
-                             for k in ("probability", "fraction")}
+    assert set(features) == {
+        f"{c}_{k}" for c in classifier.components for k in ("probability", "fraction")
+    }
     assert sum(features[f"{c}_fraction"] for c in classifier.components) == pytest.approx(1.0)

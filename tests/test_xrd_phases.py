@@ -22,20 +22,32 @@ TIO2 = library_from_structures({p: get_structure(p) for p in ("anatase", "brooki
 
 
 def rock_salt(a):
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Ni", "O"], [[0, 0, 0],
-                                                                           [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 #: A library with nothing of TiO2 in it: rock-salt NiO and MgO, wurtzite ZnO, corundum Al2O3.
-OXIDES = library_from_structures({
-    "NiO": rock_salt(4.1771),
-    "MgO": Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.212), ["Mg", "O"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    "ZnO": Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2498, 5.2066), ["Zn", "O"],
-                                     [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]]),
-    "Al2O3": Structure.from_spacegroup("R-3c", Lattice.hexagonal(4.759, 12.991), ["Al", "O"],
-                                       [[0, 0, 0.35216], [0.30624, 0, 0.25]]),
-})
+OXIDES = library_from_structures(
+    {
+        "NiO": rock_salt(4.1771),
+        "MgO": Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(4.212), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        ),
+        "ZnO": Structure.from_spacegroup(
+            "P6_3mc",
+            Lattice.hexagonal(3.2498, 5.2066),
+            ["Zn", "O"],
+            [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
+        ),
+        "Al2O3": Structure.from_spacegroup(
+            "R-3c",
+            Lattice.hexagonal(4.759, 12.991),
+            ["Al", "O"],
+            [[0, 0, 0.35216], [0.30624, 0, 0.25]],
+        ),
+    }
+)
 
 
 def test_reference_intensities_per_weight_fraction_follow_hill_and_howard():
@@ -63,9 +75,14 @@ def mixture(library, fractions, sizes_nm, seed, zero_shift_deg=0.0, strains=None
     two_theta = np.linspace(15.0, 80.0, 3000)
     strains = strains or {}
     signal = sum(
-        fraction * render_phase(library[name], two_theta, sizes_nm[name],
-                                zero_shift_deg=zero_shift_deg,
-                                lattice_strain=strains.get(name, 0.0))
+        fraction
+        * render_phase(
+            library[name],
+            two_theta,
+            sizes_nm[name],
+            zero_shift_deg=zero_shift_deg,
+            lattice_strain=strains.get(name, 0.0),
+        )
         for name, fraction in fractions.items()
     )
     expected = 300.0 * np.exp(-two_theta / 40.0) + 50.0 + 5000.0 * signal / signal.max()
@@ -75,8 +92,9 @@ def mixture(library, fractions, sizes_nm, seed, zero_shift_deg=0.0, strains=None
 def test_a_library_of_other_oxides_is_identified_and_quantified():
     fractions = {"NiO": 0.3, "ZnO": 0.5, "Al2O3": 0.2}
     sizes = {"NiO": 40.0, "ZnO": 80.0, "Al2O3": 150.0}
-    two_theta, counts = mixture(OXIDES, fractions, sizes, seed=1, zero_shift_deg=0.08,
-                                strains={"ZnO": 0.002})
+    two_theta, counts = mixture(
+        OXIDES, fractions, sizes, seed=1, zero_shift_deg=0.08, strains={"ZnO": 0.002}
+    )
     result = quantify_phases(two_theta, counts, OXIDES)
     assert set(result.present) == set(fractions)
     for name, fraction in fractions.items():
@@ -93,8 +111,12 @@ def test_a_library_of_other_oxides_is_identified_and_quantified():
 def test_tio2_polymorphs_from_the_simulator_with_overlapping_lines_and_zero_shift():
     """Anatase (101) and brookite (120)/(111) overlap near 25.3 deg; brookite must still count."""
     instrument = PowderDiffractometer(zero_shift_deg=-0.12)
-    sample = SampleState("s", {}, {"anatase": 0.6, "brookite": 0.25, "rutile": 0.15},
-                         {"anatase": 20.0, "brookite": 15.0, "rutile": 50.0})
+    sample = SampleState(
+        "s",
+        {},
+        {"anatase": 0.6, "brookite": 0.25, "rutile": 0.15},
+        {"anatase": 20.0, "brookite": 15.0, "rutile": 50.0},
+    )
     counts = instrument.measure(sample, np.random.default_rng(2))
     result = quantify_phases(instrument.two_theta_deg, counts, TIO2)
     assert set(result.present) == {"anatase", "brookite", "rutile"}

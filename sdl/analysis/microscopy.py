@@ -290,14 +290,17 @@ def phase_area_fractions(
         responsibility /= responsibility.sum(axis=1, keepdims=True)
         shares = weight @ responsibility
         spread = max(
-            float(np.sqrt(np.sum(weight[:, None] * responsibility
-                                 * (grey[:, None] - levels[None]) ** 2))),
+            float(
+                np.sqrt(
+                    np.sum(weight[:, None] * responsibility * (grey[:, None] - levels[None]) ** 2)
+                )
+            ),
             1e-6,
         )
-    sampling = np.sqrt(np.sum(weight[:, None] ** 2 * (responsibility - shares[None]) ** 2,
-                              axis=0))
-    ambiguity = np.sqrt(np.sum(weight[:, None] ** 2 * responsibility * (1 - responsibility),
-                               axis=0))
+    sampling = np.sqrt(np.sum(weight[:, None] ** 2 * (responsibility - shares[None]) ** 2, axis=0))
+    ambiguity = np.sqrt(
+        np.sum(weight[:, None] ** 2 * responsibility * (1 - responsibility), axis=0)
+    )
     std = np.hypot(sampling, ambiguity)
     fractions = {p: float(f) for p, f in zip(names, shares, strict=True)}
     fractions_std = {p: float(e) for p, e in zip(names, std, strict=True)}

@@ -118,13 +118,14 @@ def _constrained_average_linkage(
     count = len(distances)
     members: dict[int, list[int]] = {i: [i] for i in range(count)}
     # Sum of pairwise distances between clusters, kept for adjacent pairs only.
-    linked: dict[tuple[int, int], float] = {(int(a), int(b)): float(distances[a, b])
-                                           for a, b in edges}
+    linked: dict[tuple[int, int], float] = {
+        (int(a), int(b)): float(distances[a, b]) for a, b in edges
+    }
     target = n_regions if n_regions is not None else 1
     while len(members) > target and linked:
         (a, b), total = min(
-            linked.items(), key=lambda item: item[1] / (len(members[item[0][0]])
-                                                        * len(members[item[0][1]]))
+            linked.items(),
+            key=lambda item: item[1] / (len(members[item[0][0]]) * len(members[item[0][1]])),
         )
         if n_regions is None and total / (len(members[a]) * len(members[b])) > threshold:
             break

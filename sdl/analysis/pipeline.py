@@ -58,8 +58,9 @@ class Measurements:
     def polarisation(self) -> tuple[float, float]:
         """``(polarisation_t, polarisation_t_std)``; ValueError if not finite or missing."""
         if self.polarisation_t is None or self.polarisation_t_std is None:
-            raise ValueError("the run has no magnetometer reading "
-                             "(magnetometer_polarisation_t) to analyse")
+            raise ValueError(
+                "the run has no magnetometer reading (magnetometer_polarisation_t) to analyse"
+            )
         if not np.isfinite([self.polarisation_t, self.polarisation_t_std]).all():
             raise ValueError("the magnetometer reading is not a finite number")
         return self.polarisation_t, self.polarisation_t_std
@@ -92,8 +93,14 @@ def instrument_time_s(data: Mapping[str, Any]) -> float:
 
 
 #: Keys of the primary event that :func:`read_primary` fetches from the catalog.
-_MEASUREMENT_KEYS = ("xrd_two_theta", "xrd_counts", "microscope_image", "microscope_pixel_size_nm",
-                     "magnetometer_polarisation_t", "magnetometer_polarisation_t_std")
+_MEASUREMENT_KEYS = (
+    "xrd_two_theta",
+    "xrd_counts",
+    "microscope_image",
+    "microscope_pixel_size_nm",
+    "magnetometer_polarisation_t",
+    "magnetometer_polarisation_t_std",
+)
 
 
 def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
@@ -103,8 +110,12 @@ def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
     enough for :func:`instrument_time_s`, and far cheaper.
     """
     primary = run["primary"]
-    keys = [k for k in primary if (measurements and k in _MEASUREMENT_KEYS)
-            or (k.endswith("_time_s") and not k.startswith("ts_"))]
+    keys = [
+        k
+        for k in primary
+        if (measurements and k in _MEASUREMENT_KEYS)
+        or (k.endswith("_time_s") and not k.startswith("ts_"))
+    ]
     return {key: np.asarray(primary[key].read())[0] for key in keys}
 
 
@@ -198,8 +209,9 @@ class SampleAnalysis:
             grains = analyse_micrograph(image, pixel_size_nm, segmenter=self.segmenter)
             features.update(grains.as_dict())
         if "magnetometer" in self.instruments:
-            (features["saturation_polarisation_t"],
-             features["saturation_polarisation_t_std"]) = measurements.polarisation()
+            (features["saturation_polarisation_t"], features["saturation_polarisation_t_std"]) = (
+                measurements.polarisation()
+            )
         if {"xrd", "microscope"} <= set(self.instruments) and has_photoactivity(self.phases):
             phases = (AMORPHOUS, *self.phases)
             value, std = photoactive_area_m2_g(
@@ -213,8 +225,9 @@ class SampleAnalysis:
         return {name: float(value) for name, value in features.items()}
 
     @staticmethod
-    def _classify(classifier: XRDClassifier, two_theta_deg: np.ndarray,
-                  counts: np.ndarray) -> dict[str, float]:
+    def _classify(
+        classifier: XRDClassifier, two_theta_deg: np.ndarray, counts: np.ndarray
+    ) -> dict[str, float]:
         prediction = classifier.predict(two_theta_deg, counts)
         features = {}
         for index, component in enumerate(prediction.components):
@@ -244,8 +257,7 @@ class PatternFit:
     fitted_pattern: np.ndarray
 
 
-def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray,
-                phases: Sequence[str]) -> PatternFit:
+def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray, phases: Sequence[str]) -> PatternFit:
     """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``.
 
     Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
@@ -260,10 +272,12 @@ def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray,
     if max_lattice_strain == 0:
         fit = analyse_pattern(two_theta_deg, counts, phases)
         return PatternFit(fit.phase_fractions, fit.as_dict(), fit.fitted_pattern)
-    quantified = quantify_phases(two_theta_deg, counts, _library(phases),
-                                 max_lattice_strain=max_lattice_strain)
-    return PatternFit(quantified.weight_fractions, _solid_solution_features(quantified),
-                      quantified.fitted_pattern)
+    quantified = quantify_phases(
+        two_theta_deg, counts, _library(phases), max_lattice_strain=max_lattice_strain
+    )
+    return PatternFit(
+        quantified.weight_fractions, _solid_solution_features(quantified), quantified.fitted_pattern
+    )
 
 
 @cache
@@ -285,8 +299,9 @@ def _solid_solution_features(fit: PhaseQuantification) -> dict[str, float]:
     return features
 
 
-def judge(analysis: SampleAnalysis, data: Mapping[str, Any],
-          zero_tolerance_deg: float) -> dict[str, float] | tuple[str, str]:
+def judge(
+    analysis: SampleAnalysis, data: Mapping[str, Any], zero_tolerance_deg: float
+) -> dict[str, float] | tuple[str, str]:
     """Features of one raw event's data, or the ``on_fault`` kind and reason they are unfit.
 
     Unfit: bad raw data (``corrupt_data``), an analysis that fails (``analysis_error``) or a
@@ -313,12 +328,14 @@ def feature_documents(
     so raw data, proposal and features are joined by one key in the catalog.
     """
     links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
-    bundle = compose_run(metadata={
-        "purpose": "analysis",
-        "raw_uid": raw_start["uid"],
-        "analysis_version": ANALYSIS_VERSION,
-        **links,
-    })
+    bundle = compose_run(
+        metadata={
+            "purpose": "analysis",
+            "raw_uid": raw_start["uid"],
+            "analysis_version": ANALYSIS_VERSION,
+            **links,
+        }
+    )
     yield "start", bundle.start_doc
     data_keys = {
         name: {"source": "sdl.analysis", "dtype": "number", "shape": []} for name in features
@@ -326,7 +343,8 @@ def feature_documents(
     descriptor = bundle.compose_descriptor(name="features", data_keys=data_keys)
     yield "descriptor", descriptor.descriptor_doc
     now = time.time()
-    yield "event", descriptor.compose_event(
-        data=dict(features), timestamps={name: now for name in features}
+    yield (
+        "event",
+        descriptor.compose_event(data=dict(features), timestamps={name: now for name in features}),
     )
     yield "stop", bundle.compose_stop()

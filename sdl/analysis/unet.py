@@ -56,8 +56,7 @@ class UNet(nn.Module):
         self.depth = depth
         channels = [width * 2**level for level in range(depth + 1)]
         self.down = nn.ModuleList(
-            [_block(1, channels[0])]
-            + [_block(channels[i], channels[i + 1]) for i in range(depth)]
+            [_block(1, channels[0])] + [_block(channels[i], channels[i + 1]) for i in range(depth)]
         )
         self.up = nn.ModuleList(
             [nn.ConvTranspose2d(channels[i + 1], channels[i], 2, stride=2) for i in range(depth)]

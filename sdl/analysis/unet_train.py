@@ -203,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
     )
     path = save_model(model, args.out, record)
-    print(f"wrote {path}: {record['steps']:.0f} steps, loss {record['final_loss']:.4f}, "
-          f"{record['simulation_s'] + record['training_s']:.0f} s")
+    print(
+        f"wrote {path}: {record['steps']:.0f} steps, loss {record['final_loss']:.4f}, "
+        f"{record['simulation_s'] + record['training_s']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

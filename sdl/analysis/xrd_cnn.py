@@ -130,9 +130,7 @@ def simulate_patterns(
             {components[c]: fractions[index, c] for c in subset}, size_nm, strain
         )
         counts[index] = rng.poisson(expected)
-    return SimulatedSet(
-        np.array(instrument.two_theta_deg), counts, fractions, sizes, components
-    )
+    return SimulatedSet(np.array(instrument.two_theta_deg), counts, fractions, sizes, components)
 
 
 def preprocess(two_theta_deg: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -226,8 +224,10 @@ class XRDClassifier:
     ) -> None:
         self.model = model.eval()
         self.components = tuple(components)
-        self.thresholds = np.full(len(self.components), 0.5) if thresholds is None else (
-            np.asarray(thresholds, dtype=float)
+        self.thresholds = (
+            np.full(len(self.components), 0.5)
+            if thresholds is None
+            else (np.asarray(thresholds, dtype=float))
         )
 
     def predict(self, two_theta_deg: np.ndarray, counts: np.ndarray) -> Prediction:
@@ -250,9 +250,13 @@ class XRDClassifier:
     def save(self, path: str | Path) -> None:
         """Write the weights and the component names (a plain torch state dict)."""
         torch.save(
-            {"state_dict": self.model.state_dict(), "components": list(self.components),
-             "thresholds": self.thresholds.tolist(), "grid_deg": list(GRID_DEG),
-             "grid_points": GRID_POINTS},
+            {
+                "state_dict": self.model.state_dict(),
+                "components": list(self.components),
+                "thresholds": self.thresholds.tolist(),
+                "grid_deg": list(GRID_DEG),
+                "grid_points": GRID_POINTS,
+            },
             Path(path),
         )
 
@@ -279,18 +283,19 @@ def calibrate_thresholds(
     default, the benchmark's test set others), so the thresholds never see test data.
     """
     phases = classifier.components[1:]
-    validation = simulate_patterns(n_patterns, np.random.default_rng(seed), phases,
-                                   randomisation)
+    validation = simulate_patterns(n_patterns, np.random.default_rng(seed), phases, randomisation)
     probability = classifier.predict(validation.two_theta_deg, validation.counts).probability
     truth = validation.fractions > 0
     candidates = np.linspace(0.05, 0.95, 37)
     thresholds = [
-        float(candidates[np.argmax([np.mean((probability[:, i] > t) == truth[:, i])
-                                    for t in candidates])])
+        float(
+            candidates[
+                np.argmax([np.mean((probability[:, i] > t) == truth[:, i]) for t in candidates])
+            ]
+        )
         for i in range(len(classifier.components))
     ]
-    logger.info("presence thresholds %s", dict(zip(classifier.components, thresholds,
-                                                     strict=True)))
+    logger.info("presence thresholds %s", dict(zip(classifier.components, thresholds, strict=True)))
     return XRDClassifier(classifier.model, classifier.components, thresholds)
 
 
@@ -314,8 +319,9 @@ def train_classifier(
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     data = simulate_patterns(n_patterns, rng, phases, randomisation)
-    logger.info("simulated %d training patterns in %.1f s", n_patterns,
-                time.perf_counter() - started)
+    logger.info(
+        "simulated %d training patterns in %.1f s", n_patterns, time.perf_counter() - started
+    )
     inputs = torch.from_numpy(preprocess(data.two_theta_deg, data.counts))
     fractions = torch.from_numpy(data.fractions.astype(np.float32))
     presence = (fractions > 0).float()
@@ -334,9 +340,10 @@ def train_classifier(
         for start in range(0, n_patterns, batch_size):
             batch = order[start : start + batch_size]
             presence_logits, fraction_logits = model(inputs[batch])
-            loss = bce(presence_logits, presence[batch]) + (
-                torch.softmax(fraction_logits, dim=1) - fractions[batch]
-            ).abs().sum(dim=1).mean()
+            loss = (
+                bce(presence_logits, presence[batch])
+                + (torch.softmax(fraction_logits, dim=1) - fractions[batch]).abs().sum(dim=1).mean()
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

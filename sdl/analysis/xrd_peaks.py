@@ -193,8 +193,9 @@ def fit_peaks(
     )
     for group in _groups(centres, fwhm_guess):
         for index, fit in zip(
-            group, _fit_group(two_theta_deg, counts, background, centres[group],
-                              fwhm_guess[group], shape), strict=True
+            group,
+            _fit_group(two_theta_deg, counts, background, centres[group], fwhm_guess[group], shape),
+            strict=True,
         ):
             fits[index] = fit
     return fits
@@ -246,12 +247,25 @@ def _fit_group(
     p0 = np.clip(p0, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
     try:
         params, covariance = curve_fit(
-            model, x, y, p0=p0, sigma=sigma, bounds=(lower, upper), max_nfev=200 * len(p0),
-            x_scale=np.concatenate([
-                np.column_stack([np.full(n_lines, 0.01), np.maximum(p0[1 : 3 * n_lines : 3], 1.0),
-                                 np.full(n_lines, 0.01)]).ravel(),
-                [offset_scale, offset_scale],
-            ]),
+            model,
+            x,
+            y,
+            p0=p0,
+            sigma=sigma,
+            bounds=(lower, upper),
+            max_nfev=200 * len(p0),
+            x_scale=np.concatenate(
+                [
+                    np.column_stack(
+                        [
+                            np.full(n_lines, 0.01),
+                            np.maximum(p0[1 : 3 * n_lines : 3], 1.0),
+                            np.full(n_lines, 0.01),
+                        ]
+                    ).ravel(),
+                    [offset_scale, offset_scale],
+                ]
+            ),
         )
     except (RuntimeError, ValueError):
         return [None] * n_lines
@@ -359,7 +373,6 @@ def phase_lines(
     return np.sort(np.array(chosen))
 
 
-
 def phase_size_strain(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
@@ -375,8 +388,14 @@ def phase_size_strain(
     Every reflection of the phase above 2% of its strongest is fitted (so weak neighbours do
     not widen the lines), but only the strong, isolated ones (:func:`phase_lines`) are used.
     """
-    chosen = phase_lines(phase, two_theta_deg, others, zero_shift_deg=zero_shift_deg,
-                         lattice_strain=lattice_strain, shape=shape)
+    chosen = phase_lines(
+        phase,
+        two_theta_deg,
+        others,
+        zero_shift_deg=zero_shift_deg,
+        lattice_strain=lattice_strain,
+        shape=shape,
+    )
     if chosen.size == 0:
         return None
     positions = phase.two_theta_deg(shape.wavelength_angstrom, lattice_strain) + zero_shift_deg
@@ -389,7 +408,8 @@ def phase_size_strain(
     centres = np.unique(np.concatenate([positions[inside], chosen]).round(6))
     fits = fit_peaks(two_theta_deg, counts, background, centres, shape)
     used = [
-        fit for centre, fit in zip(centres, fits, strict=True)
+        fit
+        for centre, fit in zip(centres, fits, strict=True)
         if fit is not None and np.min(np.abs(chosen - centre)) < 1e-5
     ]
     return size_strain(used, shape) if used else None

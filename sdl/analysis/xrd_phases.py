@@ -105,17 +105,23 @@ class _WholePatternModel:
         key = (phase, round(log_size, 9), round(strain, 12), round(zero, 9))
         if key not in self._cache:
             self._cache[key] = render_phase(
-                self.library[phase], self.two_theta_deg, math.exp(log_size), shape=self.shape,
-                zero_shift_deg=zero, lattice_strain=strain,
+                self.library[phase],
+                self.two_theta_deg,
+                math.exp(log_size),
+                shape=self.shape,
+                zero_shift_deg=zero,
+                lattice_strain=strain,
             )
         return self._cache[key]
 
     def profiles(self, phases: list[str], params: np.ndarray) -> np.ndarray:
         log_sizes, strains, zero = _unpack(params, len(phases))
-        return np.array([
-            self.profile(p, float(d), float(e), zero)
-            for p, d, e in zip(phases, log_sizes, strains, strict=True)
-        ])
+        return np.array(
+            [
+                self.profile(p, float(d), float(e), zero)
+                for p, d, e in zip(phases, log_sizes, strains, strict=True)
+            ]
+        )
 
     def scales(self, profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Non-negative scales and the projected weighted residual for fixed profiles."""
@@ -206,8 +212,7 @@ def quantify_phases(
     if not keep:
         raise ValueError("no library phase explains any of the pattern")
     kept = [phases[i] for i in keep]
-    params = _refine(model, kept, _select(params, n, keep), max_lattice_strain,
-                     max_zero_shift_deg)
+    params = _refine(model, kept, _select(params, n, keep), max_lattice_strain, max_zero_shift_deg)
     kept, params = _prune(model, kept, params, max_lattice_strain, max_zero_shift_deg)
     return _result(model, phases, kept, params, background, counts, min_fraction)
 
@@ -331,13 +336,14 @@ def _result(
             up, down = params.copy(), params.copy()
             up[block * n + index] += step
             down[block * n + index] -= step
-            derivative = (model.profiles(phases, up)[index] - model.profiles(phases, down)[index])
+            derivative = model.profiles(phases, up)[index] - model.profiles(phases, down)[index]
             columns.append(scales[index] * derivative / (2 * step))
     up, down = params.copy(), params.copy()
     up[-1] += _STEPS[2]
     down[-1] -= _STEPS[2]
-    columns.append(scales @ (model.profiles(phases, up) - model.profiles(phases, down))
-                   / (2 * _STEPS[2]))
+    columns.append(
+        scales @ (model.profiles(phases, up) - model.profiles(phases, down)) / (2 * _STEPS[2])
+    )
     jacobian = np.column_stack(columns) * model.sqrt_weight[:, None]
     dof = max(counts.size - jacobian.shape[1], 1)
     covariance = np.linalg.pinv(jacobian.T @ jacobian) * float(residual @ residual) / dof
@@ -361,15 +367,15 @@ def _result(
             p: float(fractions[by_phase[p]]) if p in by_phase else 0.0 for p in library_phases
         },
         weight_fractions_std={
-            p: float(fraction_std[by_phase[p]]) if p in by_phase else 0.0
-            for p in library_phases
+            p: float(fraction_std[by_phase[p]]) if p in by_phase else 0.0 for p in library_phases
         },
         crystallite_size_nm={
             p: math.exp(log_sizes[by_phase[p]]) if p in present else nan for p in library_phases
         },
         crystallite_size_nm_std={
             p: math.exp(log_sizes[by_phase[p]]) * float(log_size_std[by_phase[p]])
-            if p in present else nan
+            if p in present
+            else nan
             for p in library_phases
         },
         lattice_strain={

@@ -180,7 +180,10 @@ def render_phase(
     strain_fwhm_deg = np.degrees(4.0 * microstrain * np.tan(theta))
     gauss_fwhm_deg = np.hypot(shape.instrument_fwhm_deg(centre), strain_fwhm_deg)
     return pseudo_voigt_sum(
-        two_theta_deg, centre + zero_shift_deg, np.concatenate(areas), gauss_fwhm_deg,
+        two_theta_deg,
+        centre + zero_shift_deg,
+        np.concatenate(areas),
+        gauss_fwhm_deg,
         lorentz_fwhm_deg,
     )
 
@@ -194,4 +197,3 @@ def scherrer_size_nm(
     theta = np.radians(0.5 * np.asarray(two_theta_deg, dtype=float))
     breadth_rad = np.radians(np.asarray(lorentz_fwhm_deg, dtype=float))
     return SCHERRER_K * wavelength_angstrom / (10.0 * breadth_rad * np.cos(theta))
-

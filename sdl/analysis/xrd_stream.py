@@ -123,8 +123,9 @@ class XRDStreamAnalysis:
             }
         except ValueError as error:
             self.failures += 1
-            logger.warning("pattern %s of run %s not analysed: %s",
-                           event.get("seq_num"), raw_uid, error)
+            logger.warning(
+                "pattern %s of run %s not analysed: %s", event.get("seq_num"), raw_uid, error
+            )
             return
         self.results.append((raw_uid, int(event.get("seq_num", 0)), features))
         if self.emit is not None:
@@ -136,8 +137,7 @@ class XRDStreamAnalysis:
             start = self._start or {"uid": ""}
             links = {k: start[k] for k in ("campaign_id", "iteration", "_id") if k in start}
             self._bundle = compose_run(
-                metadata={"purpose": "analysis", "raw_uid": start["uid"], "streamed": True,
-                          **links}
+                metadata={"purpose": "analysis", "raw_uid": start["uid"], "streamed": True, **links}
             )
             self.emit("start", self._bundle.start_doc)
             data_keys = {
@@ -149,9 +149,10 @@ class XRDStreamAnalysis:
             )
             self.emit("descriptor", self._descriptor.descriptor_doc)
         now = time.time()
-        self.emit("event", self._descriptor.compose_event(
-            data=features, timestamps=dict.fromkeys(features, now)
-        ))
+        self.emit(
+            "event",
+            self._descriptor.compose_event(data=features, timestamps=dict.fromkeys(features, now)),
+        )
 
     def _close(self, exit_status: Literal["success", "abort", "fail"] = "success") -> None:
         if self._bundle is not None and self.emit is not None:
