@@ -23,7 +23,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
@@ -31,17 +30,13 @@ from devices.epics import EpicsError
 from sdl.analysis.pipeline import (
     SampleAnalysis,
     feature_documents,
-    instrument_time_s,
     judge,
-    read_primary,
 )
 from sdl.analysis.unet import load_model, segment_grains_unet
 from sdl.analysis.xrd_cnn import XRDClassifier
-from sdl.audit import exit_status
 from sdl.catalog import (
     BackgroundWriter,
     CatalogError,
-    campaign_runs,
     make_writer,
     open_catalog,
     raw_dir,
@@ -51,6 +46,7 @@ from sdl.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
 from sdl.control_server import ControlServer, connection_file
 from sdl.lab import Instruments, build_instruments
 from sdl.results import CampaignResult, ExperimentRecord, Fault
+from sdl.resume import resumed_records
 from sdl.stations import Failed, LocalStation, Measured, Station
 from sdl.systems import get_system
 
@@ -583,103 +579,18 @@ class CampaignRunner:
             self.agent.ingest([{**point, **record.features}])
 
     def _resume(self) -> None:
-        """Read this campaign's finished experiments back from the catalog into a fresh agent.
-
-        An experiment counts once: with the features of its successful attempt, or as failed
-        if the fault policy skipped it. A run left open by a crash is recorded as an
-        ``interrupted`` fault; its experiment is done again with a new proposal.
-        """
-        name = self.config.name
-        analysed = {}
-        for run in campaign_runs(self.client, name, "analysis"):
-            if exit_status(run) == "success":
-                features = run["features"].read()
-                analysed[run.metadata["start"]["raw_uid"]] = {
-                    key: float(np.asarray(features[key])[0]) for key in features.data_vars
-                }
-        faults = campaign_runs(self.client, name, "fault")
-        judged = {run.metadata["start"]["raw_uid"] for run in faults}
-        skips = [run for run in faults if run.metadata["start"]["action"] == "skip"]
-        history = sorted(
-            [*campaign_runs(self.client, name, "experiment"), *skips],
-            key=lambda run: run.metadata["start"]["time"],
-        )
-        kept: set[str] = set()
-        for run in history:
-            start = run.metadata["start"]
-            if start["_id"] in kept:
-                continue
-            if start["purpose"] == "fault":
-                kept.add(start["_id"])
-                self._keep(
-                    ExperimentRecord(
-                        len(self.result.records),
-                        start["_id"],
-                        start.get("conditions", {}),
-                        {},
-                        start["raw_uid"] or "",
-                        0.0,
-                    )
-                )
-                continue
-            features = self._resumed_features(run, analysed, judged)
-            if features is not None:
-                kept.add(start["_id"])
-                self._keep(
-                    ExperimentRecord(
-                        len(self.result.records),
-                        start["_id"],
-                        start["conditions"],
-                        features,
-                        start["uid"],
-                        instrument_time_s(read_primary(run, measurements=False)),
-                    )
-                )
+        """Read this campaign's finished experiments back from the catalog into a fresh agent."""
+        for record in resumed_records(
+            self.client, self.config.name, self._evaluate, self._record_fault
+        ):
+            self._keep(record)
         self._started = len(self.result.records)
         if self.result.records:
             logger.info(
                 "resumed campaign %s with %d experiments from the catalog",
-                name,
+                self.config.name,
                 len(self.result.records),
             )
-
-    def _resumed_features(
-        self, run: Any, analysed: Mapping[str, dict[str, float]], judged: set[str]
-    ) -> dict[str, float] | None:
-        """Features of a recorded experiment run, or None if it does not count."""
-        start = run.metadata["start"]
-        status = exit_status(run)
-        if status is None and start["uid"] not in judged:
-            self._record_fault(
-                Fault(
-                    "interrupted",
-                    "the campaign stopped during this run (it has no stop document)",
-                    start["iteration"],
-                    start["_id"],
-                    start.get("attempt", 1),
-                    "redo",
-                    start["uid"],
-                )
-            )
-        if status != "success":
-            return None
-        if start["uid"] in analysed or start["uid"] in judged:
-            return analysed.get(start["uid"])
-        evaluated = self._evaluate(start, read_primary(run))
-        if isinstance(evaluated, Failed):
-            self._record_fault(
-                Fault(
-                    evaluated.kind,
-                    evaluated.reason,
-                    start["iteration"],
-                    start["_id"],
-                    start.get("attempt", 1),
-                    "redo",
-                    start["uid"],
-                )
-            )
-            return None
-        return evaluated
 
 
 #: Packages whose versions decide what a campaign did; recorded with every (re)start.
