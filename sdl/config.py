@@ -125,10 +125,14 @@ class FaultInjectionConfig(_Strict):
     step: float = Field(default=0.0, ge=0, description="drift deg per strike; setpoint miss")
 
 
+#: What a fault policy can do first.
+FaultAction = Literal["retry", "skip", "pause", "abort"]
+
+
 class FaultPolicy(_Strict):
     """What the campaign does when a fault of one kind happens."""
 
-    action: Literal["retry", "skip", "pause", "abort"] = Field(
+    action: FaultAction = Field(
         description="retry the experiment, skip it (sample failed), pause for a person, abort"
     )
     retries: int = Field(default=2, ge=1, le=100, description="attempts after the first, on retry")
@@ -138,7 +142,7 @@ class FaultPolicy(_Strict):
     retry_delay_s: float = Field(default=0.0, ge=0, description="wait before each new attempt")
 
 
-def _policy(action: Literal["retry", "skip", "pause", "abort"], **options: Any) -> Any:
+def _policy(action: FaultAction, **options: Any) -> Any:
     return Field(default_factory=lambda: FaultPolicy(action=action, **options))
 
 

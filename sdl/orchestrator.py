@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from event_model import compose_run
 
 from agents import Objective, Parameter, SearchSpace, make_agent
 from devices.epics import EpicsError
 from sdl.analysis.pipeline import (
+    ExitStatus,
     SampleAnalysis,
     feature_documents,
     judge,
@@ -406,7 +407,7 @@ class CampaignRunner:
         purpose: str,
         metadata: Mapping[str, Any],
         *,
-        status: Literal["success", "abort", "fail"] = "success",
+        status: ExitStatus = "success",
         reason: str = "",
     ) -> None:
         """A run of only a start and a stop document: a decision, kept in the catalog."""

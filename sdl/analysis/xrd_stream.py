@@ -19,11 +19,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 from event_model import ComposeRunBundle, EventPage, compose_run, unpack_event_page
 
+from sdl.analysis.pipeline import ExitStatus
 from sdl.analysis.xrd import analyse_pattern
 from sdl.analysis.xrd_cnn import XRDClassifier
 
@@ -154,7 +155,7 @@ class XRDStreamAnalysis:
             self._descriptor.compose_event(data=features, timestamps=dict.fromkeys(features, now)),
         )
 
-    def _close(self, exit_status: Literal["success", "abort", "fail"] = "success") -> None:
+    def _close(self, exit_status: ExitStatus = "success") -> None:
         if self._bundle is not None and self.emit is not None:
             self.emit("stop", self._bundle.compose_stop(exit_status=exit_status))
         self._bundle = None
