@@ -58,6 +58,9 @@ BELIEF_SAMPLES = 256
 #: Values of the ``acquisition`` option (one objective).
 ACQUISITIONS = ("qlognei", "qlogei", "qucb")
 
+#: Values of the ``kernel`` option.
+KERNELS = ("matern52", "rbf")
+
 #: Values of the ``kernel_prior`` option.
 KERNEL_PRIORS = ("dim_scaled", "gamma")
 
@@ -191,6 +194,11 @@ class BayesianOptimizationAgent(HistoryAgent):
         ``sign(y) log(1 + |y|)``, then standardise again; compresses outliers beyond about
         one standard deviation so that a few extreme results do not set the GP's scale
         (reported beliefs are then moments of posterior samples).
+    kernel
+        ``"matern52"`` (default): ARD Matern 5/2. ``"rbf"``: ARD squared exponential, the
+        smoother kernel of BoTorch's own default GP, with the ``"dim_scaled"`` prior only
+        (``docs/agents.md``, "A smoother kernel", measures both).
+        Not used by the categorical ``MixedSingleTaskGP``.
     kernel_prior
         ``"dim_scaled"`` (default): BoTorch's dimension-scaled log-normal lengthscale prior.
         ``"gamma"``: BoTorch's earlier ``Gamma(3, 6)`` lengthscale prior with a scaled kernel
@@ -236,6 +244,7 @@ class BayesianOptimizationAgent(HistoryAgent):
         acquisition: str | None = None,
         ucb_beta: float = 2.0,
         outcome_transform: str = "standardize",
+        kernel: str = "matern52",
         kernel_prior: str = "dim_scaled",
         noise_prior: str = "lognormal",
     ) -> None:
@@ -286,8 +295,13 @@ class BayesianOptimizationAgent(HistoryAgent):
             )
         if ucb_beta < 0:
             raise ValueError(f"ucb_beta must be non-negative, got {ucb_beta}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         if kernel_prior not in KERNEL_PRIORS:
             raise ValueError(f"kernel_prior must be one of {KERNEL_PRIORS}, got {kernel_prior!r}")
+        if kernel == "rbf" and kernel_prior != "dim_scaled":
+            raise ValueError(f"kernel 'rbf' takes kernel_prior 'dim_scaled', got {kernel_prior!r}")
+        self.kernel = kernel
         if noise_prior not in NOISE_PRIORS:
             raise ValueError(f"noise_prior must be one of {NOISE_PRIORS}, got {noise_prior!r}")
         self.kernel_prior = kernel_prior
@@ -404,7 +418,8 @@ class BayesianOptimizationAgent(HistoryAgent):
     def _gp(
         self, train_X: torch.Tensor, train_y: torch.Tensor, categorical: list[int]
     ) -> SingleTaskGP:
-        """One outcome's GP (``train_y`` is ``n x 1``): ARD Matern 5/2, or mixed if categorical."""
+        """One outcome's GP (``train_y`` is ``n x 1``): ARD Matern 5/2 or RBF, or mixed if
+        categorical."""
         transform: OutcomeTransform
         if self.outcome_transform == "bilog":
             transform = ChainedOutcomeTransform(
@@ -429,7 +444,7 @@ class BayesianOptimizationAgent(HistoryAgent):
             covar_module = get_matern_kernel_with_gamma_prior(ard_num_dims=self.space.dim)
         else:
             covar_module = get_covar_module_with_dim_scaled_prior(
-                ard_num_dims=self.space.dim, use_rbf_kernel=False
+                ard_num_dims=self.space.dim, use_rbf_kernel=self.kernel == "rbf"
             )
         return SingleTaskGP(
             train_X,

@@ -16,6 +16,7 @@ from bluesky_adaptive.protocols import (
     TrialFaultAware,
 )
 from botorch.exceptions.errors import ModelFittingError
+from gpytorch.kernels import MaternKernel, RBFKernel
 
 import agents.bayesian
 from agents import (
@@ -312,6 +313,17 @@ def test_objectives_must_not_reuse_parameter_names(space):
         make_agent("sobol", space, [Objective("x1", "maximize")])
 
 
+@pytest.mark.parametrize(("kernel", "kind"), [("matern52", MaternKernel), ("rbf", RBFKernel)])
+def test_bayesian_kernel_option_sets_the_covariance(kernel, kind):
+    cube = SearchSpace(tuple(Parameter(name, 0.0, 1.0, "") for name in "abc"))
+    X = np.random.default_rng(0).random((8, 3))
+    agent = BayesianOptimizationAgent(cube, [Objective("y", "maximize")], kernel=kernel)
+    agent.ingest([{"a": a, "b": b, "c": c, "y": a - b} for a, b, c in X])
+    model, _ = agent._fitted_acquisition(0, None)
+    assert isinstance(model.covar_module, kind)
+    assert model.covar_module.lengthscale.shape == (1, 3)  # one lengthscale per parameter
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -422,6 +434,8 @@ def test_bayesian_gamma_noise_prior_takes_scatter_as_noise_where_the_default_doe
         ({"acquisition": "qucb", "outcome_constraints": ["z <= 1"]}, "takes one objective"),
         ({"ucb_beta": -1.0}, "ucb_beta must be non-negative"),
         ({"outcome_transform": "log"}, "outcome_transform must be one of"),
+        ({"kernel": "linear"}, "kernel must be one of"),
+        ({"kernel": "rbf", "kernel_prior": "gamma"}, "kernel 'rbf' takes kernel_prior"),
         ({"kernel_prior": "flat"}, "kernel_prior must be one of"),
         ({"noise_prior": "flat"}, "noise_prior must be one of"),
     ],
@@ -439,6 +453,7 @@ def test_bayesian_refuses_invalid_model_options(space, objectives, options, mess
         {"acquisition": "qlogei"},
         {"acquisition": "qlogei", "outcome_transform": "bilog"},
         {"acquisition": "qucb", "ucb_beta": 1.0, "outcome_transform": "bilog"},
+        {"kernel": "rbf"},
         {"kernel_prior": "gamma"},
         {"noise_prior": "gamma"},
     ],
