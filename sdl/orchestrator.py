@@ -28,7 +28,6 @@ from event_model import compose_run
 from agents import Objective, Parameter, SearchSpace, make_agent
 from devices.epics import EpicsError
 from sdl.analysis.pipeline import (
-    ExitStatus,
     SampleAnalysis,
     feature_documents,
     judge,
@@ -49,6 +48,7 @@ from sdl.lab import Instruments, build_instruments
 from sdl.results import CampaignResult, ExperimentRecord, Fault
 from sdl.resume import resumed_records
 from sdl.stations import Failed, LocalStation, Measured, Station
+from sdl.stream import ExitStatus
 from sdl.systems import get_system
 
 logger = logging.getLogger(__name__)

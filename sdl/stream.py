@@ -22,7 +22,7 @@ import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
@@ -53,6 +53,9 @@ CLOSE_LINGER_MS = 2000
 POLL_MS = 100
 
 DocumentCallback = Callable[[str, Mapping[str, Any]], None]
+
+#: How a run ended, as its stop document says (event-model's ``RunStop.exit_status``).
+ExitStatus = Literal["success", "abort", "fail"]
 
 
 def _encode(obj: Any) -> Any:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
@@ -30,9 +30,6 @@ from simulators.structures import get_structure
 
 #: Version of the feature definitions; recorded with every analysis run.
 ANALYSIS_VERSION = "1"
-
-#: How a run ended, as its stop document says (event-model's ``RunStop.exit_status``).
-ExitStatus = Literal["success", "abort", "fail"]
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,14 @@ from typing import Any, cast
 import numpy as np
 from event_model import ComposeRunBundle, EventPage, compose_run, unpack_event_page
 
-from sdl.analysis.pipeline import ExitStatus
 from sdl.analysis.xrd import analyse_pattern
 from sdl.analysis.xrd_cnn import XRDClassifier
+from sdl.stream import DocumentCallback, ExitStatus
 
 logger = logging.getLogger(__name__)
 
 #: What an analysis function returns: feature name -> value.
 Analysis = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
-
-#: A document sink, like any bluesky callback.
-Emit = Callable[[str, Mapping[str, Any]], None]
 
 
 def whole_pattern_analysis(
@@ -80,7 +77,7 @@ class XRDStreamAnalysis:
     def __init__(
         self,
         analysis: Analysis,
-        emit: Emit | None = None,
+        emit: DocumentCallback | None = None,
         counts_key: str = "xrd_counts",
         two_theta_key: str = "xrd_two_theta",
         keep: int = 1000,
