@@ -282,28 +282,25 @@ class BayesianOptimizationAgent(HistoryAgent):
         if acquisition is None:
             single = len(self.objectives) == 1 and not self.history.outcome_constraints
             acquisition = "qucb" if space.is_pool and single else "qlognei"
-        if acquisition not in ACQUISITIONS:
-            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+        for name, choice, allowed in (
+            ("acquisition", acquisition, ACQUISITIONS),
+            ("outcome_transform", outcome_transform, OUTCOME_TRANSFORMS),
+            ("kernel", kernel, KERNELS),
+            ("kernel_prior", kernel_prior, KERNEL_PRIORS),
+            ("noise_prior", noise_prior, NOISE_PRIORS),
+        ):
+            if choice not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {choice!r}")
         several = len(self.objectives) > 1 or bool(self.history.outcome_constraints)
         if acquisition != "qlognei" and several:
             raise ValueError(
                 f"acquisition {acquisition!r} takes one objective and no outcome constraints"
             )
-        if outcome_transform not in OUTCOME_TRANSFORMS:
-            raise ValueError(
-                f"outcome_transform must be one of {OUTCOME_TRANSFORMS}, got {outcome_transform!r}"
-            )
         if ucb_beta < 0:
             raise ValueError(f"ucb_beta must be non-negative, got {ucb_beta}")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-        if kernel_prior not in KERNEL_PRIORS:
-            raise ValueError(f"kernel_prior must be one of {KERNEL_PRIORS}, got {kernel_prior!r}")
         if kernel == "rbf" and kernel_prior != "dim_scaled":
             raise ValueError(f"kernel 'rbf' takes kernel_prior 'dim_scaled', got {kernel_prior!r}")
         self.kernel = kernel
-        if noise_prior not in NOISE_PRIORS:
-            raise ValueError(f"noise_prior must be one of {NOISE_PRIORS}, got {noise_prior!r}")
         self.kernel_prior = kernel_prior
         self.noise_prior = noise_prior
         self.acquisition = acquisition
