@@ -24,6 +24,10 @@ as it goes can beat it only by luck or by knowing more than the whole data set t
 whole-pool GP's kernel and noise, so only the values are learnt as the campaign goes: what an
 agent could do if it knew the pool's lengthscales and noise from the start.
 
+``paper top``: how many of the rows the authors' notebooks scored as the top 5 % are in the
+published data's top 5 %. All of them on four sets; none on Crossed barrel, whose paper figure
+measured another column of an unpublished file.
+
 Random sampling's expected Top% is exact: drawing ``n`` of ``N`` rows without replacement
 finds ``n K / N`` of the ``K`` top rows on average (the mean of the hypergeometric
 distribution), so its mean Top% is ``n / N``. The random agent is also simulated, as a check.
@@ -80,6 +84,32 @@ DATASETS: dict[str, tuple[str, float]] = {
     "P3HT": ("maximize", 4.1),
     "AutoAM": ("maximize", 2.5),
 }
+#: The rows the authors scored as each set's top 5 %, as their notebooks print them
+#: (``top_indices`` in PV-Lab/Benchmarking's "STANDARD VIS" notebooks, which make the paper's
+#: figures): row numbers of the averaged pool with its rows sorted by the inputs named, in
+#: that order. On Crossed barrel they optimised another column than the published toughness,
+#: and none of these rows is among its top 5 % (docs/agents.md, "The paper's figures").
+PAPER_TOP_ROWS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "Crossed_barrel": (
+        ("n", "theta", "r", "t"),
+        (599, 581, 598, 566, 449, 596, 595, 431, 593, 533, 578, 446, 416, 580, 565)
+        + (575, 560, 548, 590, 299, 577, 413, 445, 443, 562, 592, 448, 545, 563, 415),
+    ),
+    "Perovskite": (("CsPbI", "MAPbI", "FAPbI"), (24, 33, 53, 14, 23)),
+    "AgNP": (
+        ("QAgNO3(%)", "Qpva(%)", "Qtsc(%)", "Qseed(%)", "Qtot(uL/min)"),
+        (141, 160, 128, 144, 143, 140, 102, 139, 90),
+    ),
+    "P3HT": (
+        ("P3HT content (%)", "D1 content (%)", "D2 content (%)", "D6 content (%)")
+        + ("D8 content (%)",),
+        (77, 32, 84, 49, 30, 94, 33, 22, 37),
+    ),
+    "AutoAM": (
+        ("Prime Delay", "Print Speed", "X Offset Correction", "Y Offset Correction"),
+        (13, 18, 15, 21, 17),
+    ),
+}
 AGENT_NAMES = ("ours", "ax", "random")
 N_INITIAL = 2
 TOP_FRACTION = 0.05
@@ -125,6 +155,14 @@ def load_pool(data_dir: Path, name: str) -> Pool:
         y=grouped[objective].to_numpy(dtype=float),
         direction=DATASETS[name][0],
     )
+
+
+def paper_top_agreement(pool: Pool) -> int:
+    """How many of the rows the authors scored as the top 5 % are in the published top 5 %."""
+    columns, rows = PAPER_TOP_ROWS[pool.name]
+    keys = pool.X[:, [pool.columns.index(column) for column in reversed(columns)]]
+    their_order = np.lexsort(keys.T)
+    return len(set(their_order[list(rows)].tolist()) & set(pool.best_rows(TOP_FRACTION).tolist()))
 
 
 def initial_rows(pool: Pool, seed: int) -> np.ndarray:
@@ -461,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "direction": pools[name].direction,
             "budget": budgets[name],
             "paper_best_af": DATASETS[name][1],
+            "paper_top5_rows_in_published_top5": paper_top_agreement(pools[name]),
             "random_exact_experiments_to_top80": math.ceil(TARGET_TOP * pools[name].size),
             "gp_ranking_experiments_to_top80": gp_ranking_n80(pools[name], fitted[name]),
             "gp_known_hyperparameters_experiments_to_top80": gp_known_hyperparameters_n80(
@@ -504,7 +543,9 @@ def print_table(results: dict, agents: Sequence[str]) -> None:
         "initial rows; "
         f"AF at Top% = {TARGET_TOP} vs exact random (90% bootstrap interval)"
     )
-    header = f"{'data set':<15}{'N':>5} {'paper AF':>9} {'GP n80':>7} {'GP* n80':>8}"
+    header = (
+        f"{'data set':<15}{'N':>5} {'paper AF':>9} {'paper top':>10} {'GP n80':>7} {'GP* n80':>8}"
+    )
     for agent in agents:
         header += f" {agent + ' AF':>20}"
     for agent in agents:
@@ -516,6 +557,7 @@ def print_table(results: dict, agents: Sequence[str]) -> None:
     for name, result in results.items():
         line = (
             f"{name:<15}{result['pool_size']:>5} {result['paper_best_af']:>9.1f}"
+            f" {str(result['paper_top5_rows_in_published_top5']) + '/' + str(result['n_top5']):>10}"
             f" {result['gp_ranking_experiments_to_top80']:>7}"
             f" {_n80_text(result['gp_known_hyperparameters_experiments_to_top80'], result):>8}"
         )
@@ -539,13 +581,15 @@ def print_table(results: dict, agents: Sequence[str]) -> None:
             line += f" {result['agents']['ours'][f'ef_at_{EF_AT}']:>11.2f}"
         print(line)
     print(
-        "(random needs ceil(0.8 N) experiments exactly; n80: experiments for the mean Top% "
-        "to reach 0.8, '>B' if not within the budget B, and then AF is below the bound shown; "
-        "top1%: experiments to the first top-1% row, mean ± std over the seeds that found "
-        "one within the budget, (found/seeds); GP n80: the experiments to Top% 0.8 in the "
-        "order of a GP fitted to the whole pool, by leave-one-out prediction; GP* n80: n80 of "
-        "our default search (UCB, beta 2) with that whole-pool GP's hyperparameters, on "
-        "ours' seeds)"
+        "(paper top: how many of the rows the authors' notebooks scored as the top 5 % are "
+        "the published data's top 5 %; where not all, the paper's AF measured another "
+        "objective; random needs ceil(0.8 N) experiments exactly; n80: experiments for the "
+        "mean Top% to reach 0.8, '>B' if not within the budget B, and then AF is below the "
+        "bound shown; top1%: experiments to the first top-1% row, mean ± std over the seeds "
+        "that found one within the budget, (found/seeds); GP n80: the experiments to Top% 0.8"
+        " in the order of a GP fitted to the whole pool, by leave-one-out prediction; GP* "
+        "n80: n80 of our default search (UCB, beta 2) with that whole-pool GP's "
+        "hyperparameters, on ours' seeds)"
     )
 
 
