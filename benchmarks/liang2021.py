@@ -258,6 +258,20 @@ def run_ax(pool: Pool, seed: int, budget: int) -> list[int]:
     return tried
 
 
+def run_authors(pool: Pool, seed: int, budget: int, recipe: str) -> list[int]:
+    """Rows tried, in order, by one of the authors' own loops (``liang2021_authors.py``)."""
+    to_minimise = -pool.y if pool.direction == "maximize" else pool.y
+    return authors_rows(
+        pool.X,
+        to_minimise,
+        initial_rows(pool, seed),
+        budget,
+        recipe,
+        seed,
+        lambda tried: done(pool, tried),
+    )
+
+
 def run_one(
     job: tuple[str, str, int, int, str, dict],
 ) -> tuple[str, str, int, list[int], float]:
@@ -272,20 +286,8 @@ def run_one(
         "ours": lambda: run_ours(pool, seed, budget, "bayesian", options),
         "random": lambda: run_ours(pool, seed, budget, "random"),
         "ax": lambda: run_ax(pool, seed, budget),
-        **{
-            recipe: lambda recipe=recipe: authors_rows(
-                pool.X,
-                -pool.y if pool.direction == "maximize" else pool.y,
-                initial_rows(pool, seed),
-                budget,
-                recipe,
-                seed,
-                lambda tried: done(pool, tried),
-            )
-            for recipe in AUTHORS_RECIPES
-        },
     }
-    tried = runners[agent]()
+    tried = run_authors(pool, seed, budget, agent) if agent in AUTHORS_RECIPES else runners[agent]()
     return name, agent, seed, tried, time.perf_counter() - started
 
 
