@@ -1,7 +1,7 @@
 r"""Reinforcement learning: a policy network that proposes the next conditions from the history.
 
 The policy :math:`\pi_\theta(x_{n+1} \mid \{(x_j, y_j)\}_{j \le n})` was trained (by
-``sdl train-rl``, see ``sdl/rl_train.py``) on many simulated campaigns whose physics was drawn
+``sdl train-rl``, see ``sdl/training/rl.py``) on many simulated campaigns whose physics was drawn
 at random, so it has learned how such landscapes tend to look and how to search them on a
 small budget. Here it is only evaluated: no learning happens during a campaign beyond what the
 history tells the network.

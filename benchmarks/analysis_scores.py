@@ -34,7 +34,7 @@ def results(name: str, rerun: bool) -> object:
                 [
                     sys.executable,
                     "-m",
-                    "sdl.analysis.unet_train",
+                    "sdl.training.unet",
                     "--out",
                     str(RESULTS / "unet.pt"),
                 ],

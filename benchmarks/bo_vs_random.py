@@ -24,9 +24,9 @@ import yaml
 from scipy.optimize import differential_evolution
 
 from sdl.analysis.truth import true_features
-from sdl.config import parse_campaign
-from sdl.orchestrator import CampaignRunner
-from sdl.systems import get_system
+from sdl.campaign.config import parse_campaign
+from sdl.campaign.systems import get_system
+from sdl.loop.runner import CampaignRunner
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 RESULTS = Path(__file__).parent / "results"

@@ -4,7 +4,7 @@ Two data sets:
 
 * simulated Fe-Ga-Pd-like spreads (:mod:`simulators.fegapd`) where the truth is the set of
   phases present at every spot; seeds 0-2 here, while the method's defaults were chosen on
-  seeds 100-101 (``sdl/analysis/phase_mapping.py``);
+  seeds 100-101 (``sdl/analysis/xrd/phase_mapping.py``);
 * the measured Fe-Ga-Pd spread of Kusne et al., Nat. Commun. 11, 5966 (2020) and Long et al.,
   Rev. Sci. Instrum. 78, 072217 (2007) (278 patterns, NIST public-domain data in
   ``../shared/data/cameo_FeGaPd``), against its published phase-region labels. Nothing was
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdl.analysis.phase_mapping import adjusted_rand_index, fowlkes_mallows_index, map_phases
+from sdl.analysis.xrd.phase_mapping import adjusted_rand_index, fowlkes_mallows_index, map_phases
 from simulators.fegapd import region_labels, simulate_spread
 
 ROOT = Path(__file__).resolve().parent.parent

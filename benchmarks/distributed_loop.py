@@ -45,12 +45,12 @@ import yaml
 from bluesky import RunEngine
 from bluesky.plans import count
 
-from sdl.config import CampaignConfig, parse_campaign
-from sdl.distributed import StreamOutcomes
-from sdl.lab import build_instruments
-from sdl.orchestrator import CampaignRunner
-from sdl.services import API_KEY_VARIABLE, agent_service, run_agent_service
-from sdl.stack import Stack, StackSettings, drop_database, preflight
+from sdl.campaign.config import CampaignConfig, parse_campaign
+from sdl.facility.queue_station import StreamOutcomes
+from sdl.facility.services import API_KEY_VARIABLE, agent_service, run_agent_service
+from sdl.facility.stack import Stack, StackSettings, drop_database, preflight
+from sdl.lab.instruments import build_instruments
+from sdl.loop.runner import CampaignRunner
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,9 +24,9 @@ import yaml
 from bluesky import RunEngine
 
 from plans.experiment import synthesize_and_measure
-from sdl.config import parse_campaign
-from sdl.ioc_process import running_ioc
-from sdl.lab import build_instruments
+from sdl.campaign.config import parse_campaign
+from sdl.facility.ioc_process import running_ioc
+from sdl.lab.instruments import build_instruments
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
 CONDITIONS = {"temperature_c": 550.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}

@@ -5,7 +5,7 @@ Scenario 1 runs campaigns in this process with every kind of simulated fault at 
 campaign pauses for a person) and an agent that sometimes proposes conditions beyond the
 reactor's safe limits. Scenario 2 kills campaign processes with SIGKILL at random moments
 and resumes them. Each campaign is then audited from its catalog alone
-(:func:`sdl.audit.audit_campaign`). One table; JSON in benchmarks/results/. Faults that
+(:func:`sdl.records.audit.audit_campaign`). One table; JSON in benchmarks/results/. Faults that
 strike the same action together (say NaN points in a saturated scan) are one recorded
 fault, so ``faults_recorded`` can be below ``faults_injected``.
 
@@ -29,10 +29,10 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import yaml
 
-from sdl.audit import audit_campaign
-from sdl.catalog import open_catalog
-from sdl.config import parse_campaign
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import parse_campaign
+from sdl.loop.runner import CampaignRunner
+from sdl.records.audit import audit_campaign
+from sdl.records.catalog import open_catalog
 from simulators.faults import FAULT_TARGETS
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 

@@ -1,7 +1,7 @@
 """Micrograph segmentation scored against the simulator's truth: classical vs U-Net.
 
 Two held-out test sets, drawn from seeds the U-Net never saw (it trains on seed 0 of
-``sdl.analysis.unet_train``):
+``sdl.training.unet``):
 
 * ``campaign``: TiO2 sol-gel samples at random conditions of the model's safe range,
   imaged as a campaign images them (default simulator settings, the operator's
@@ -15,11 +15,11 @@ relative error of the mean equivalent-circle diameter and of the mean lineal int
 and (campaign set) phase pixel accuracy and area-fraction MAE from grey-level contrast.
 Then throughput on 512 x 512 frames with 2 CPU threads, batch and streaming.
 
-    python -m sdl.analysis.unet_train --out benchmarks/results/unet.pt
+    python -m sdl.training.unet --out benchmarks/results/unet.pt
     python benchmarks/microscopy_scores.py --model benchmarks/results/unet.pt
 
 Without ``--model`` a U-Net is trained first with the same defaults as
-``sdl.analysis.unet_train`` and saved to ``benchmarks/results/unet.pt``. Prints one table and writes
+``sdl.training.unet`` and saved to ``benchmarks/results/unet.pt``. Prints one table and writes
 ``benchmarks/results/microscopy_scores.json``.
 """
 
@@ -35,21 +35,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdl.analysis.micro_metrics import score_segmentation
-from sdl.analysis.microscopy import (
+from sdl.analysis.microscopy.metrics import score_segmentation
+from sdl.analysis.microscopy.segmentation import (
     grain_statistics,
     mean_lineal_intercept,
     phase_area_fractions,
     segment_grains,
 )
-from sdl.analysis.unet import (
+from sdl.analysis.microscopy.unet import (
     boundary_probability,
     grains_from_boundary_probability,
     load_model,
     save_model,
     segment_grains_unet,
 )
-from sdl.analysis.unet_train import random_micrograph, train_unet
+from sdl.training.unet import random_micrograph, train_unet
 from simulators.micrograph import PHASE_BRIGHTNESS, Micrograph, simulate_micrograph
 from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
 

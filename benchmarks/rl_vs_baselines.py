@@ -1,7 +1,7 @@
 """Does the RL agent beat random search (and how does it fare against Sobol and BO)?
 
 Every agent runs the same campaigns on held-apart instances of the domain-randomised TiO2
-simulator (``sdl.rl_train``: physics, batch variation and measurement noise drawn from the
+simulator (``sdl.training.rl``: physics, batch variation and measurement noise drawn from the
 held-apart stream, never trained on), with the same noise draws for the k-th experiment of
 every agent on an instance. The score is the true photoactive area at the point each campaign
 reports as best (best measured), as normalised simple regret
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from agents import make_agent
-from sdl.rl_train import (
+from sdl.training.rl import (
     DEFAULT_WEIGHTS,
     HELD_OUT_STREAM,
     TIO2_OBJECTIVE,

@@ -20,8 +20,8 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from sdl.config import parse_campaign
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import parse_campaign
+from sdl.loop.runner import CampaignRunner
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 RESULTS = Path(__file__).parent / "results"

@@ -86,7 +86,7 @@ def summarise(
 
 def subscriber_process(address: str, ready: Any, results: Any) -> None:
     """The receiving process: one summary per run, put on ``results`` at each stop document."""
-    from sdl.stream import StreamSubscriber
+    from sdl.facility.stream import StreamSubscriber
 
     run: dict[str, Any] = {"latencies": [], "first_sent": None, "last_seq": -1, "misordered": 0}
 
@@ -275,7 +275,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from sdl.stream import DocumentPublisher, StreamProxy
+    from sdl.facility.stream import DocumentPublisher, StreamProxy
 
     proxy = StreamProxy().start()
     spawn = multiprocessing.get_context("spawn")

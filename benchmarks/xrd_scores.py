@@ -4,10 +4,10 @@
    domain-randomised mixtures (seed 20250 and up; the CNN trains on seed 0), every present
    component at >= 5 wt%. Phase-ID accuracy (the whole set of present components right),
    micro F1 over components, weight-fraction MAE, crystallite-size relative error, for the
-   physics-based whole-pattern fit (:mod:`sdl.analysis.xrd`), the generic library fit
-   (:mod:`sdl.analysis.xrd_phases`, crystalline phases only) and the CNN
-   (:mod:`sdl.analysis.xrd_cnn`) side by side; plus Scherrer/Williamson-Hall sizes from
-   single-phase patterns (:mod:`sdl.analysis.xrd_peaks`).
+   physics-based whole-pattern fit (:mod:`sdl.analysis.xrd.whole_pattern`), the generic library fit
+   (:mod:`sdl.analysis.xrd.quantify`, crystalline phases only) and the CNN
+   (:mod:`sdl.analysis.xrd.classifier`) side by side; plus Scherrer/Williamson-Hall sizes from
+   single-phase patterns (:mod:`sdl.analysis.xrd.peaks`).
 2. Real: the precursor mixtures of the dara dataset (``../shared/data/xrd_real_dara``;
    Aeris, Cu K-alpha; from jrneilson/dara, MIT licence), fitted against a library of every
    precursor whose structure we can build offline; which phases are found versus the known
@@ -18,7 +18,7 @@
     python benchmarks/xrd_scores.py [--n-test 300] [--retrain]
 
 Prints one table and writes ``benchmarks/results/xrd_scores.{json,txt}``. The CNN is trained
-exactly as ``python -m sdl.analysis.xrd_train --out benchmarks/results/xrd_cnn.pt`` does
+exactly as ``python -m sdl.training.xrd_classifier --out benchmarks/results/xrd_cnn.pt`` does
 (seed 0, thresholds on seed 1) unless that file exists.
 """
 
@@ -105,7 +105,7 @@ def real_structures() -> dict[str, Structure]:
 
 def real_library():
     """The phase library for the real patterns and the precursors it cannot include."""
-    from sdl.analysis.xrd_reference import library_from_structures
+    from sdl.analysis.xrd.reference import library_from_structures
 
     return library_from_structures(real_structures()), _NOT_AVAILABLE
 
@@ -134,7 +134,7 @@ def rebin(two_theta_deg: np.ndarray, counts: np.ndarray, factor: int):
 
 def score_real(max_patterns: int | None = None) -> list[dict]:
     """Fit every precursor-mixture pattern against the real-data library."""
-    from sdl.analysis.xrd_phases import quantify_phases
+    from sdl.analysis.xrd.quantify import quantify_phases
 
     library, missing = real_library()
     with open(REAL_DIR / "index.csv", newline="") as handle:
@@ -204,8 +204,8 @@ def size_errors(true_sizes: np.ndarray, fitted_sizes: np.ndarray) -> np.ndarray:
 
 
 def score_simulated(classifier, n_test: int, seed: int) -> dict:
-    from sdl.analysis.xrd import analyse_pattern
-    from sdl.analysis.xrd_cnn import simulate_patterns
+    from sdl.analysis.xrd.classifier import simulate_patterns
+    from sdl.analysis.xrd.whole_pattern import analyse_pattern
 
     test = simulate_patterns(n_test, np.random.default_rng(seed))
     true_present = test.fractions > 0
@@ -242,9 +242,9 @@ def score_simulated(classifier, n_test: int, seed: int) -> dict:
 
 def score_line_breadths(n: int, seed: int) -> dict:
     """Scherrer and Williamson-Hall sizes and microstrain on single-phase patterns."""
-    from sdl.analysis.xrd_background import estimate_background
-    from sdl.analysis.xrd_peaks import phase_size_strain
-    from sdl.analysis.xrd_reference import library_from_structures
+    from sdl.analysis.xrd.background import estimate_background
+    from sdl.analysis.xrd.peaks import phase_size_strain
+    from sdl.analysis.xrd.reference import library_from_structures
     from simulators.sample import SampleState
     from simulators.xrd import PowderDiffractometer
 
@@ -286,8 +286,8 @@ def streaming_rate(analysis, n: int, seed: int) -> float:
     """Patterns per second through :class:`XRDStreamAnalysis`, one event per pattern."""
     from event_model import compose_run
 
-    from sdl.analysis.xrd_cnn import simulate_patterns
-    from sdl.analysis.xrd_stream import XRDStreamAnalysis
+    from sdl.analysis.xrd.classifier import simulate_patterns
+    from sdl.analysis.xrd.stream import XRDStreamAnalysis
 
     patterns = simulate_patterns(n, np.random.default_rng(seed))
     emitted: list[str] = []
@@ -320,7 +320,7 @@ def streaming_rate(analysis, n: int, seed: int) -> float:
 
 
 def load_or_train(retrain: bool, epochs: int, patterns: int):
-    from sdl.analysis.xrd_cnn import XRDClassifier, calibrate_thresholds, train_classifier
+    from sdl.analysis.xrd.classifier import XRDClassifier, calibrate_thresholds, train_classifier
 
     if CNN_PATH.exists() and not retrain:
         return XRDClassifier.load(CNN_PATH), None
@@ -417,7 +417,7 @@ def main() -> None:
     # One intra-op thread: on 2 shared cores a second torch thread spin-waits and is ~30x
     # slower; training (if it happens) sets its own thread count.
     torch.set_num_threads(1)
-    from sdl.analysis.xrd_stream import classifier_analysis, whole_pattern_analysis
+    from sdl.analysis.xrd.stream import classifier_analysis, whole_pattern_analysis
 
     classifier, train_seconds = load_or_train(args.retrain, args.epochs, args.train_patterns)
     report: dict = {

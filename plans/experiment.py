@@ -105,7 +105,7 @@ def synthesize_and_measure(
 
     See Also
     --------
-    sdl.orchestrator.CampaignRunner : the closed loop that calls this plan.
+    sdl.loop.runner.CampaignRunner : the closed loop that calls this plan.
     """
     _md = {
         "plan_name": "synthesize_and_measure",

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from sdl.catalog import CatalogError
-from sdl.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
-from sdl.control import CTRL_C
+from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
+from sdl.campaign.control import CTRL_C
+from sdl.records.catalog import CatalogError
 
 
 def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
@@ -38,7 +38,7 @@ def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sdl.orchestrator import CampaignRunner
+    from sdl.loop.runner import CampaignRunner
 
     config = _with_overrides(args.campaign, args)
     runner = CampaignRunner(config, serve_control=True)
@@ -60,13 +60,15 @@ def _run(args: argparse.Namespace) -> int:
             dashboard.stop()
     bar.close()
     return _finish(
-        runner, result, f"{Path(config.data_dir).resolve()} (open with sdl.catalog.open_catalog)"
+        runner,
+        result,
+        f"{Path(config.data_dir).resolve()} (open with sdl.records.catalog.open_catalog)",
     )
 
 
 def _finish(runner: Any, result: Any, catalog: str) -> int:
     """Summary, PNG report and exit status of a campaign that has stopped."""
-    from sdl.report import plot_report, summary_text
+    from sdl.views.summary import plot_report, summary_text
 
     config = runner.config
     if result.records:
@@ -86,7 +88,7 @@ def _finish(runner: Any, result: Any, catalog: str) -> int:
 
 
 def _start_dashboard(runner: Any, port: int) -> Any:
-    from sdl.dashboard import Dashboard
+    from sdl.views.dashboard import Dashboard
 
     dashboard = Dashboard.for_runner(runner, port=port)
     print(f"dashboard (open in a browser on this machine): {dashboard.start()}", flush=True)
@@ -94,7 +96,7 @@ def _start_dashboard(runner: Any, port: int) -> Any:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from sdl.stack import Stack, StackError, StackSettings
+    from sdl.facility.stack import Stack, StackError, StackSettings
 
     config = _with_overrides(args.campaign, args)
     settings = StackSettings(stations=args.stations, redis=args.redis, postgres=args.postgres)
@@ -130,7 +132,7 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _analysis_service(args: argparse.Namespace) -> int:
-    from sdl.services import run_analysis_service
+    from sdl.facility.services import run_analysis_service
 
     return run_analysis_service(
         load_campaign(args.campaign), args.tiled, args.stream_out, args.stream_in
@@ -138,8 +140,8 @@ def _analysis_service(args: argparse.Namespace) -> int:
 
 
 def _agent_service(args: argparse.Namespace) -> int:
-    from sdl.distributed import StreamOutcomes
-    from sdl.services import SUMMARY_LINE, agent_service, run_agent_service
+    from sdl.facility.queue_station import StreamOutcomes
+    from sdl.facility.services import SUMMARY_LINE, agent_service, run_agent_service
 
     config = load_campaign(args.campaign)
     stations = dict(item.split("=", 1) for item in args.station)
@@ -151,8 +153,8 @@ def _agent_service(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sdl.catalog import open_catalog
-    from sdl.report_html import write_report
+    from sdl.records.catalog import open_catalog
+    from sdl.views.report_html import write_report
 
     config = _with_overrides(args.campaign, args)
     out = args.out or Path(config.data_dir) / f"{config.name}-report.html"
@@ -166,7 +168,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> int:
-    from sdl.control_server import connection_file, send_request
+    from sdl.loop.control_server import connection_file, send_request
 
     config = _with_overrides(args.campaign, args)
     fields: dict[str, Any] = {"who": args.who, "reason": args.reason}
@@ -202,8 +204,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_devices(args: argparse.Namespace) -> int:
-    from sdl.catalog import raw_dir
-    from sdl.lab import check_devices
+    from sdl.lab.instruments import check_devices
+    from sdl.records.catalog import raw_dir
 
     config = load_campaign(args.campaign)
     if config.devices.backend != "epics":
@@ -223,8 +225,8 @@ def _check_devices(args: argparse.Namespace) -> int:
 
 
 def _ioc(args: argparse.Namespace) -> int:
-    from sdl.ioc_process import READY_LINE
-    from sdl.systems import get_system
+    from sdl.campaign.systems import get_system
+    from sdl.facility.ioc_process import READY_LINE
     from simulators.ioc import lab_pvdb, serve
 
     system = get_system(args.system)
@@ -249,9 +251,9 @@ def _ioc(args: argparse.Namespace) -> int:
 
 #: Commands that train a learned model, by the module whose ``main(argv)`` does it.
 TRAINERS = {
-    "train-xrd": ("sdl.analysis.xrd_train", "train the 1D-CNN XRD phase classifier"),
-    "train-unet": ("sdl.analysis.unet_train", "train the U-Net micrograph segmenter"),
-    "train-rl": ("sdl.rl_train", "train the RL agent's policy on randomised TiO2 campaigns"),
+    "train-xrd": ("sdl.training.xrd_classifier", "train the 1D-CNN XRD phase classifier"),
+    "train-unet": ("sdl.training.unet", "train the U-Net micrograph segmenter"),
+    "train-rl": ("sdl.training.rl", "train the RL agent's policy on randomised TiO2 campaigns"),
 }
 
 

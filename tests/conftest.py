@@ -11,7 +11,7 @@ from devices.diffractometer import SimulatedDiffractometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import reactor_class
 from devices.sim_lab import SimulatedLab
-from sdl.catalog import CATALOG_FILE, TABLES_FILE, open_catalog
+from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, open_catalog
 from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
 
 

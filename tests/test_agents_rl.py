@@ -10,7 +10,7 @@ from agents import Objective, Parameter, RLAgent, SearchSpace, make_agent
 from agents.rl import history_tokens, load_policy
 from sdl.analysis.truth import true_features
 from sdl.cli import main as sdl_main
-from sdl.rl_train import (
+from sdl.training.rl import (
     HELD_OUT_STREAM,
     TIO2_OBJECTIVE,
     TIO2_SPACE,

@@ -9,10 +9,10 @@ import yaml
 from bluesky import RunEngine
 
 from plans.experiment import synthesize_and_measure
-from sdl.analysis_service import AnalysisService
-from sdl.catalog import make_writer, open_catalog, raw_dir
-from sdl.config import parse_campaign
-from sdl.lab import build_simulated_instruments
+from sdl.campaign.config import parse_campaign
+from sdl.facility.analysis_service import AnalysisService
+from sdl.lab.instruments import build_simulated_instruments
+from sdl.records.catalog import make_writer, open_catalog, raw_dir
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 CONDITIONS = {"temperature_c": 550.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from sdl.catalog import CATALOG_FILE, CatalogError, campaign_runs, open_catalog
+from sdl.campaign.config import CampaignConfigError, parse_campaign
 from sdl.cli import main
-from sdl.config import CampaignConfigError, parse_campaign
-from sdl.orchestrator import CampaignRunner
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import CATALOG_FILE, CatalogError, campaign_runs, open_catalog
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
@@ -138,9 +138,9 @@ def test_a_corrupted_catalog_is_reported_by_file_and_left_untouched(tmp_path, ca
 def test_a_campaign_uses_the_trained_unet_and_xrd_classifier(tmp_path):
     """The learned models are wired in: trained by the project's own code, named in the
     campaign file, their features recorded in the catalog for every sample."""
-    from sdl.analysis.unet import save_model
-    from sdl.analysis.unet_train import train_unet
-    from sdl.analysis.xrd_cnn import train_classifier
+    from sdl.analysis.microscopy.unet import save_model
+    from sdl.analysis.xrd.classifier import train_classifier
+    from sdl.training.unet import train_unet
 
     unet, _ = train_unet(
         steps=40, batch_size=4, images=16, crop_px=48, width=4, depth=2, learning_rate=1e-2

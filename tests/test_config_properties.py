@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from devices.reactor import reactor_class
 from devices.sim_lab import SimulatedLab
-from sdl.config import CampaignConfigError, parse_campaign
-from sdl.orchestrator import refusal_reason
+from sdl.campaign.config import CampaignConfigError, parse_campaign
+from sdl.loop.runner import refusal_reason
 from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
 
 EXAMPLE = yaml.safe_load((Path(__file__).parent.parent / "examples" / "tio2_bo.yaml").read_text())

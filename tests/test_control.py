@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import parse_campaign
-from sdl.control import CampaignControl
-from sdl.control_server import ControlServer, connection_file, send_request
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import parse_campaign
+from sdl.campaign.control import CampaignControl
+from sdl.loop.control_server import ControlServer, connection_file, send_request
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 

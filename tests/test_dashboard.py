@@ -11,12 +11,12 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from sdl.catalog import campaign_runs
-from sdl.config import parse_campaign
-from sdl.control import CampaignControl
-from sdl.dashboard import Dashboard
-from sdl.dashboard_model import CampaignLog
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import parse_campaign
+from sdl.campaign.control import CampaignControl
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs
+from sdl.views.campaign_log import CampaignLog
+from sdl.views.dashboard import Dashboard
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 CHROMIUM = Path("/usr/bin/chromium")

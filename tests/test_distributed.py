@@ -13,12 +13,12 @@ from bluesky_queueserver_api.zmq import REManagerAPI
 from event_model import compose_run
 from tiled.client import from_uri
 
-from sdl.catalog import campaign_runs
-from sdl.config import parse_campaign
-from sdl.control_server import connection_file, send_request
-from sdl.distributed import StreamOutcomes
-from sdl.stack import Stack, StackSettings, drop_database, preflight
-from sdl.stations import Failed, Measured, fault_kind_of_reason
+from sdl.campaign.config import parse_campaign
+from sdl.facility.queue_station import StreamOutcomes
+from sdl.facility.stack import Stack, StackSettings, drop_database, preflight
+from sdl.lab.stations import Failed, Measured, fault_kind_of_reason
+from sdl.loop.control_server import connection_file, send_request
+from sdl.records.catalog import campaign_runs
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 

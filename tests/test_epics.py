@@ -13,11 +13,11 @@ from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 from ophyd.utils.errors import LimitError
 
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import CampaignConfig, CampaignConfigError, parse_campaign
-from sdl.ioc_process import IOCStartError, running_ioc
-from sdl.lab import build_epics_instruments, build_simulated_instruments, check_devices
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import CampaignConfig, CampaignConfigError, parse_campaign
+from sdl.facility.ioc_process import IOCStartError, running_ioc
+from sdl.lab.instruments import build_epics_instruments, build_simulated_instruments, check_devices
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
 
 pytestmark = pytest.mark.epics
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import parse_campaign
-from sdl.orchestrator import CampaignRunner
+from sdl.campaign.config import parse_campaign
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 

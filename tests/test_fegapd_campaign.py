@@ -11,11 +11,11 @@ from ophyd.utils.errors import LimitError
 
 from sdl.analysis.features import features_for
 from sdl.analysis.pipeline import fit_pattern
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import parse_campaign
-from sdl.lab import build_simulated_instruments
-from sdl.orchestrator import CampaignRunner
-from sdl.report import plot_report
+from sdl.campaign.config import parse_campaign
+from sdl.lab.instruments import build_simulated_instruments
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
+from sdl.views.summary import plot_report
 from simulators.fegapd import FeGaPdSpread
 from simulators.structures import FEGAPD_PHASES
 from simulators.xrd import PowderDiffractometer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdl.analysis.microscopy import grain_statistics
+from sdl.analysis.microscopy.segmentation import grain_statistics
 from simulators.micrograph import choose_pixel_size_nm, simulate_micrograph
 from simulators.sample import SampleState
 

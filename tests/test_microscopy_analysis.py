@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sdl.analysis.microscopy import (
+from sdl.analysis.microscopy.segmentation import (
     analyse_micrograph,
     grain_statistics,
     mean_lineal_intercept,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdl.analysis.micro_metrics import score_segmentation
+from sdl.analysis.microscopy.metrics import score_segmentation
 
 
 def squares(side=8, count=6):

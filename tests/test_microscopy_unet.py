@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sdl.analysis.micro_common import boundary_map
-from sdl.analysis.micro_metrics import score_segmentation
-from sdl.analysis.unet import (
+from sdl.analysis.microscopy.common import boundary_map
+from sdl.analysis.microscopy.metrics import score_segmentation
+from sdl.analysis.microscopy.unet import (
     UNet,
     boundary_probability,
     grains_from_boundary_probability,
@@ -15,8 +15,8 @@ from sdl.analysis.unet import (
     save_model,
     segment_grains_unet,
 )
-from sdl.analysis.unet_train import main as train_main
-from sdl.analysis.unet_train import random_micrograph, train_unet
+from sdl.training.unet import main as train_main
+from sdl.training.unet import random_micrograph, train_unet
 
 
 def test_network_keeps_the_image_shape_for_any_size():

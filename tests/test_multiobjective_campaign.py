@@ -10,12 +10,12 @@ import torch
 import yaml
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import CampaignConfigError, parse_campaign
-from sdl.orchestrator import CampaignRunner
-from sdl.report import plot_report, summary_text
-from sdl.report_html import write_report
-from sdl.results import CampaignResult, ExperimentRecord, dominated_outline, pareto_mask
+from sdl.campaign.config import CampaignConfigError, parse_campaign
+from sdl.campaign.results import CampaignResult, ExperimentRecord, dominated_outline, pareto_mask
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
+from sdl.views.report_html import write_report
+from sdl.views.summary import plot_report, summary_text
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_multiobjective.yaml"
 OBJECTIVES = ("anatase_fraction", "grain_size_nm")  # maximise, minimise

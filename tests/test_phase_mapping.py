@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdl.analysis.phase_mapping import (
+from sdl.analysis.xrd.phase_mapping import (
     adjusted_rand_index,
     composition_graph,
     fowlkes_mallows_index,

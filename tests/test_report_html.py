@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdl.catalog import CATALOG_FILE, TABLES_FILE, campaign_runs
+from sdl.campaign.config import parse_campaign
 from sdl.cli import main
-from sdl.config import parse_campaign
-from sdl.dashboard_figures import convergence_figure
-from sdl.dashboard_model import CampaignLog
-from sdl.orchestrator import CampaignRunner, software_versions
+from sdl.loop.runner import CampaignRunner, software_versions
+from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, campaign_runs
+from sdl.views.campaign_log import CampaignLog
+from sdl.views.figures import convergence_figure
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdl.catalog import campaign_runs, open_catalog
-from sdl.config import CampaignConfigError, parse_campaign
-from sdl.orchestrator import CampaignRunner
-from sdl.report import summary_text
+from sdl.campaign.config import CampaignConfigError, parse_campaign
+from sdl.loop.runner import CampaignRunner
+from sdl.records.catalog import campaign_runs, open_catalog
+from sdl.views.summary import summary_text
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 

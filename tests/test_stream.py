@@ -14,7 +14,7 @@ from bluesky import RunEngine
 from bluesky.plans import count
 from ophyd.sim import SynSignal
 
-from sdl.stream import (
+from sdl.facility.stream import (
     NDARRAY_EXT,
     DocumentPublisher,
     StreamProxy,
@@ -47,14 +47,14 @@ def test_object_arrays_are_refused_both_ways(caplog):
         serialize({"x": np.array([{"a": 1}], dtype=object)})
     header = msgpack.packb(["|O", [1]])
     forged = msgpack.packb({"x": msgpack.ExtType(NDARRAY_EXT, header + b"\0" * 8)})
-    with caplog.at_level(logging.ERROR, logger="sdl.stream"), pytest.raises(ValueError):
+    with caplog.at_level(logging.ERROR, logger="sdl.facility.stream"), pytest.raises(ValueError):
         deserialize(forged)
     assert "non-numeric array" in caplog.text
 
 
 @pytest.mark.parametrize("payload", [pickle.dumps({"uid": "x"}), b"\xff\x00garbage", b"\x2a"])
 def test_pickled_or_malformed_payload_is_refused_and_logged(payload, caplog):
-    with caplog.at_level(logging.ERROR, logger="sdl.stream"), pytest.raises(ValueError):
+    with caplog.at_level(logging.ERROR, logger="sdl.facility.stream"), pytest.raises(ValueError):
         deserialize(payload)
     assert "refused a stream message" in caplog.text
 
@@ -203,7 +203,7 @@ def test_malformed_or_pickled_messages_are_logged_and_the_subscriber_keeps_going
 
     try:
         _until_subscribed(send, [received])
-        with caplog.at_level(logging.ERROR, logger="sdl.stream"):
+        with caplog.at_level(logging.ERROR, logger="sdl.facility.stream"):
             for message in BAD_MESSAGES:
                 attacker.send(message)
             send("start", {"uid": "good", "time": 0.0})
@@ -231,7 +231,7 @@ def test_a_failing_callback_is_logged_and_the_next_document_still_arrives(proxy,
     publisher = DocumentPublisher(proxy.in_address)
     try:
         _until_subscribed(publisher, [received])
-        with caplog.at_level(logging.ERROR, logger="sdl.stream"):
+        with caplog.at_level(logging.ERROR, logger="sdl.facility.stream"):
             publisher("start", {"uid": "boom", "time": 0.0})
             publisher("start", {"uid": "after", "time": 1.0})
             _wait_for(lambda: _documents(received))
@@ -245,7 +245,7 @@ def test_a_publisher_without_a_proxy_warns_and_does_not_raise(caplog):
     context = zmq.Context()
     vacant = context.socket(zmq.PULL)  # a port nobody subscribes on
     port = vacant.bind_to_random_port("tcp://127.0.0.1")
-    with caplog.at_level(logging.WARNING, logger="sdl.stream"):
+    with caplog.at_level(logging.WARNING, logger="sdl.facility.stream"):
         publisher = DocumentPublisher(f"tcp://127.0.0.1:{port}", connect_timeout_s=0.1)
     publisher("start", {"uid": "nobody", "time": 0.0})
     publisher.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sdl.analysis.features import xrd_features
-from sdl.analysis.xrd import analyse_pattern
+from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from simulators.sample import SampleState
 from simulators.xrd import PowderDiffractometer
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from sdl.analysis.xrd_background import estimate_background
-from sdl.analysis.xrd_peaks import (
+from sdl.analysis.xrd.background import estimate_background
+from sdl.analysis.xrd.peaks import (
     doublet_profile,
     find_peaks,
     fit_peaks,
@@ -16,7 +16,7 @@ from sdl.analysis.xrd_peaks import (
     phase_size_strain,
     size_strain,
 )
-from sdl.analysis.xrd_reference import ProfileShape, library_from_structures
+from sdl.analysis.xrd.reference import ProfileShape, library_from_structures
 from simulators.sample import SampleState
 from simulators.structures import get_structure
 from simulators.xrd import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM, PowderDiffractometer

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from event_model import compose_run, pack_event_page
 
-from sdl.analysis.xrd import analyse_pattern
-from sdl.analysis.xrd_cnn import (
+from sdl.analysis.xrd.classifier import (
     GRID_POINTS,
     PhaseNet,
     Randomisation,
@@ -16,7 +15,8 @@ from sdl.analysis.xrd_cnn import (
     simulate_patterns,
     train_classifier,
 )
-from sdl.analysis.xrd_stream import XRDStreamAnalysis, classifier_analysis, whole_pattern_analysis
+from sdl.analysis.xrd.stream import XRDStreamAnalysis, classifier_analysis, whole_pattern_analysis
+from sdl.analysis.xrd.whole_pattern import analyse_pattern
 
 
 def test_simulated_training_set_has_valid_mixtures_and_truth():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from sdl.analysis.xrd_phases import quantify_phases
-from sdl.analysis.xrd_reference import (
+from sdl.analysis.xrd.quantify import quantify_phases
+from sdl.analysis.xrd.reference import (
     ReferencePhase,
     library_from_structures,
     render_phase,

@@ -8,7 +8,7 @@ from sdl.analysis.properties import PHASE_PHOTOACTIVITY
 from simulators.sample import AMORPHOUS
 from simulators.structures import LATTICE_RANGE
 
-#: Features from a micrograph (see :mod:`sdl.analysis.microscopy`).
+#: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`).
 MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_intercept_nm")
 
 #: Features from a magnetometer (saturation polarisation mu0 Ms, tesla).
@@ -22,14 +22,15 @@ def lattice_range(phases: Sequence[str]) -> float:
     """Largest relative lattice change among these phases (0: all are line compounds).
 
     Solid solutions need a pattern fit that refines each phase's lattice; line compounds
-    are fitted with fixed lattices and the amorphous hump (:mod:`sdl.analysis.xrd`).
+    are fitted with fixed lattices and the amorphous hump (:mod:`sdl.analysis.xrd.whole_pattern`).
     """
     return max((LATTICE_RANGE.get(phase, 0.0) for phase in phases), default=0.0)
 
 
 def xrd_features(phases: Sequence[str]) -> tuple[str, ...]:
-    """Features from a powder pattern for these crystalline phases (see :mod:`sdl.analysis.xrd`
-    for line compounds, :mod:`sdl.analysis.xrd_phases` for solid solutions)."""
+    """Features from a powder pattern for these crystalline phases (see
+    :mod:`sdl.analysis.xrd.whole_pattern` for line compounds, :mod:`sdl.analysis.xrd.quantify`
+    for solid solutions)."""
     if lattice_range(phases) > 0:
         fractions = tuple(f"{phase}_fraction" for phase in phases)
         strains = tuple(f"{phase}_lattice_strain" for phase in phases)

@@ -13,7 +13,7 @@ from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 from event_model import Filler, compose_run
 
 from sdl.analysis.features import has_photoactivity, lattice_range
-from sdl.analysis.microscopy import analyse_micrograph
+from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
 from sdl.analysis.quality import (
     DataProblem,
@@ -21,10 +21,10 @@ from sdl.analysis.quality import (
     image_problems,
     pattern_problems,
 )
-from sdl.analysis.xrd import analyse_pattern
-from sdl.analysis.xrd_cnn import XRDClassifier
-from sdl.analysis.xrd_phases import PhaseQuantification, quantify_phases
-from sdl.analysis.xrd_reference import ReferencePhase, library_from_structures
+from sdl.analysis.xrd.classifier import XRDClassifier
+from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
+from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
+from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from simulators.sample import AMORPHOUS
 from simulators.structures import get_structure
 
@@ -175,7 +175,7 @@ class SampleAnalysis:
         Crystalline phases the diffraction analysis looks for (see :func:`fit_pattern`).
     segmenter
         Labels grains in a micrograph (default: the classical watershed); e.g. the U-Net's
-        :func:`~sdl.analysis.unet.segment_grains_unet` bound to its model.
+        :func:`~sdl.analysis.microscopy.unet.segment_grains_unet` bound to its model.
     classifier
         A trained XRD phase classifier whose presence probabilities and fractions are
         recorded beside the whole-pattern fit's (``<phase>_probability``,
@@ -261,10 +261,10 @@ def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray, phases: Sequence[
     """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``.
 
     Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
-    fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.analyse_pattern`).
+    fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.whole_pattern.analyse_pattern`).
     Solid solutions are fitted against their reference structures with each phase's
     lattice refined within its range, since a composition spread's peaks shift with
-    composition (:func:`~sdl.analysis.xrd_phases.quantify_phases`); absent phases have
+    composition (:func:`~sdl.analysis.xrd.quantify.quantify_phases`); absent phases have
     size and strain NaN.
     """
     phases = tuple(phases)

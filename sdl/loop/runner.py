@@ -1,0 +1,667 @@
+"""The closed loop: the agent proposes, the instruments make and measure, analysis tells the agent.
+
+Campaign state lives in the catalog only: starting a campaign whose name already has runs in
+the data directory reads them back and continues where it stopped. Faults (an instrument
+error, a timeout, corrupt data, a missed setpoint, drift, a lost PV) are handled by the
+campaign's ``on_fault`` policy, and every outcome is recorded in the catalog with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import itertools
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from event_model import compose_run
+
+from agents import Objective, Parameter, SearchSpace, make_agent
+from devices.epics import EpicsError
+from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
+from sdl.analysis.pipeline import (
+    SampleAnalysis,
+    feature_documents,
+    judge,
+)
+from sdl.analysis.xrd.classifier import XRDClassifier
+from sdl.campaign.config import CampaignConfig, FaultPolicy
+from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
+from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
+from sdl.campaign.systems import get_system
+from sdl.facility.stream import ExitStatus
+from sdl.lab.instruments import Instruments, build_instruments
+from sdl.lab.stations import Failed, LocalStation, Measured, Station
+from sdl.loop.control_server import ControlServer, connection_file
+from sdl.loop.resume import resumed_records
+from sdl.records.catalog import (
+    BackgroundWriter,
+    CatalogError,
+    make_writer,
+    open_catalog,
+    raw_dir,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Consecutive refused proposals after which the campaign stops instead of spinning.
+MAX_CONSECUTIVE_REFUSALS = 20
+
+
+def build_agent(config: CampaignConfig) -> Any:
+    """The agent named in ``config``, over the campaign's search space and objectives."""
+    space = SearchSpace(
+        tuple(
+            Parameter(
+                name,
+                p.low,
+                p.high,
+                p.unit,
+                log_scale=p.log_scale,
+                values=tuple(p.values) if p.values else None,
+                categorical=p.categorical,
+            )
+            for name, p in config.search_space.items()
+        )
+    )
+    objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]
+    return make_agent(
+        config.agent.name,
+        space,
+        objectives,
+        seed=config.seed,
+        max_evaluations=config.budget,
+        **config.agent.options,
+    )
+
+
+def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnalysis:
+    """The analysis the campaign asks for, with its trained models loaded once."""
+    settings = config.analysis
+    segmenter = None
+    if settings.segmenter == "unet" and settings.unet_model is not None:  # the config checks
+        segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
+    classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
+    return SampleAnalysis(config.instruments, phases, segmenter=segmenter, classifier=classifier)
+
+
+def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata must be valid JSON: NaN and infinities become None."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in values.items()
+    }
+
+
+class CampaignRunner:
+    """Runs one campaign from this process: the agent, the catalog and one or more stations.
+
+    Each station makes one sample at a time; with several, each works in its own thread and
+    the agent proposes for whichever is free, counting the experiments still running as
+    pending, so no two stations are sent the same conditions.
+
+    Parameters
+    ----------
+    config
+        The validated campaign.
+    on_experiment
+        Called after each experiment with the result so far (progress bars, dashboards).
+    serve_control
+        Also take control requests over ZeroMQ on 127.0.0.1 while running (``sdl control``;
+        see :mod:`sdl.loop.control_server`).
+    client
+        The catalog to record into (a tiled client); default: the SQLite catalog in the
+        campaign's data directory.
+    stations
+        Makes the stations, given this runner (see :mod:`sdl.facility.queue_station`); default:
+        ``devices.stations`` simulated or EPICS stations in this process.
+
+    Attributes
+    ----------
+    control
+        Pause, resume, abort, veto and inject, from any thread (see :mod:`sdl.campaign.control`).
+    """
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        *,
+        on_experiment: Callable[[CampaignResult], None] | None = None,
+        serve_control: bool = False,
+        client: Any = None,
+        stations: Callable[[CampaignRunner], Sequence[Station]] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_experiment = on_experiment
+        self.serve_control = serve_control
+        self.data_dir = Path(config.data_dir)
+        self.client = client if client is not None else open_catalog(self.data_dir, create=True)
+        self.writer = BackgroundWriter(make_writer(self.client), after=self._tell_watchers)
+        system = get_system(config.devices.system)
+        self.analysis = build_analysis(config, system.phases)
+        self.agent = build_agent(config)
+        self.result = CampaignResult(config)
+        self._watchers: list[Callable[[str, Mapping[str, Any]], Any]] = []
+        self._lock = threading.RLock()  # the agent, the result and the count of experiments
+        self._started = 0  # experiments begun (kept or still running)
+        self._stop_reason: str | None = None
+        self.control = CampaignControl(on_pause=self._pause_stations)
+        self.stations = list(stations(self) if stations else self._local_stations())
+        # Proposals are checked against a reactor in this process before any station gets
+        # them; queue stations' reactors live in their queueservers and check there.
+        first = self.stations[0]
+        self._reactor = first.instruments.reactor if isinstance(first, LocalStation) else None
+
+    def _local_stations(self) -> list[LocalStation]:
+        """``devices.stations`` stations in this process, each with its own random streams."""
+        count = self.config.devices.stations
+        return [
+            LocalStation(
+                f"station-{index}" if count > 1 else "station",
+                build_instruments(
+                    self.config.model_copy(update={"seed": self.config.seed + index}),
+                    raw_dir(self.data_dir),
+                ),
+                self._emit,
+                self.checkpoint,
+                self._evaluate,
+            )
+            for index in range(count)
+        ]
+
+    @property
+    def instruments(self) -> Instruments:
+        """The first station's instruments, where the stations run in this process."""
+        first = self.stations[0]
+        if not isinstance(first, LocalStation):
+            raise TypeError(
+                f"station {first.name!r} runs elsewhere (a queueserver); its instruments are there"
+            )
+        return first.instruments
+
+    def run(self) -> CampaignResult:
+        """Run experiments until the budget is spent, the agent says stop, or someone aborts.
+
+        An abort (by a person or a fault policy) or Ctrl-C stops cleanly: the run in
+        progress is closed as aborted, and running the campaign again resumes it. A second
+        Ctrl-C stops at once.
+        """
+        try:
+            with self._ctrl_c_aborts(), self._control_server():
+                self._record(
+                    "campaign",
+                    {
+                        "config": json.loads(self.config.model_dump_json()),
+                        "versions": software_versions(),
+                    },
+                )
+                with self.writer.inline():  # resume reads the catalog between its writes
+                    self._resume()
+                self._loop()
+        except (CampaignAborted, KeyboardInterrupt) as stop:
+            self.result.stopped = str(stop) or f"aborted by {CTRL_C}"
+            logger.warning("campaign %s stopped: %s", self.config.name, self.result.stopped)
+        finally:
+            self._record_control()
+            self.writer.flush()
+        if self.writer.error is not None:
+            raise CatalogError(
+                f"the campaign stopped because its catalog could not be "
+                f"written: {self.writer.error}"
+            ) from self.writer.error
+        return self.result
+
+    def subscribe(self, watcher: Callable[[str, Mapping[str, Any]], Any]) -> None:
+        """Also give ``watcher`` every document the campaign records (raw runs, analysis,
+        faults, control, refusals), after the catalog has it. A watcher's error is logged
+        and never stops the campaign."""
+        self._watchers.append(watcher)
+
+    def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
+        self.writer(name, doc)
+
+    def _tell_watchers(self, name: str, doc: Mapping[str, Any]) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(name, doc)
+            except Exception:
+                logger.exception("a watcher could not follow a %s document", name)
+
+    def status(self) -> dict[str, Any]:
+        """Where the campaign stands, for people watching it."""
+        paused, aborted = self.control.paused, self.control.aborted
+        if self.result.stopped is not None:
+            state = "stopped"
+        elif len(self.result.records) >= self.config.budget:
+            state = "finished"
+        else:
+            state = "aborting" if aborted else "paused" if paused else "running"
+        return {
+            "campaign": self.config.name,
+            "state": state,
+            "experiments": len(self.result.records),
+            "budget": self.config.budget,
+            "faults": len(self.result.faults),
+            "refused": self.result.refused,
+            "stopped": self.result.stopped,
+            "paused_by": paused.who if paused else None,
+            "paused_because": paused.reason if paused else None,
+        }
+
+    @contextlib.contextmanager
+    def _control_server(self) -> Iterator[None]:
+        if not self.serve_control:
+            yield
+            return
+        server = ControlServer(self.control, self.status)
+        server.start(connection_file(self.data_dir, self.config.name))
+        logger.info("control requests on %s (sdl control)", server.address)
+        try:
+            yield
+        finally:
+            server.stop()
+
+    @contextlib.contextmanager
+    def _ctrl_c_aborts(self) -> Iterator[None]:
+        """While the campaign runs, the first Ctrl-C asks for a clean abort."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def abort(signum: int, frame: Any) -> None:
+            if self.control.aborted is not None:
+                raise KeyboardInterrupt
+            print("stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr)
+            self.control.abort(CTRL_C, "interrupted from the keyboard")
+
+        previous = signal.signal(signal.SIGINT, abort)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _loop(self) -> None:
+        """Every station takes experiments until the campaign is done; with several, each in
+        its own thread. The first error of any station ends the campaign once the others
+        have finished the experiment they are running."""
+        if len(self.stations) == 1:
+            self._station_loop(self.stations[0])
+            return
+        errors: list[BaseException] = []
+
+        def work(station: Station) -> None:
+            try:
+                self._station_loop(station)
+            except BaseException as error:  # handed to the main thread below
+                with self._lock:
+                    errors.append(error)
+                    self._stop_reason = self._stop_reason or f"{station.name}: {error}"
+
+        threads = [
+            threading.Thread(target=work, args=(station,), name=station.name, daemon=True)
+            for station in self.stations
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.2)  # the main thread stays free for Ctrl-C
+        if errors:
+            raise errors[0]
+
+    def _station_loop(self, station: Station) -> None:
+        refusals = 0
+        while True:
+            self.checkpoint()
+            with self._lock:
+                if self._stop_reason or self._started >= self.config.budget:
+                    return
+                if self.result.records:
+                    stop, reason = self.agent.should_stop()
+                    if stop:
+                        logger.info("agent stopped the campaign: %s", reason)
+                        self._stop_reason = f"agent: {reason}"
+                        return
+                proposal, proposed_by = self._next_proposal()
+                conditions = {name: float(proposal[name]) for name in self.config.search_space}
+                problem = self._with_retry(
+                    partial(self._refusal_reason, conditions),
+                    "checking the proposal against the device limits",
+                )
+                veto = (
+                    self.control.take_veto() if problem is None and proposed_by == "agent" else None
+                )
+                if veto is not None:
+                    problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
+                if problem:
+                    refusals += 1
+                    self._refuse(proposal, conditions, problem)
+                    if refusals >= MAX_CONSECUTIVE_REFUSALS:
+                        raise CampaignAborted(
+                            f"{refusals} proposals in a row were refused; last: {problem}"
+                        )
+                    continue
+                refusals = 0
+                md = self._run_metadata(proposal, proposed_by, station)
+                self._started += 1
+            self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
+            if self.on_experiment:
+                self.on_experiment(self.result)
+
+    def _next_proposal(self) -> tuple[dict[str, Any], str]:
+        """A person's injected point if one waits (and the search space takes it), else the
+        agent's next proposal."""
+        injection = self.control.take_injection()
+        if injection is not None:
+            conditions = dict(injection.conditions or {})
+            try:
+                (proposal,) = self.agent.register_suggestions([conditions])
+                return proposal, injection.who
+            except ValueError as error:  # e.g. it breaks a linear constraint of the space
+                reason = f"injected by {injection.who}, refused by the search space: {error}"
+                logger.warning("%s", reason)
+                self._record(
+                    "refused-proposal",
+                    {"_id": None, "reason": reason, "conditions": _json_safe(conditions)},
+                    status="abort",
+                    reason=reason,
+                )
+                self.result.refused += 1
+        (proposal,) = self.agent.suggest(1)
+        return proposal, "agent"
+
+    def checkpoint(self) -> None:
+        """Between steps: record requests, wait out a pause, stop on an abort (or when the
+        catalog can no longer be written: nothing runs unrecorded)."""
+        if self.writer.error is not None:
+            raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
+        self._record_control()
+        if self.control.paused is not None:
+            logger.warning(
+                "campaign %s paused by %s: %s; waiting to be resumed",
+                self.config.name,
+                self.control.paused.who,
+                self.control.paused.reason,
+            )
+        self.control.wait_while_paused()
+        self._record_control()
+
+    def _pause_stations(self) -> None:
+        for station in self.stations:
+            station.pause()
+
+    def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
+        return refusal_reason(conditions, self.config.search_space, self._reactor)
+
+    def _record(
+        self,
+        purpose: str,
+        metadata: Mapping[str, Any],
+        *,
+        status: ExitStatus = "success",
+        reason: str = "",
+    ) -> None:
+        """A run of only a start and a stop document: a decision, kept in the catalog."""
+        bundle = compose_run(
+            metadata={"purpose": purpose, "campaign_id": self.config.name, **metadata}
+        )
+        self._emit("start", bundle.start_doc)
+        self._emit("stop", bundle.compose_stop(exit_status=status, reason=reason))
+
+    def _refuse(
+        self, proposal: Mapping[str, Any], conditions: Mapping[str, float], reason: str
+    ) -> None:
+        """Record a refused proposal in the catalog and tell the agent it failed."""
+        logger.warning("refused proposal %s: %s", proposal["_id"], reason)
+        self._record(
+            "refused-proposal",
+            {"_id": proposal["_id"], "reason": reason, "conditions": _json_safe(conditions)},
+            status="abort",
+            reason=reason,
+        )
+        self.agent.register_failures([proposal])
+        self.result.refused += 1
+
+    def _record_control(self) -> None:
+        for request in self.control.take_log():
+            self._record("control", _control_metadata(request))
+
+    def _run_metadata(
+        self, proposal: Mapping[str, Any], proposed_by: str, station: Station
+    ) -> dict[str, Any]:
+        """What the raw run records about why it was made (the agent's belief included)."""
+        return {
+            "campaign_id": self.config.name,
+            "iteration": self._started,
+            "_id": proposal["_id"],
+            "agent": self.config.agent.name,
+            "proposed_by": proposed_by,
+            "station": station.name,
+            "seed": self.config.seed,
+            "objectives": [o.model_dump() for o in self.config.objectives],
+            "agent_belief": _json_safe(self.agent.report().get(proposal["_id"], {})),
+        }
+
+    def _experiment(
+        self, station: Station, md: Mapping[str, Any], conditions: dict[str, float]
+    ) -> None:
+        """Make and measure one sample, applying the fault policy until it succeeds or not."""
+        iteration, proposal_id = md["iteration"], md["_id"]
+        tries: dict[str, int] = {}
+        for attempt in itertools.count(1):
+            outcome = station.attempt(conditions, {**md, "attempt": attempt})
+            if isinstance(outcome, Measured):
+                self._keep(
+                    ExperimentRecord(
+                        iteration,
+                        proposal_id,
+                        conditions,
+                        outcome.features,
+                        outcome.raw_uid,
+                        outcome.instrument_time_s,
+                        station.name,
+                    )
+                )
+                return
+            tries[outcome.kind] = tries.get(outcome.kind, 0) + 1
+            policy = getattr(self.config.on_fault, outcome.kind)
+            fault = Fault(
+                outcome.kind,
+                outcome.reason,
+                iteration,
+                proposal_id,
+                attempt,
+                _decision(policy, tries[outcome.kind]),
+                outcome.raw_uid,
+                conditions,
+            )
+            self._record_fault(fault)
+            if fault.action == "retry":
+                time.sleep(policy.retry_delay_s)
+            elif fault.action == "skip":
+                self._keep(
+                    ExperimentRecord(
+                        iteration,
+                        proposal_id,
+                        conditions,
+                        {},
+                        fault.raw_uid or "",
+                        0.0,
+                        station.name,
+                    )
+                )
+                return
+            elif fault.action == "pause":
+                self.control.pause("fault policy", f"{fault.kind}: {fault.reason}")
+                self.checkpoint()
+            else:
+                raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: {fault.reason}")
+
+    def _keep(self, record: ExperimentRecord) -> None:
+        with self._lock:
+            self._tell_agent(record)
+            self.result.records.append(record)
+
+    def _evaluate(
+        self, start: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> dict[str, float] | Failed:
+        """Features of a raw run, recorded as an analysis run; or why they cannot be had."""
+        judged = judge(self.analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
+        if isinstance(judged, tuple):
+            return Failed(*judged)
+        for name, doc in feature_documents(start, judged):
+            self._emit(name, doc)
+        return judged
+
+    def _record_fault(self, fault: Fault) -> None:
+        log = logger.error if fault.action in ("abort", "pause") else logger.warning
+        log(
+            "experiment %d attempt %d: %s (%s) -> %s",
+            fault.iteration,
+            fault.attempt,
+            fault.kind,
+            fault.reason,
+            fault.action,
+        )
+        with self._lock:
+            self._record(
+                "fault",
+                {
+                    "iteration": fault.iteration,
+                    "_id": fault.proposal_id,
+                    "conditions": _json_safe(fault.conditions),
+                    "attempt": fault.attempt,
+                    "kind": fault.kind,
+                    "action": fault.action,
+                    "raw_uid": fault.raw_uid,
+                    "reason": fault.reason,
+                },
+            )
+            self.result.faults.append(fault)
+
+    def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
+        """Do ``action``; when a PV is lost, apply the ``disconnect`` policy's retries."""
+        policy = self.config.on_fault.disconnect
+        tries = 1 + (policy.retries if policy.action == "retry" else 0)
+        for attempt in range(1, tries + 1):
+            try:
+                return action()
+            except EpicsError as error:
+                if attempt == tries:
+                    raise CampaignAborted(f"{what}: {error}") from error
+                logger.warning(
+                    "%s, attempt %d of %d: %s; retrying in %g s",
+                    what,
+                    attempt,
+                    tries,
+                    error,
+                    policy.retry_delay_s,
+                )
+                time.sleep(policy.retry_delay_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _tell_agent(self, record: ExperimentRecord) -> None:
+        point = {**record.conditions, "_id": record.proposal_id}
+        if record.failed or not all(
+            math.isfinite(record.features.get(name, math.nan))
+            for name in self.result.objective_names
+        ):
+            self.agent.register_failures([point])
+        else:
+            self.agent.ingest([{**point, **record.features}])
+
+    def _resume(self) -> None:
+        """Read this campaign's finished experiments back from the catalog into a fresh agent."""
+        for record in resumed_records(
+            self.client, self.config.name, self._evaluate, self._record_fault
+        ):
+            self._keep(record)
+        self._started = len(self.result.records)
+        if self.result.records:
+            logger.info(
+                "resumed campaign %s with %d experiments from the catalog",
+                self.config.name,
+                len(self.result.records),
+            )
+
+
+#: Packages whose versions decide what a campaign did; recorded with every (re)start.
+RECORDED_PACKAGES = (
+    "sdl",
+    "bluesky",
+    "ophyd",
+    "event-model",
+    "tiled",
+    "botorch",
+    "gpytorch",
+    "torch",
+    "numpy",
+    "scipy",
+    "pymatgen",
+    "scikit-image",
+    "caproto",
+)
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES`, plus Python's."""
+    versions = {"python": sys.version.split()[0]}
+    for package in RECORDED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def refusal_reason(
+    conditions: Mapping[str, float], search_space: Mapping[str, Any], reactor: Any
+) -> str | None:
+    """Why the reactor must not be sent these conditions (None if they are safe).
+
+    The search space bounds the agent; each setpoint's own ``check_value`` applies the
+    device's safe limits (on EPICS, the PV's control limits too), as a move would. Without
+    a reactor in this process (its stations are queueservers), the search space, which was
+    checked against the devices' limits, is the bound here, and each station's setpoints
+    check again before they move.
+    """
+    for name, value in conditions.items():
+        parameter = search_space[name]
+        if not parameter.low <= value <= parameter.high:
+            return (
+                f"{name}={value:g} {parameter.unit} is outside the search space "
+                f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}"
+            )
+    if reactor is None:
+        return None
+    try:
+        reactor.check_conditions(conditions)  # each setpoint's limits, and any joint limit
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _decision(policy: FaultPolicy, tries: int) -> str:
+    """The policy's action for the ``tries``-th fault of one kind in one experiment."""
+    if policy.action != "retry":
+        return policy.action
+    return "retry" if tries <= policy.retries else policy.then
+
+
+def _control_metadata(request: ControlAction) -> dict[str, Any]:
+    return {
+        "action": request.action,
+        "who": request.who,
+        "reason": request.reason,
+        "requested_at": request.time,
+        **({"conditions": dict(request.conditions)} if request.conditions else {}),
+    }

@@ -1,0 +1,322 @@
+"""What a person watching a campaign needs to know, built from its records alone.
+
+:class:`CampaignLog` is filled from run metadata, the same whether the runs come out of the
+catalog (:func:`campaign_log_from_catalog`, for the HTML report and for a dashboard that
+joins a campaign already under way) or arrive as Bluesky documents while the campaign runs
+(:class:`DocumentFeed`, a document callback: in-process today, behind a ZeroMQ
+``RemoteDispatcher`` in the distributed mode). Nothing here reads a live runner.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdl.analysis.pipeline import (
+    Measurements,
+    RunDocuments,
+    instrument_time_s,
+    measurements_from_data,
+)
+from sdl.campaign.results import outcomes_feasible
+from sdl.records.audit import exit_status
+from sdl.records.catalog import campaign_runs
+
+#: Purposes of the runs a campaign records, besides its experiment and analysis runs.
+DECISION_PURPOSES = ("campaign", "fault", "control", "refused-proposal")
+
+
+@dataclass
+class Experiment:
+    """One experiment run (one attempt): what was asked, by whom, and what came out."""
+
+    raw_uid: str
+    iteration: int
+    attempt: int
+    proposal_id: str
+    proposed_by: str
+    conditions: dict[str, float]
+    belief: dict[str, float]
+    started_at: float
+    exit_status: str | None = None
+    reason: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    instrument_time_s: float | None = None
+
+    def predicted(self, objective: str) -> tuple[float, float] | None:
+        """The agent's predicted mean and standard deviation of ``objective`` here, if any."""
+        mean = self.belief.get(f"{objective}_predicted_mean")
+        std = self.belief.get(f"{objective}_predicted_std")
+        if mean is None or std is None or not math.isfinite(mean):
+            return None
+        return float(mean), float(std)
+
+
+class CampaignLog:
+    """A campaign's experiments, faults, control requests and refused proposals, in order.
+
+    Safe to fill from one thread while others read :meth:`snapshot`-style accessors: every
+    change takes the lock and bumps :attr:`version`.
+    """
+
+    def __init__(self, campaign_id: str) -> None:
+        self.campaign_id = campaign_id
+        self.config: dict[str, Any] = {}
+        self.versions: dict[str, str] = {}
+        self.started_at: float | None = None
+        self.faults: list[dict[str, Any]] = []
+        self.controls: list[dict[str, Any]] = []
+        self.refused: list[dict[str, Any]] = []
+        self.version = 0
+        self.lock = threading.RLock()
+        self._experiments: dict[str, Experiment] = {}
+
+    def add_start(self, start: Mapping[str, Any]) -> None:
+        """Record a run's start document (experiments and decisions; others are ignored)."""
+        purpose = start.get("purpose")
+        with self.lock:
+            if purpose == "experiment":
+                self._experiments[start["uid"]] = Experiment(
+                    raw_uid=start["uid"],
+                    iteration=int(start["iteration"]),
+                    attempt=int(start.get("attempt", 1)),
+                    proposal_id=start["_id"],
+                    proposed_by=start.get("proposed_by", "agent"),
+                    conditions=dict(start.get("conditions", {})),
+                    belief={
+                        k: v for k, v in (start.get("agent_belief") or {}).items() if v is not None
+                    },
+                    started_at=float(start["time"]),
+                )
+            elif purpose == "campaign":
+                self.config = dict(start.get("config", {}))
+                self.versions = dict(start.get("versions", {}))
+                if self.started_at is None:
+                    self.started_at = float(start["time"])
+            elif purpose in DECISION_PURPOSES:
+                entry = {key: value for key, value in start.items() if key != "config"}
+                {"fault": self.faults, "control": self.controls, "refused-proposal": self.refused}[
+                    purpose
+                ].append(entry)
+            else:
+                return
+            self.version += 1
+
+    def add_stop(self, stop: Mapping[str, Any]) -> None:
+        """Record how an experiment run ended."""
+        with self.lock:
+            experiment = self._experiments.get(stop.get("run_start", ""))
+            if experiment is None:
+                return
+            experiment.exit_status = stop.get("exit_status")
+            experiment.reason = stop.get("reason", "")
+            self.version += 1
+
+    def add_features(self, raw_uid: str, features: Mapping[str, float]) -> None:
+        """Record the analysed features of the experiment run ``raw_uid``."""
+        with self.lock:
+            experiment = self._experiments.get(raw_uid)
+            if experiment is None:
+                return
+            experiment.features = {key: float(value) for key, value in features.items()}
+            self.version += 1
+
+    def add_instrument_time(self, raw_uid: str, seconds: float) -> None:
+        with self.lock:
+            if raw_uid in self._experiments:
+                self._experiments[raw_uid].instrument_time_s = float(seconds)
+                self.version += 1
+
+    @property
+    def experiments(self) -> list[Experiment]:
+        """Every experiment run (failed attempts included), in the order they started."""
+        with self.lock:
+            return sorted(self._experiments.values(), key=lambda e: e.started_at)
+
+    @property
+    def objective(self) -> str:
+        objectives = self.config.get("objectives") or [{}]
+        return str(objectives[0].get("name", ""))
+
+    @property
+    def maximize(self) -> bool:
+        objectives = self.config.get("objectives") or [{}]
+        return objectives[0].get("direction", "maximize") == "maximize"
+
+    def measured(self) -> list[Experiment]:
+        """Experiments whose objective was measured, in order."""
+        return [
+            e for e in self.experiments if math.isfinite(e.features.get(self.objective, math.nan))
+        ]
+
+    def best(self, count: int = 1) -> list[Experiment]:
+        """The ``count`` best measured experiments that meet the outcome constraints, best
+        first."""
+        sign = -1.0 if self.maximize else 1.0
+        feasible = [e for e in self.measured() if self.feasible(e)]
+        return sorted(feasible, key=lambda e: sign * e.features[self.objective])[:count]
+
+    def feasible(self, experiment: Experiment) -> bool:
+        """Whether ``experiment``'s results meet the campaign's outcome constraints."""
+        options = (self.config.get("agent") or {}).get("options") or {}
+        return outcomes_feasible(experiment.features, options)
+
+    def experiments_done(self) -> int:
+        """Experiments that count against the budget: one per iteration that ended."""
+        return len(
+            {e.iteration for e in self.experiments if e.features}
+            | {int(f["iteration"]) for f in self.faults if f.get("action") == "skip"}
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Progress from the records: experiments done, budget, best, instrument hours, ETA."""
+        with self.lock:
+            experiments = self.experiments
+            done = self.experiments_done()
+            budget = int(self.config.get("budget", 0))
+            best = self.best()
+            finished = [e for e in experiments if e.exit_status is not None]
+            hours = sum(e.instrument_time_s or 0.0 for e in experiments) / 3600.0
+            eta_s = None
+            if done and budget > done and self.started_at is not None and finished:
+                elapsed = max(e.started_at for e in experiments) - self.started_at
+                eta_s = elapsed / max(len(finished), 1) * (budget - done)
+            running = [e for e in experiments if e.exit_status is None]
+            return {
+                "campaign": self.campaign_id,
+                "agent": (self.config.get("agent") or {}).get("name"),
+                "objective": self.objective,
+                "direction": "maximize" if self.maximize else "minimize",
+                "experiments": done,
+                "budget": budget,
+                "runs": len(experiments),
+                "instrument_hours": hours,
+                "eta_s": eta_s,
+                "best": None
+                if not best
+                else {
+                    "value": best[0].features[self.objective],
+                    "std": best[0].features.get(f"{self.objective}_std"),
+                    "iteration": best[0].iteration,
+                    "conditions": best[0].conditions,
+                    "raw_uid": best[0].raw_uid,
+                },
+                "running": None
+                if not running
+                else {
+                    "iteration": running[-1].iteration,
+                    "attempt": running[-1].attempt,
+                    "conditions": running[-1].conditions,
+                    "since": running[-1].started_at,
+                    "proposed_by": running[-1].proposed_by,
+                },
+                "faults": len(self.faults),
+                "refused": len(self.refused),
+            }
+
+
+def _features_of(run: Any) -> dict[str, float]:
+    features = run["features"].read()
+    return {key: float(np.asarray(features[key])[0]) for key in features.data_vars}
+
+
+def campaign_log_from_catalog(client: Any, campaign_id: str) -> CampaignLog:
+    """Everything the catalog holds about one campaign, as a :class:`CampaignLog`."""
+    log = CampaignLog(campaign_id)
+    for purpose in ("experiment", *DECISION_PURPOSES):
+        for run in campaign_runs(client, campaign_id, purpose):
+            log.add_start(run.metadata["start"])
+            if purpose == "experiment" and run.metadata.get("stop"):
+                log.add_stop(run.metadata["stop"])
+    for run in campaign_runs(client, campaign_id, "analysis"):
+        if exit_status(run) == "success":
+            log.add_features(run.metadata["start"]["raw_uid"], _features_of(run))
+    return log
+
+
+class DocumentFeed:
+    """A Bluesky document callback that keeps a :class:`CampaignLog` up to date.
+
+    Subscribe it to every document the campaign produces (its RunEngine and whatever writes
+    analysis and decision runs); in the distributed mode, to a ZeroMQ ``RemoteDispatcher``
+    of the campaign's document stream. When an experiment run ends, ``on_measured`` is
+    called with its raw uid and filled :class:`Measurements` (the micrograph read from its
+    file), from the thread that delivered the stop document, so keep it quick.
+
+    Parameters
+    ----------
+    log
+        The log to fill.
+    on_measured
+        Called with ``(raw_uid, measurements)`` after each successful experiment run.
+    """
+
+    def __init__(
+        self, log: CampaignLog, on_measured: Callable[[str, Measurements], None] | None = None
+    ) -> None:
+        self.log = log
+        self.on_measured = on_measured
+        self._analysis_runs: dict[str, str] = {}
+        self._feature_descriptors: dict[str, str] = {}
+        self._experiment: RunDocuments | None = None
+        self._descriptors: set[str] = set()
+
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
+        if name == "start":
+            self._start(doc)
+        elif name == "descriptor" and doc.get("name") == "features":
+            raw_uid = self._analysis_runs.get(doc["run_start"])
+            if raw_uid is not None:
+                self._feature_descriptors[doc["uid"]] = raw_uid
+        elif name == "event" and doc.get("descriptor") in self._feature_descriptors:
+            self.log.add_features(self._feature_descriptors[doc["descriptor"]], doc["data"])
+        elif name == "stop":
+            self._stop(doc)
+        experiment = self._experiment
+        if experiment is not None and name != "stop" and self._of_experiment(name, doc):
+            experiment(name, doc)
+
+    def _of_experiment(self, name: str, doc: Mapping[str, Any]) -> bool:
+        """Whether ``doc`` belongs to the experiment run in progress (not to a decision run
+        recorded while it was paused)."""
+        if self._experiment is None or name == "start":
+            return False
+        uid = self._experiment.start["uid"]
+        if name == "descriptor":
+            if doc.get("run_start") != uid:
+                return False
+            self._descriptors.add(doc["uid"])
+            return True
+        if name == "event":
+            return doc.get("descriptor") in self._descriptors
+        return doc.get("run_start", uid) == uid
+
+    def _start(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("campaign_id") != self.log.campaign_id:
+            return
+        if doc.get("purpose") == "analysis":
+            self._analysis_runs[doc["uid"]] = doc["raw_uid"]
+        elif doc.get("purpose") == "experiment":
+            self._experiment = RunDocuments()
+            self._experiment("start", doc)
+            self._descriptors = set()
+        self.log.add_start(doc)
+
+    def _stop(self, doc: Mapping[str, Any]) -> None:
+        self.log.add_stop(doc)
+        experiment = self._experiment
+        if experiment is None or doc.get("run_start") != experiment.start["uid"]:
+            return
+        self._experiment = None
+        if doc.get("exit_status") != "success":
+            return
+        experiment("stop", doc)
+        data = experiment.primary_data()
+        self.log.add_instrument_time(doc["run_start"], instrument_time_s(data))
+        if self.on_measured is not None:
+            self.on_measured(doc["run_start"], measurements_from_data(data))
