@@ -73,7 +73,7 @@ def test_every_example_campaign_is_valid(path):
 
 
 def test_a_discrete_knob_reaches_the_agent_and_its_levels_are_checked(tmp_path):
-    from sdl.loop.runner import build_agent
+    from sdl.campaign.agent import build_agent
 
     data = yaml.safe_load(EXAMPLE.read_text())
     data["search_space"]["ph"] = {"low": 1, "high": 10, "unit": "pH", "values": [2, 4, 7]}

@@ -25,7 +25,6 @@ from typing import Any
 
 from event_model import compose_run
 
-from agents import Objective, Parameter, SearchSpace, make_agent
 from devices.epics import EpicsError
 from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
 from sdl.analysis.pipeline import (
@@ -34,6 +33,7 @@ from sdl.analysis.pipeline import (
     judge,
 )
 from sdl.analysis.xrd.classifier import XRDClassifier
+from sdl.campaign.agent import build_agent
 from sdl.campaign.config import CampaignConfig, FaultPolicy
 from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
@@ -55,33 +55,6 @@ logger = logging.getLogger(__name__)
 
 #: Consecutive refused proposals after which the campaign stops instead of spinning.
 MAX_CONSECUTIVE_REFUSALS = 20
-
-
-def build_agent(config: CampaignConfig) -> Any:
-    """The agent named in ``config``, over the campaign's search space and objectives."""
-    space = SearchSpace(
-        tuple(
-            Parameter(
-                name,
-                p.low,
-                p.high,
-                p.unit,
-                log_scale=p.log_scale,
-                values=tuple(p.values) if p.values else None,
-                categorical=p.categorical,
-            )
-            for name, p in config.search_space.items()
-        )
-    )
-    objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]
-    return make_agent(
-        config.agent.name,
-        space,
-        objectives,
-        seed=config.seed,
-        max_evaluations=config.budget,
-        **config.agent.options,
-    )
 
 
 def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnalysis:
