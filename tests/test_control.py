@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+import zmq
 
 from sdl.campaign.config import parse_campaign
 from sdl.campaign.control import CampaignControl
@@ -119,16 +120,14 @@ def test_control_socket_needs_the_token_and_refuses_malformed_or_pickled_request
     server.start(path)
     try:
         assert path.stat().st_mode & 0o777 == 0o600
-        token = json.loads(path.read_text())["token"]
-        assert server.handle(json.dumps({"action": "pause"}).encode())["ok"] is False
-        assert (
-            "token"
-            in server.handle(json.dumps({"action": "pause", "token": "x"}).encode())["error"]
-        )
-        assert "malformed" in server.handle(pickle.dumps({"action": "abort"}))["error"]
-        assert "malformed" in server.handle(b"[1, 2")["error"]
+        token = json.loads(path.read_text())["token"].encode()
+        pause = json.dumps({"action": "pause"}).encode()
+        assert "two frames" in server.handle([pause])["error"]
+        assert "token" in server.handle([b"x", pause])["error"]
+        assert "malformed" in server.handle([token, pickle.dumps({"action": "abort"})])["error"]
+        assert "malformed" in server.handle([token, b"[1, 2"])["error"]
         bad = server.handle(
-            json.dumps({"action": "inject", "token": token, "conditions": {"ph": "acid"}}).encode()
+            [token, json.dumps({"action": "inject", "conditions": {"ph": "acid"}}).encode()]
         )
         assert bad["ok"] is False and "inject" in bad["error"]
         assert control.paused is None and control.aborted is None
@@ -139,6 +138,62 @@ def test_control_socket_needs_the_token_and_refuses_malformed_or_pickled_request
     finally:
         server.stop()
     assert not path.exists()
+
+
+def _raw_request(path, frames):
+    """Send raw frames to a control socket, as an attacker on the host could; the reply."""
+    address = json.loads(path.read_text())["address"]
+    socket = zmq.Context.instance().socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVTIMEO, 60_000)
+    try:
+        socket.connect(address)
+        socket.send_multipart(frames)
+        return json.loads(socket.recv())
+    finally:
+        socket.close()
+
+
+def test_control_socket_checks_the_token_before_parsing_and_outlives_hostile_requests(tmp_path):
+    control = CampaignControl()
+    server = ControlServer(control, lambda: {"state": "running"})
+    path = connection_file(tmp_path, "c")
+    server.start(path)
+    token = json.loads(path.read_text())["token"].encode()
+    try:
+        deep = b"[" * 100_000
+        assert "token" in _raw_request(path, [deep])["error"]
+        assert "token" in _raw_request(path, [b"wrong", deep])["error"]
+        nested = b"[" * 10_000 + b"]" * 10_000
+        assert "nested too deeply" in _raw_request(path, [token, nested])["error"]
+        big = json.dumps({"action": "status", "reason": "x" * 100_000}).encode()
+        assert "at most" in _raw_request(path, [token, big])["error"]
+        odd = json.dumps({"action": "pause", "who": {"name": "eve"}}).encode()
+        assert "'who'" in _raw_request(path, [token, odd])["error"]
+        assert control.paused is None
+        assert send_request(path, "status")["ok"] is True
+    finally:
+        server.stop()
+
+
+def test_the_control_file_is_owner_only_and_never_written_through_a_symlink(tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    path = connection_file(tmp_path, "c")
+    path.symlink_to(target)
+    server = ControlServer(CampaignControl(), lambda: {"state": "running"}).start(path)
+    try:
+        assert target.read_text() == "keep me"
+        assert not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600
+    finally:
+        server.stop()
+    path.write_text("{}")
+    path.chmod(0o644)
+    server = ControlServer(CampaignControl(), lambda: {"state": "running"}).start(path)
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600 and "token" in path.read_text()
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ again. Logs go to
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
@@ -35,6 +34,7 @@ from bluesky_queueserver_api.zmq import REManagerAPI
 from sdl.campaign.config import CampaignConfig
 from sdl.facility.services import API_KEY_VARIABLE, READY_LINE, SUMMARY_LINE
 from sdl.facility.stream import StreamProxy
+from sdl.loop.control_server import write_private_json
 
 logger = logging.getLogger(__name__)
 
@@ -395,20 +395,17 @@ class Stack:
 
     def _write_connection_file(self) -> None:
         assert self.proxy is not None
-        self.connection_file.touch(mode=0o600)
-        self.connection_file.write_text(
-            json.dumps(
-                {
-                    "campaign": self.config.name,
-                    "tiled_uri": self.tiled_uri,
-                    "api_key": self.api_key,
-                    "stream_in": self.proxy.in_address,
-                    "stream_out": self.proxy.out_address,
-                    "stations": self.stations,
-                    "logs": str(self.run_dir),
-                },
-                indent=2,
-            )
+        write_private_json(
+            self.connection_file,
+            {
+                "campaign": self.config.name,
+                "tiled_uri": self.tiled_uri,
+                "api_key": self.api_key,
+                "stream_in": self.proxy.in_address,
+                "stream_out": self.proxy.out_address,
+                "stations": self.stations,
+                "logs": str(self.run_dir),
+            },
         )
 
 

@@ -3,9 +3,10 @@
 ``sdl run`` serves its :class:`~sdl.campaign.control.CampaignControl` on a REP socket bound to
 127.0.0.1 (a random port) and writes the address and a fresh token to
 ``DATA_DIR/NAME.control.json``, readable by its owner only. ``sdl control`` reads that
-file and sends one request. Requests are untrusted network input: JSON, never pickle, and
-anything malformed or without the token is refused with a reason while the campaign
-carries on.
+file and sends one request. Requests are untrusted network input: a request is two frames,
+the token and then a JSON object (never pickle). The token is checked first, then the size,
+then the JSON and its fields; anything else is refused with a reason while the campaign
+carries on, and no request, however malformed, stops the server.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,16 @@ ACTIONS = {
     "veto": ("reason",),
     "inject": ("conditions", "reason"),
 }
+
+
+#: The largest request body answered; larger ones are refused with a reason.
+MAX_REQUEST_BYTES = 64 * 1024
+#: Beyond this, ZeroMQ drops the message and the sender's connection before it is read.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class RequestRefused(ValueError):
+    """A control request that is not carried out; the message says why."""
 
 
 def connection_file(data_dir: Path | str, campaign: str) -> Path:
@@ -67,6 +79,7 @@ class ControlServer:
         self._context: zmq.Context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._socket.bind(address)
         self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
@@ -74,9 +87,7 @@ class ControlServer:
 
     def start(self, connection_path: Path) -> ControlServer:
         """Start answering and write ``connection_path`` (owner-only) for clients."""
-        fd = os.open(connection_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump({"address": self.address, "token": self.token}, file)
+        write_private_json(connection_path, {"address": self.address, "token": self.token})
         self._connection_path = connection_path
         self._thread.start()
         return self
@@ -93,21 +104,21 @@ class ControlServer:
         while not self._stop.is_set():
             if not poller.poll(100):
                 continue
-            reply = self.handle(self._socket.recv())
+            frames = self._socket.recv_multipart()
+            try:
+                reply = self.handle(frames)
+            except Exception as error:  # the campaign's control must outlive any request
+                logger.exception("control: a request could not be answered")
+                reply = {"ok": False, "error": f"internal error: {type(error).__name__}"}
             self._socket.send(json.dumps(reply).encode())
 
-    def handle(self, message: bytes) -> dict[str, Any]:
-        """The reply to one raw request; never raises on bad input."""
+    def handle(self, frames: Sequence[bytes]) -> dict[str, Any]:
+        """The reply to one raw request (its frames); never raises on bad input."""
         try:
-            request = json.loads(message.decode("utf-8"))
-            if not isinstance(request, dict):
-                raise ValueError("a request is a JSON object")
-        except (UnicodeDecodeError, ValueError) as error:
-            logger.error("control: refused a malformed request: %s", error)
-            return {"ok": False, "error": f"malformed request: {error}"}
-        if not hmac.compare_digest(str(request.get("token", "")), self.token):
-            logger.error("control: refused a request without the right token")
-            return {"ok": False, "error": "refused: missing or wrong token"}
+            request = self._authenticated_request(frames)
+        except RequestRefused as refusal:
+            logger.error("control: refused a request: %s", refusal)
+            return {"ok": False, "error": f"refused: {refusal}"}
         action, who = request.get("action"), str(request.get("who") or "anonymous")
         if action not in ACTIONS:
             return {"ok": False, "error": f"unknown action {action!r}; valid: {sorted(ACTIONS)}"}
@@ -117,17 +128,70 @@ class ControlServer:
             return {"ok": False, "error": f"{action}: {error}"}
         return {"ok": True, **self.status()}
 
+    def _authenticated_request(self, frames: Sequence[bytes]) -> dict[str, Any]:
+        """The request's JSON object, once its token, size and shape have passed."""
+        if len(frames) != 2:
+            raise RequestRefused(
+                f"a request is two frames (the token, then a JSON object), got {len(frames)}"
+            )
+        token, body = frames
+        if not hmac.compare_digest(token, self.token.encode()):
+            raise RequestRefused("missing or wrong token")
+        if len(body) > MAX_REQUEST_BYTES:
+            raise RequestRefused(f"a request is at most {MAX_REQUEST_BYTES} bytes, got {len(body)}")
+        try:
+            request = json.loads(body.decode("utf-8"))
+        except RecursionError:
+            raise RequestRefused("malformed request: nested too deeply") from None
+        except (UnicodeDecodeError, ValueError) as error:
+            raise RequestRefused(f"malformed request: {error}") from None
+        if not isinstance(request, dict):
+            raise RequestRefused("malformed request: a request is a JSON object")
+        for name, value in request.items():
+            allowed = dict if name == "conditions" else str | None
+            if not isinstance(value, allowed):
+                raise RequestRefused(
+                    f"malformed request: field {name!r} must be "
+                    f"{'an object' if name == 'conditions' else 'a string'}"
+                )
+        return request
+
     def _act(self, action: str, who: str, request: Mapping[str, Any]) -> None:
         reason = str(request.get("reason") or "")
         if action == "inject":
             conditions = request.get("conditions")
             if not isinstance(conditions, dict) or not conditions:
                 raise ValueError("conditions must be a mapping of condition name to number")
-            self.control.inject({str(k): float(v) for k, v in conditions.items()}, who, reason)
+            numbers = {
+                str(name): value
+                for name, value in conditions.items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            }
+            if len(numbers) != len(conditions):
+                bad = sorted(set(map(str, conditions)) - set(numbers))
+                raise ValueError(f"conditions {bad} must be numbers")
+            self.control.inject(numbers, who, reason)
         elif action == "veto":
             self.control.veto_next(who, reason)
         elif action != "status":
             getattr(self.control, action)(who, reason)
+
+
+def write_private_json(path: Path, content: Mapping[str, Any]) -> None:
+    """Write ``content`` to ``path`` readable by its owner only, never through a symlink.
+
+    The file is made new (mode 0600) beside ``path`` and renamed over it: a file or a
+    symlink already at ``path`` is replaced, not written through, and a reader never sees
+    half a file.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(content, file, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def send_request(path: Path, action: str, timeout_s: float = 10.0, **fields: Any) -> dict[str, Any]:
@@ -141,7 +205,9 @@ def send_request(path: Path, action: str, timeout_s: float = 10.0, **fields: Any
     socket.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
     try:
         socket.connect(connection["address"])
-        socket.send(json.dumps({"token": connection["token"], "action": action, **fields}).encode())
+        socket.send_multipart(
+            [connection["token"].encode(), json.dumps({"action": action, **fields}).encode()]
+        )
         try:
             return json.loads(socket.recv())
         except zmq.Again:
