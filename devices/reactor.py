@@ -20,8 +20,8 @@ from simulators.sample import SampleState
 ConditionLimits = Mapping[str, tuple[float, float, str]]
 
 #: A limit that couples several conditions (e.g. fractions that must not exceed a total):
-#: raises ``ValueError`` with the reason for conditions that break it.
-JointLimit = Callable[[Mapping[str, float]], None]
+#: raises ``ValueError`` with the reason for conditions that break it (what it returns is unused).
+JointLimit = Callable[[Mapping[str, float]], object]
 
 
 class SynthesisModel(Protocol):

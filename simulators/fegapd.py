@@ -17,7 +17,7 @@ polarisation, diluted by its non-magnetic Ga and Pd.
 
 The phases are honest approximations of those reported in the Fe-Ga-Pd system; their
 structures (``bcc``, ``fe3ga_d03``, ``fe3ga_l12``, ``fcc``, ``fepd_l10``, ``pdga_b20``) are
-named once, with their sources, in :mod:`simulators.structures`.
+named once, with their sources, in :mod:`physics.structures`.
 
 The free-energy depths and curvatures are invented to give a diagram of the right kind
 (a wide bcc field at the Fe corner, ordered Fe3Ga at higher Ga, fcc and L1_0 towards Pd,
@@ -35,24 +35,15 @@ from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Structure
 from scipy.spatial import ConvexHull
 
+from simulators.fegapd_limits import MIN_X_FE, composition_from_conditions
 from simulators.sample import SampleState
 from simulators.structures import FEGAPD_PHASES, get_structure
-from simulators.tio2 import check_conditions
 from simulators.xrd import (
     CU_KALPHA1_ANGSTROM,
     CU_KALPHA2_ANGSTROM,
     SCHERRER_K,
     pseudo_voigt_sum,
 )
-
-#: Safe range and unit of each knob; iron is the balance, ``x_fe = 1 - x_ga - x_pd``.
-FEGAPD_CONDITION_LIMITS: dict[str, tuple[float, float, str]] = {
-    "x_ga": (0.0, 0.55, "mol/mol"),
-    "x_pd": (0.0, 0.55, "mol/mol"),
-}
-
-#: Least iron the sputter targets deposit (the spread's Fe-poor edge), mol/mol.
-MIN_X_FE = 0.40
 
 #: Boltzmann constant, eV/K.
 BOLTZMANN_EV_K = 8.617333262e-5
@@ -118,18 +109,6 @@ _DILUTION_PER_SOLUTE = 1.6
 _GRID_STEP = 0.02
 
 
-def composition_from_conditions(conditions: Mapping[str, float]) -> np.ndarray:
-    """``(x_fe, x_ga, x_pd)`` of checked conditions; raises outside the spread."""
-    checked = check_conditions(conditions, FEGAPD_CONDITION_LIMITS)
-    x_fe = 1.0 - checked["x_ga"] - checked["x_pd"]
-    if x_fe < MIN_X_FE - 1e-12:
-        raise ValueError(
-            f"x_ga + x_pd = {checked['x_ga'] + checked['x_pd']:.4f} leaves x_fe = {x_fe:.4f};"
-            f" the spread needs x_fe >= {MIN_X_FE} (x_ga + x_pd <= {1 - MIN_X_FE})"
-        )
-    return np.array([x_fe, checked["x_ga"], checked["x_pd"]])
-
-
 @cache
 def phase_structure(phase: str) -> Structure:
     """The reference structure of one of :data:`PHASES` (cached; copy before changing it)."""
@@ -140,13 +119,9 @@ def phase_structure(phase: str) -> Structure:
 def _reference_lines(phase: str, wavelength_angstrom: float) -> tuple[np.ndarray, np.ndarray]:
     """d-spacings (A) and intensities per atom of the reference structure's lines."""
     structure = phase_structure(phase)
-    pattern = XRDCalculator(wavelength=wavelength_angstrom).get_pattern(
-        structure, scaled=False, two_theta_range=(5.0, 150.0)
-    )
-    d_angstrom = np.asarray(pattern.d_hkls, dtype=float)
+    _, d_angstrom, intensity = reflections(structure, wavelength_angstrom, (5.0, 150.0))
     # Per atom, so a phase fraction (atoms) weights its pattern directly.
-    intensity = np.asarray(pattern.y, dtype=float) / structure.num_sites**2
-    return d_angstrom, intensity
+    return d_angstrom, intensity / structure.num_sites**2
 
 
 @dataclass(frozen=True)
@@ -386,7 +361,7 @@ class SpreadDiffractometer:
     two_theta_max_deg: float = 48.0
     n_points: int = 551
     instrument_fwhm_deg: float = 0.12
-    kalpha2_ratio: float = 0.5
+    kalpha2_ratio: float = CU_KALPHA2_RATIO
     line_counts: float = 60.0
     background_counts: float = 8.0
     texture_spread: float = 0.3
@@ -412,9 +387,9 @@ class SpreadDiffractometer:
                 (CU_KALPHA1_ANGSTROM, 1.0),
                 (CU_KALPHA2_ANGSTROM, self.kalpha2_ratio),
             ):
-                sin_theta = wavelength / (2.0 * d_angstrom)
-                ok = sin_theta < 1.0
-                centres.append(np.degrees(2.0 * np.arcsin(sin_theta[ok])))
+                two_theta = bragg_two_theta_deg(d_angstrom, wavelength)
+                ok = np.isfinite(two_theta)
+                centres.append(two_theta[ok])
                 areas.append(ratio * intensity[ok])
                 wavelengths.append(np.full(ok.sum(), wavelength))
             centre = np.concatenate(centres)
@@ -424,11 +399,10 @@ class SpreadDiffractometer:
                 continue
             centre, area = centre[inside], area[inside]
             line_wavelength = np.concatenate(wavelengths)[inside]
-            theta = np.radians(0.5 * centre)
             size_nm = sample.state.crystallite_size_nm[phase]
             strain = sample.state.microstrain.get(phase, 0.0)
-            lorentz = np.degrees(SCHERRER_K * line_wavelength / (10.0 * size_nm * np.cos(theta)))
-            gauss = np.hypot(self.instrument_fwhm_deg, np.degrees(4.0 * strain * np.tan(theta)))
+            lorentz = scherrer_fwhm_deg(size_nm, centre, line_wavelength)
+            gauss = np.hypot(self.instrument_fwhm_deg, strain_fwhm_deg(strain, centre))
             counts = counts + fraction * self.line_counts * pseudo_voigt_sum(
                 x, centre, area / _line_scale(), gauss, lorentz
             )

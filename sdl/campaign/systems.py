@@ -4,23 +4,31 @@ Two systems of different shape keep the framework from being tuned to one landsc
 ``tio2_solgel`` (process knobs, kinetics, an amorphous phase) and ``fegapd`` (a ternary
 composition spread on an equilibrium phase diagram, where phase mapping is the task).
 docs/systems.md says how to add another.
+
+A system is light data: its limits and phase names are what a campaign file is checked
+against, and its simulator is imported only when a campaign builds it (pymatgen and scipy
+load in seconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from devices.reactor import ConditionLimits, JointLimit, SynthesisModel
-from simulators.fegapd import FEGAPD_CONDITION_LIMITS, FeGaPdSpread
-from simulators.structures import FEGAPD_PHASES
-from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
+from physics.phases import FEGAPD_PHASES, TIO2_POLYMORPHS
+from simulators.fegapd_limits import FEGAPD_CONDITION_LIMITS, composition_from_conditions
+from simulators.tio2 import TIO2_CONDITION_LIMITS
+
+if TYPE_CHECKING:
+    from devices.reactor import ConditionLimits, JointLimit, SynthesisModel
 
 
 @dataclass(frozen=True)
 class MaterialsSystem:
     """A synthesis simulator with the crystalline phases its samples can contain.
 
+    ``model`` is the simulator's class as ``"module:Class"``, imported by :meth:`make_model`.
     ``joint_limit`` is a limit coupling several conditions (a composition that must stay in
     its triangle); the reactor refuses conditions that break it, as it refuses one setpoint
     outside its range.
@@ -28,28 +36,34 @@ class MaterialsSystem:
 
     name: str
     description: str
-    make_model: Callable[[], SynthesisModel]
+    model: str
     condition_limits: ConditionLimits
     phases: tuple[str, ...]
     joint_limit: JointLimit | None = None
+
+    def make_model(self) -> SynthesisModel:
+        """A new simulator of this system."""
+        module, _, class_name = self.model.partition(":")
+        model: SynthesisModel = getattr(importlib.import_module(module), class_name)()
+        return model
 
 
 SYSTEMS: dict[str, MaterialsSystem] = {
     "tio2_solgel": MaterialsSystem(
         name="tio2_solgel",
         description="TiO2 by sol-gel and calcination: amorphous -> anatase/brookite -> rutile",
-        make_model=TiO2SolGel,
+        model="simulators.tio2:TiO2SolGel",
         condition_limits=TIO2_CONDITION_LIMITS,
-        phases=("anatase", "brookite", "rutile"),
+        phases=TIO2_POLYMORPHS,
     ),
     "fegapd": MaterialsSystem(
         name="fegapd",
         description="Fe-Ga-Pd-like composition spread: x_ga, x_pd (Fe the balance) -> "
         "equilibrium phase mixture, lattice shifts and magnetisation",
-        make_model=FeGaPdSpread,
+        model="simulators.fegapd:FeGaPdSpread",
         condition_limits=FEGAPD_CONDITION_LIMITS,
         phases=FEGAPD_PHASES,
-        joint_limit=FeGaPdSpread.check_conditions,
+        joint_limit=composition_from_conditions,
     ),
 }
 
