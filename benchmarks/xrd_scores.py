@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from simulators.structures import get_structure
+from physics.structures import get_structure
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DIR = ROOT.parent / "shared" / "data" / "xrd_real_dara"
@@ -48,7 +48,7 @@ CNN_PATH = RESULTS / "xrd_cnn.pt"
 #: 647. In2O3: Ia-3, Marezio, Acta Cryst. 20 (1966) 723. ZrO2 (baddeleyite): P2_1/c,
 #: Howard, Hill & Reichert, Acta Cryst. B 44 (1988) 116. MnCO3 (rhodochrosite): R-3c,
 #: Effenberger et al., Z. Kristallogr. 156 (1981) 233. Li2CO3 (zabuyelite): C2/c, Idemoto et
-#: al., Powder Diffr. 13 (1998) 187. TiO2 anatase and rutile: simulators.structures.
+#: al., Powder Diffr. 13 (1998) 187. TiO2 anatase and rutile: physics.structures.
 _REAL_STRUCTURES: dict[str, tuple[str, Lattice, list[str], list[list[float]]]] = {
     "NiO": ("Fm-3m", Lattice.cubic(4.1771), ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
     "ZnO": (

@@ -31,19 +31,22 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 
 import numpy as np
-from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Structure
 from scipy.spatial import ConvexHull
 
-from simulators.fegapd_limits import MIN_X_FE, composition_from_conditions
-from simulators.sample import SampleState
-from simulators.structures import FEGAPD_PHASES, get_structure
-from simulators.xrd import (
+from physics.diffraction import (
     CU_KALPHA1_ANGSTROM,
     CU_KALPHA2_ANGSTROM,
-    SCHERRER_K,
+    CU_KALPHA2_RATIO,
+    bragg_two_theta_deg,
     pseudo_voigt_sum,
+    scherrer_fwhm_deg,
+    strain_fwhm_deg,
 )
+from physics.phases import FEGAPD_PHASES
+from physics.structures import get_structure, reflections
+from simulators.fegapd_limits import MIN_X_FE, composition_from_conditions
+from simulators.sample import SampleState
 
 #: Boltzmann constant, eV/K.
 BOLTZMANN_EV_K = 8.617333262e-5

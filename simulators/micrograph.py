@@ -17,7 +17,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from simulators.sample import AMORPHOUS, SampleState
+from physics.phases import AMORPHOUS
+from simulators.sample import SampleState
 
 #: Mean grain diameter, px, an operator aims for when choosing the magnification.
 TARGET_GRAIN_PX = 24.0

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Phases a TiO2 synthesis can produce. Weight fractions in a sample are keyed by these names.
-AMORPHOUS = "amorphous"
+from physics.phases import AMORPHOUS
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulators.sample import AMORPHOUS, SampleState
+from physics.phases import AMORPHOUS, TIO2_PHASES
+from simulators.sample import SampleState
 
 #: Molar gas constant, J/(mol K).
 GAS_CONSTANT_J_MOL_K = 8.314462618
@@ -43,9 +44,6 @@ TIO2_CONDITION_LIMITS: dict[str, tuple[float, float, str]] = {
     "ph": (1.0, 10.0, "pH"),
     "h2o_ti_ratio": (1.0, 60.0, "mol/mol"),
 }
-
-#: Phases the model produces, in the order they appear in every sample.
-TIO2_PHASES = (AMORPHOUS, "anatase", "brookite", "rutile")
 
 
 def check_conditions(

@@ -2,7 +2,7 @@
 
 Line positions and structure-factor intensities (with multiplicity and Lorentz-polarisation)
 come from pymatgen's :class:`~pymatgen.analysis.diffraction.xrd.XRDCalculator` applied to the
-structures in :mod:`simulators.structures`. Intensities are kept unscaled so that phases share
+structures in :mod:`physics.structures`. Intensities are kept unscaled so that phases share
 one absolute scale: in a flat powder sample of infinite thickness, the integrated intensity of
 line ``hkl`` of phase ``p`` is (Hill & Howard, J. Appl. Cryst. 20 (1987) 467)
 
@@ -15,11 +15,11 @@ so there is no matrix effect and a phase's profile per unit weight fraction is
 :attr:`PowderDiffractometer.reference_line_cps_deg`, the integrated count rate of the strongest
 line of pure anatase; the reference-intensity ratios (RIR) of the other phases follow from
 their structures. X-ray amorphous TiO2 scatters into broad humps at the momentum transfers of
-its short-range order (Ti-O-Ti distances), with areas of the same order as the crystalline
-lines it would otherwise form.
+its short-range order (:data:`physics.structures.AMORPHOUS_TIO2_HUMPS`).
 
-Each line is a pseudo-Voigt (Thompson, Cox & Hastings, J. Appl. Cryst. 20 (1987) 79): the
-Lorentzian width is Scherrer size broadening ``K lambda / (D cos theta)``, the Gaussian width
+Each line is a pseudo-Voigt (Thompson, Cox & Hastings, J. Appl. Cryst. 20 (1987) 79; the
+formulas are those of :mod:`physics.diffraction`): the Lorentzian width is Scherrer size
+broadening ``K lambda / (D cos theta)``, the Gaussian width
 combines the instrument (Caglioti ``U tan^2 + V tan + W``) and microstrain ``4 eps tan theta``.
 Every line appears twice, for K-alpha1 and K-alpha2 (intensity ratio 0.5). A solid solution
 whose lattice is scaled by ``s`` from its reference structure (``SampleState.lattice_scale``)
@@ -30,42 +30,40 @@ fractions are then the simulator's (atom) fractions, taken as weight fractions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 
 import numpy as np
-from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
-from simulators.sample import AMORPHOUS, SampleState
-from simulators.structures import ALL_PHASES, get_structure
+from physics.diffraction import (
+    CU_KALPHA1_ANGSTROM,
+    CU_KALPHA2_ANGSTROM,
+    CU_KALPHA2_RATIO,
+    bragg_two_theta_deg,
+    caglioti_fwhm2_deg2,
+    d_spacing_angstrom,
+    pseudo_voigt_sum,
+    q_humps_per_deg,
+    scherrer_fwhm_deg,
+    strain_fwhm_deg,
+)
+from physics.phases import AMORPHOUS, CRYSTALLINE_PHASES
+from physics.structures import (
+    AMORPHOUS_TIO2_HUMPS,
+    get_structure,
+    reflections_per_weight_fraction,
+)
+from simulators.sample import SampleState
 
 #: Every phase a pattern can contain.
-XRD_PHASES = (AMORPHOUS, *ALL_PHASES)
-
-#: Cu K-alpha1 and K-alpha2 wavelengths, angstrom (Hoelzer et al., Phys. Rev. A 56 (1997) 4554).
-CU_KALPHA1_ANGSTROM = 1.5406
-CU_KALPHA2_ANGSTROM = 1.54439
-
-#: Scherrer shape factor for roughly equiaxed crystallites and the FWHM.
-SCHERRER_K = 0.9
-
-#: Amorphous TiO2 humps: (centre Q, FWHM Q in 1/angstrom, area relative to the reference line).
-#: The main hump (Q = 1.79, 2-theta ~25 deg for Cu) is the first sharp diffraction peak of
-#: edge-sharing TiO6 chains; the second follows the Ti-O/O-O shell near 1.9 angstrom.
-AMORPHOUS_HUMPS = ((1.79, 0.55, 2.0), (3.32, 0.75, 0.9))
+XRD_PHASES = (AMORPHOUS, *CRYSTALLINE_PHASES)
 
 #: Lines with less relative intensity than this are left out (invisible, but they cost time).
 _MIN_RELATIVE_INTENSITY = 1e-3
 
 #: 2-theta margin, deg, beyond the scan within which lines still add their tails.
 _LINE_MARGIN_DEG = 5.0
-
-#: Lines evaluated together when rendering a profile.
-_LINES_PER_BLOCK = 32
-
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 def _check_phase(phase: str) -> None:
@@ -78,12 +76,10 @@ def _unscaled_lines(
     phase: str, wavelength_angstrom: float, two_theta_min_deg: float, two_theta_max_deg: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Line positions (deg) and intensities per unit weight fraction, |F|^2 m LP / (rho V^2)."""
-    structure = get_structure(phase)
-    pattern = XRDCalculator(wavelength=wavelength_angstrom).get_pattern(
-        structure, scaled=False, two_theta_range=(two_theta_min_deg, two_theta_max_deg)
+    two_theta_deg, _, intensity = reflections_per_weight_fraction(
+        get_structure(phase), wavelength_angstrom, (two_theta_min_deg, two_theta_max_deg)
     )
-    intensity = np.asarray(pattern.y, dtype=float) / (structure.density * structure.volume**2)
-    return np.asarray(pattern.x, dtype=float), intensity
+    return two_theta_deg, intensity
 
 
 @cache
@@ -107,43 +103,6 @@ def _stick_pattern(
     two_theta_deg.flags.writeable = False
     relative.flags.writeable = False
     return two_theta_deg, relative
-
-
-def pseudo_voigt_sum(
-    x_deg: np.ndarray,
-    centre_deg: np.ndarray,
-    area: np.ndarray,
-    fwhm_gauss_deg: np.ndarray,
-    fwhm_lorentz_deg: np.ndarray,
-) -> np.ndarray:
-    """Sum of Thompson-Cox-Hastings pseudo-Voigt lines of the given areas, sampled at ``x_deg``."""
-    g, lo = fwhm_gauss_deg, fwhm_lorentz_deg
-    fwhm = (
-        g**5
-        + 2.69269 * g**4 * lo
-        + 2.42843 * g**3 * lo**2
-        + 4.47163 * g**2 * lo**3
-        + 0.07842 * g * lo**4
-        + lo**5
-    ) ** 0.2
-    q = lo / fwhm
-    eta = 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
-    inv_half = 2.0 / fwhm
-    lorentz_weight = area * eta * inv_half / math.pi
-    gauss_weight = area * (1.0 - eta) * inv_half * math.sqrt(math.log(2.0) / math.pi)
-    total = np.zeros_like(x_deg)
-    # Blocks of lines keep the temporaries in cache; clipping the Gaussian's argument avoids
-    # the slow underflow path of exp far from the line (exp(-41) is below any count rate).
-    for start in range(0, centre_deg.size, _LINES_PER_BLOCK):
-        block = slice(start, start + _LINES_PER_BLOCK)
-        u2 = np.subtract.outer(centre_deg[block], x_deg)
-        u2 *= inv_half[block, None]
-        np.square(u2, out=u2)
-        gauss = np.exp(-math.log(2.0) * np.minimum(u2, 60.0))
-        u2 += 1.0
-        np.reciprocal(u2, out=u2)
-        total += lorentz_weight[block] @ u2 + gauss_weight[block] @ gauss
-    return total
 
 
 @dataclass(frozen=True)
@@ -176,7 +135,7 @@ class PowderDiffractometer:
     n_points: int = 2048
     wavelength_angstrom: float = CU_KALPHA1_ANGSTROM
     wavelength2_angstrom: float = CU_KALPHA2_ANGSTROM
-    kalpha2_ratio: float = 0.5
+    kalpha2_ratio: float = CU_KALPHA2_RATIO
     caglioti_u_deg2: float = 0.004
     caglioti_v_deg2: float = -0.003
     caglioti_w_deg2: float = 0.004
@@ -197,9 +156,7 @@ class PowderDiffractometer:
             raise ValueError(f"n_points must be >= 2, got {self.n_points}")
         if self.wavelength_angstrom <= 0 or self.wavelength2_angstrom <= 0:
             raise ValueError("wavelengths must be > 0")
-        tan = np.tan(np.radians(0.5 * self.two_theta_deg))
-        instrument_fwhm2 = self._instrument_fwhm2_deg2(tan)
-        if np.any(instrument_fwhm2 <= 0):
+        if np.any(self._instrument_fwhm2_deg2(self.two_theta_deg) <= 0):
             raise ValueError(
                 "Caglioti U, V, W give a non-positive FWHM^2 inside the scan: "
                 f"{self.caglioti_u_deg2}, {self.caglioti_v_deg2}, {self.caglioti_w_deg2}"
@@ -212,11 +169,9 @@ class PowderDiffractometer:
         grid.flags.writeable = False
         return grid
 
-    def _instrument_fwhm2_deg2(self, tan_theta: np.ndarray) -> np.ndarray:
-        return (
-            self.caglioti_u_deg2 * tan_theta**2
-            + self.caglioti_v_deg2 * tan_theta
-            + self.caglioti_w_deg2
+    def _instrument_fwhm2_deg2(self, two_theta_deg: np.ndarray) -> np.ndarray:
+        return caglioti_fwhm2_deg2(
+            two_theta_deg, self.caglioti_u_deg2, self.caglioti_v_deg2, self.caglioti_w_deg2
         )
 
     def phase_profile(
@@ -244,35 +199,34 @@ class PowderDiffractometer:
         two_theta1_deg, area = _stick_pattern(
             phase, self.wavelength_angstrom, self.two_theta_min_deg, self.two_theta_max_deg
         )
-        theta1 = np.arcsin(np.sin(np.radians(0.5 * two_theta1_deg)) / lattice_scale)
-        sin2 = np.minimum(
-            np.sin(theta1) * self.wavelength2_angstrom / self.wavelength_angstrom, 1.0
+        d_spacing = lattice_scale * d_spacing_angstrom(two_theta1_deg, self.wavelength_angstrom)
+        two_theta_deg = np.concatenate(
+            [
+                bragg_two_theta_deg(d_spacing, self.wavelength_angstrom),
+                bragg_two_theta_deg(d_spacing, self.wavelength2_angstrom),
+            ]
         )
-        theta = np.concatenate([theta1, np.arcsin(sin2)])
-        wavelength = np.repeat([self.wavelength_angstrom, self.wavelength2_angstrom], theta1.size)
+        wavelength = np.repeat([self.wavelength_angstrom, self.wavelength2_angstrom], area.size)
         area = np.concatenate([area, self.kalpha2_ratio * area])
-        tan = np.tan(theta)
-        strain_fwhm_deg = np.degrees(4.0 * microstrain * tan)
-        gauss_fwhm_deg = np.sqrt(self._instrument_fwhm2_deg2(tan) + strain_fwhm_deg**2)
-        lorentz_fwhm_deg = np.degrees(
-            SCHERRER_K * wavelength / (10.0 * crystallite_size_nm * np.cos(theta))
+        exists = np.isfinite(two_theta_deg)
+        two_theta_deg, wavelength, area = two_theta_deg[exists], wavelength[exists], area[exists]
+        gauss_fwhm_deg = np.sqrt(
+            self._instrument_fwhm2_deg2(two_theta_deg)
+            + strain_fwhm_deg(microstrain, two_theta_deg) ** 2
         )
-        centre_deg = np.degrees(2.0 * theta) + self.zero_shift_deg
+        lorentz_fwhm_deg = scherrer_fwhm_deg(crystallite_size_nm, two_theta_deg, wavelength)
         return self.reference_line_cps_deg * pseudo_voigt_sum(
-            self.two_theta_deg, centre_deg, area, gauss_fwhm_deg, lorentz_fwhm_deg
+            self.two_theta_deg,
+            two_theta_deg + self.zero_shift_deg,
+            area,
+            gauss_fwhm_deg,
+            lorentz_fwhm_deg,
         )
 
     def _amorphous_profile(self) -> np.ndarray:
-        two_theta_deg = self.two_theta_deg - self.zero_shift_deg
-        theta = np.radians(0.5 * two_theta_deg)
-        q = 4.0 * math.pi * np.sin(theta) / self.wavelength_angstrom
-        dq_per_deg = 4.0 * math.pi * np.cos(theta) / self.wavelength_angstrom * math.pi / 360.0
-        profile = np.zeros_like(q)
-        for q_centre, q_fwhm, area in AMORPHOUS_HUMPS:
-            sigma = q_fwhm * _FWHM_TO_SIGMA
-            gauss = np.exp(-0.5 * ((q - q_centre) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-            profile += area * gauss * dq_per_deg
-        return self.reference_line_cps_deg * profile
+        return self.reference_line_cps_deg * q_humps_per_deg(
+            self.two_theta_deg - self.zero_shift_deg, AMORPHOUS_TIO2_HUMPS, self.wavelength_angstrom
+        )
 
     def background(self) -> np.ndarray:
         """Count rate without any sample scattering, counts/s per step."""

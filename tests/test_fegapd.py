@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from physics.diffraction import CU_KALPHA1_ANGSTROM
 from simulators.fegapd import (
     PHASE_NAMES,
     FeGaPdSpread,
@@ -14,7 +15,6 @@ from simulators.fegapd import (
     simulate_spread,
     spread_compositions,
 )
-from simulators.xrd import CU_KALPHA1_ANGSTROM
 
 
 @pytest.fixture(scope="module")

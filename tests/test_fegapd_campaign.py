@@ -9,6 +9,7 @@ import pytest
 import yaml
 from ophyd.utils.errors import LimitError
 
+from physics.phases import FEGAPD_PHASES
 from sdl.analysis.features import features_for
 from sdl.analysis.pipeline import fit_pattern
 from sdl.campaign.config import parse_campaign
@@ -17,7 +18,6 @@ from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import campaign_runs, open_catalog
 from sdl.views.summary import plot_report
 from simulators.fegapd import FeGaPdSpread
-from simulators.structures import FEGAPD_PHASES
 from simulators.xrd import PowderDiffractometer
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "fegapd_bo.yaml"

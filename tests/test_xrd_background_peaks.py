@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from physics.diffraction import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM
+from physics.structures import get_structure
 from sdl.analysis.xrd.background import estimate_background
+from sdl.analysis.xrd.instrument import ProfileShape
 from sdl.analysis.xrd.peaks import (
     doublet_profile,
     find_peaks,
@@ -16,10 +19,9 @@ from sdl.analysis.xrd.peaks import (
     phase_size_strain,
     size_strain,
 )
-from sdl.analysis.xrd.reference import ProfileShape, library_from_structures
+from sdl.analysis.xrd.reference import library_from_structures
 from simulators.sample import SampleState
-from simulators.structures import get_structure
-from simulators.xrd import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM, PowderDiffractometer
+from simulators.xrd import PowderDiffractometer
 
 DIFFRACTOMETER = PowderDiffractometer()
 LIBRARY = library_from_structures({p: get_structure(p) for p in ("anatase", "rutile", "brookite")})

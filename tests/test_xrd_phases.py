@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from physics.structures import get_structure
+from sdl.analysis.xrd.instrument import render_phase
 from sdl.analysis.xrd.quantify import quantify_phases
-from sdl.analysis.xrd.reference import (
-    ReferencePhase,
-    library_from_structures,
-    render_phase,
-)
+from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from simulators.sample import SampleState
-from simulators.structures import get_structure
 from simulators.xrd import PowderDiffractometer
 
 TIO2 = library_from_structures({p: get_structure(p) for p in ("anatase", "brookite", "rutile")})

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from physics.diffraction import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM
 from simulators.sample import SampleState
-from simulators.xrd import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM, PowderDiffractometer
+from simulators.xrd import PowderDiffractometer
 
 DIFFRACTOMETER = PowderDiffractometer()
 

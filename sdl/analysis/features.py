@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from physics.phases import AMORPHOUS, LATTICE_RANGE
 from sdl.analysis.properties import PHASE_PHOTOACTIVITY
-from simulators.sample import AMORPHOUS
-from simulators.structures import LATTICE_RANGE
 
 #: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`).
 MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_intercept_nm")

@@ -12,6 +12,8 @@ import numpy as np
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
 from event_model import Filler, compose_run
 
+from physics.phases import AMORPHOUS
+from physics.structures import get_structure
 from sdl.analysis.features import has_photoactivity, lattice_range
 from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
@@ -25,8 +27,6 @@ from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
-from simulators.sample import AMORPHOUS
-from simulators.structures import get_structure
 
 #: Version of the feature definitions; recorded with every analysis run.
 ANALYSIS_VERSION = "1"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from physics.phases import AMORPHOUS
 from sdl.analysis.properties import photoactive_area_m2_g
-from simulators.sample import AMORPHOUS, SampleState
+from simulators.sample import SampleState
 
 
 def true_features(sample: SampleState, phases: Sequence[str]) -> dict[str, float]:

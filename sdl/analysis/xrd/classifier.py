@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from simulators.sample import AMORPHOUS
+from physics.phases import AMORPHOUS, TIO2_POLYMORPHS
 from simulators.xrd import PowderDiffractometer
 
 logger = logging.getLogger(__name__)
 
 #: Crystalline phases the classifier is trained for, unless told otherwise.
-DEFAULT_PHASES = ("anatase", "brookite", "rutile")
+DEFAULT_PHASES = TIO2_POLYMORPHS
 
 #: Input grid of the network: 2-theta range (deg) and number of points.
 GRID_DEG = (10.0, 80.0)

@@ -33,8 +33,14 @@ from scipy.optimize import curve_fit
 from scipy.signal import find_peaks as _scipy_find_peaks
 from scipy.signal import savgol_filter
 
-from sdl.analysis.xrd.reference import ProfileShape, ReferencePhase
-from simulators.xrd import SCHERRER_K, pseudo_voigt_sum
+from physics.diffraction import (
+    bragg_two_theta_deg,
+    d_spacing_angstrom,
+    pseudo_voigt_sum,
+    scherrer_size_nm,
+)
+from sdl.analysis.xrd.instrument import ProfileShape
+from sdl.analysis.xrd.reference import ReferencePhase
 
 #: Half width of the window fitted around a group of lines, in units of the line FWHM guess.
 _WINDOW_FWHM = 6.0
@@ -111,10 +117,8 @@ def find_peaks(
 
 
 def _kalpha2_deg(two_theta1_deg: np.ndarray, shape: ProfileShape) -> np.ndarray:
-    sin2 = np.sin(np.radians(0.5 * two_theta1_deg)) * (
-        shape.wavelength2_angstrom / shape.wavelength_angstrom
-    )
-    return np.degrees(2.0 * np.arcsin(np.minimum(sin2, 1.0)))
+    d_spacing = d_spacing_angstrom(two_theta1_deg, shape.wavelength_angstrom)
+    return bragg_two_theta_deg(d_spacing, shape.wavelength2_angstrom)
 
 
 def doublet_profile(
@@ -308,7 +312,7 @@ def size_strain(fits: Sequence[PeakFit], shape: ProfileShape = ProfileShape()) -
     mean_y_std = float(1.0 / math.sqrt(weights.sum()))
     if len(fits) > 1:
         mean_y_std *= math.sqrt(max(np.sum(weights * (y - mean_y) ** 2) / (len(fits) - 1), 1.0))
-    scherrer = SCHERRER_K * wavelength / (10.0 * mean_y)
+    scherrer = float(scherrer_size_nm(mean_y, wavelength))
     scherrer_std = scherrer * mean_y_std / mean_y
 
     wh_size = wh_std = strain = strain_std = math.nan
@@ -320,7 +324,7 @@ def size_strain(fits: Sequence[PeakFit], shape: ProfileShape = ProfileShape()) -
         intercept, intercept_std = coefficients[0], math.sqrt(covariance[0, 0])
         strain, strain_std = float(coefficients[1]), math.sqrt(covariance[1, 1])
         if intercept > 0:
-            wh_size = SCHERRER_K * wavelength / (10.0 * intercept)
+            wh_size = float(scherrer_size_nm(intercept, wavelength))
             wh_std = wh_size * intercept_std / intercept
     return SizeStrain(
         scherrer_size_nm=float(scherrer),

@@ -1,7 +1,8 @@
 """Which phases a powder pattern holds, and how much of each: a whole-pattern fit to a library.
 
-The library is any set of crystalline phases with structures (:mod:`sdl.analysis.xrd.reference`).
-After a pybaselines SNIP background is subtracted (:mod:`sdl.analysis.xrd.background`), the
+The library is any set of crystalline phases with structures (:mod:`sdl.analysis.xrd.reference`),
+rendered by the analysis's instrument model (:mod:`sdl.analysis.xrd.instrument`). After a
+pybaselines SNIP background is subtracted (:mod:`sdl.analysis.xrd.background`), the
 pattern is modelled, Rietveld-like but without refining atoms, as
 
     counts - background = sum_p s_p profile_p(2theta; D_p, strain_p, zero) + sum_k c_k T_k
@@ -37,7 +38,8 @@ from numpy.polynomial import chebyshev
 from scipy.optimize import least_squares, nnls
 
 from sdl.analysis.xrd.background import DEFAULT_HALF_WINDOW_DEG, estimate_background
-from sdl.analysis.xrd.reference import ProfileShape, ReferencePhase, render_phase
+from sdl.analysis.xrd.instrument import ProfileShape, render_phase
+from sdl.analysis.xrd.reference import ReferencePhase
 
 #: Crystallite sizes the fit may return, nm.
 _SIZE_BOUNDS_NM = (2.0, 1000.0)

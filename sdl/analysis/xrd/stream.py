@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 from event_model import ComposeRunBundle, EventPage, compose_run, unpack_event_page
 
+from physics.phases import TIO2_POLYMORPHS
 from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from sdl.facility.stream import DocumentCallback, ExitStatus
@@ -35,7 +36,7 @@ Analysis = Callable[[np.ndarray, np.ndarray], Mapping[str, float]]
 
 
 def whole_pattern_analysis(
-    phases: Sequence[str] = ("anatase", "brookite", "rutile"), include_amorphous: bool = True
+    phases: Sequence[str] = TIO2_POLYMORPHS, include_amorphous: bool = True
 ) -> Analysis:
     """The whole-pattern fit's features (fractions, sizes, their ``_std``, ``rwp``)."""
 

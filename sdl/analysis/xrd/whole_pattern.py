@@ -1,8 +1,9 @@
 """Phase fractions and crystallite sizes from a powder pattern, by whole-pattern fitting.
 
 The measured pattern is modelled as a non-negative combination of reference profiles, one per
-phase, computed from the crystal structures (:meth:`simulators.xrd.PowderDiffractometer.
-phase_profile`), plus a smooth background:
+phase, computed from the crystal structures (:mod:`sdl.analysis.xrd.reference`) and rendered
+with the analysis's own instrument model (:mod:`sdl.analysis.xrd.instrument`), plus a smooth
+background:
 
     counts(2theta) = sum_p s_p * profile_p(2theta; D_p, zero) + sum_k b_k T_k(2theta)
 
@@ -28,18 +29,23 @@ simulated samples come out ~5% small).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from numpy.polynomial import chebyshev
 from scipy.optimize import least_squares, nnls
 
-from simulators.sample import AMORPHOUS
-from simulators.structures import KNOWN_PHASES
-from simulators.xrd import PowderDiffractometer
+from physics.phases import AMORPHOUS, TIO2_POLYMORPHS
+from physics.structures import get_structure
+from sdl.analysis.xrd.instrument import ProfileShape, render_humps, render_phase
+from sdl.analysis.xrd.reference import (
+    ReferencePhase,
+    amorphous_tio2_humps,
+    library_from_structures,
+)
 
 #: Smallest pattern worth fitting, points.
 _MIN_POINTS = 50
@@ -119,19 +125,29 @@ class XRDFeatures:
         return features
 
 
+@cache
+def _tio2_library() -> Mapping[str, ReferencePhase]:
+    """Reflections of the TiO2 polymorphs, computed once."""
+    return library_from_structures({p: get_structure(p) for p in TIO2_POLYMORPHS})
+
+
 class _PatternModel:
     """Profiles, design matrix and the variable-projection residual of one fit."""
 
     def __init__(
         self,
-        instrument: PowderDiffractometer,
+        two_theta_deg: np.ndarray,
+        shape: ProfileShape,
+        zero_shift_deg: float,
         counts: np.ndarray,
         phases: tuple[str, ...],
         include_amorphous: bool,
         fit_zero_shift: bool,
         profiles: dict[tuple[str, float, float], np.ndarray],
     ) -> None:
-        self.instrument = instrument
+        self.two_theta_deg = two_theta_deg
+        self.shape = shape
+        self.zero_shift_deg = zero_shift_deg
         self.counts = counts
         self.phases = phases
         self.include_amorphous = include_amorphous
@@ -145,14 +161,27 @@ class _PatternModel:
     def profile(self, phase: str, log_size: float, zero_shift_deg: float) -> np.ndarray:
         key = (phase, log_size, zero_shift_deg)
         if key not in self._profiles:
-            shifted = dataclasses.replace(self.instrument, zero_shift_deg=zero_shift_deg)
-            self._profiles[key] = shifted.phase_profile(phase, math.exp(log_size))
+            if phase == AMORPHOUS:
+                self._profiles[key] = render_humps(
+                    amorphous_tio2_humps(),
+                    self.two_theta_deg,
+                    shape=self.shape,
+                    zero_shift_deg=zero_shift_deg,
+                )
+            else:
+                self._profiles[key] = render_phase(
+                    _tio2_library()[phase],
+                    self.two_theta_deg,
+                    math.exp(log_size),
+                    shape=self.shape,
+                    zero_shift_deg=zero_shift_deg,
+                )
         return self._profiles[key]
 
     def split(self, nonlinear: np.ndarray) -> tuple[np.ndarray, float]:
         if self.fit_zero_shift:
             return nonlinear[: len(self.phases)], float(nonlinear[-1])
-        return nonlinear[: len(self.phases)], self.instrument.zero_shift_deg
+        return nonlinear[: len(self.phases)], self.zero_shift_deg
 
     def design(self, nonlinear: np.ndarray) -> np.ndarray:
         """Columns: crystalline profiles, amorphous hump (if any), background basis."""
@@ -199,7 +228,9 @@ class _PatternModel:
     def without(self, component: str) -> _PatternModel:
         """The same model less one component (a crystalline phase or the amorphous hump)."""
         return _PatternModel(
-            self.instrument,
+            self.two_theta_deg,
+            self.shape,
+            self.zero_shift_deg,
             self.counts,
             tuple(p for p in self.phases if p != component),
             self.include_amorphous and component != AMORPHOUS,
@@ -286,9 +317,11 @@ def _check_inputs(
     step_deg = np.diff(two_theta_deg)
     if np.any(step_deg <= 0) or np.ptp(step_deg) > 1e-3 * abs(step_deg.mean()):
         raise ValueError("two_theta_deg must increase in equal steps (a step scan)")
-    unknown = sorted(set(phases) - set(KNOWN_PHASES))
+    unknown = sorted(set(phases) - set(TIO2_POLYMORPHS))
     if unknown:
-        raise ValueError(f"unknown phase(s) {unknown}; known crystalline phases are {KNOWN_PHASES}")
+        raise ValueError(
+            f"unknown phase(s) {unknown}; known crystalline phases are {TIO2_POLYMORPHS}"
+        )
     if len(set(phases)) != len(phases):
         raise ValueError(f"phases must not repeat, got {phases}")
     if not phases and not include_amorphous:
@@ -298,10 +331,11 @@ def _check_inputs(
 def analyse_pattern(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
-    phases: Sequence[str] = ("anatase", "brookite", "rutile"),
+    phases: Sequence[str] = TIO2_POLYMORPHS,
     include_amorphous: bool = True,
     *,
-    instrument: PowderDiffractometer | None = None,
+    shape: ProfileShape = ProfileShape(),
+    zero_shift_deg: float = 0.0,
     fit_zero_shift: bool = True,
 ) -> XRDFeatures:
     """Weight fractions and crystallite sizes of the phases in one powder pattern.
@@ -314,15 +348,17 @@ def analyse_pattern(
         Measured intensity per step (counts; any non-negative scale works, but the weights
         assume counting statistics).
     phases
-        Crystalline phases to look for (from :data:`simulators.structures.KNOWN_PHASES`).
+        Crystalline phases to look for (from :data:`physics.phases.TIO2_POLYMORPHS`).
     include_amorphous
         Also fit the amorphous TiO2 hump as a phase.
-    instrument
+    shape
         Wavelengths and instrument broadening (Caglioti U, V, W) of the diffractometer, as
-        calibrated on a line-profile standard; its scan range is replaced by the data's.
-        Defaults to :class:`~simulators.xrd.PowderDiffractometer`'s defaults.
+        calibrated on a line-profile standard.
+    zero_shift_deg
+        Goniometer zero shift, deg: the starting value of the refinement, or the calibrated
+        value used as is when ``fit_zero_shift`` is false.
     fit_zero_shift
-        Refine the goniometer zero shift (otherwise it is taken from ``instrument``).
+        Refine the goniometer zero shift.
 
     Raises
     ------
@@ -334,14 +370,10 @@ def analyse_pattern(
     counts = np.asarray(counts, dtype=float)
     phases = tuple(phases)
     _check_inputs(two_theta_deg, counts, phases, include_amorphous)
-    instrument = dataclasses.replace(
-        instrument or PowderDiffractometer(),
-        two_theta_min_deg=float(two_theta_deg[0]),
-        two_theta_max_deg=float(two_theta_deg[-1]),
-        n_points=int(two_theta_deg.size),
+    full = _PatternModel(
+        two_theta_deg, shape, zero_shift_deg, counts, phases, include_amorphous, fit_zero_shift, {}
     )
-    full = _PatternModel(instrument, counts, phases, include_amorphous, fit_zero_shift, {})
-    model, nonlinear = _fit_and_prune(full, instrument.zero_shift_deg)
+    model, nonlinear = _fit_and_prune(full, zero_shift_deg)
     sizes_nm = {p: _START_SIZE_NM for p in phases} | model.sizes_nm(nonlinear)
     zero_shift_deg = model.split(nonlinear)[1]
 
