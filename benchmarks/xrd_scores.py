@@ -6,8 +6,9 @@
    micro F1 over components, weight-fraction MAE, crystallite-size relative error, for the
    physics-based whole-pattern fit (:mod:`sdl.analysis.xrd.whole_pattern`), the generic library fit
    (:mod:`sdl.analysis.xrd.quantify`, crystalline phases only) and the CNN
-   (:mod:`sdl.analysis.xrd.classifier`) side by side; plus Scherrer/Williamson-Hall sizes from
-   single-phase patterns (:mod:`sdl.analysis.xrd.peaks`).
+   (:mod:`sdl.analysis.xrd.classifier`, trained by :mod:`sdl.training.xrd_classifier`) side
+   by side; plus Scherrer/Williamson-Hall sizes from single-phase patterns
+   (:mod:`sdl.analysis.xrd.peaks`).
 2. Real: the precursor mixtures of the dara dataset (``../shared/data/xrd_real_dara``;
    Aeris, Cu K-alpha; from jrneilson/dara, MIT licence), fitted against a library of every
    precursor whose structure we can build offline; which phases are found versus the known
@@ -204,8 +205,8 @@ def size_errors(true_sizes: np.ndarray, fitted_sizes: np.ndarray) -> np.ndarray:
 
 
 def score_simulated(classifier, n_test: int, seed: int) -> dict:
-    from sdl.analysis.xrd.classifier import simulate_patterns
     from sdl.analysis.xrd.whole_pattern import analyse_pattern
+    from sdl.training.xrd_classifier import simulate_patterns
 
     test = simulate_patterns(n_test, np.random.default_rng(seed))
     true_present = test.fractions > 0
@@ -286,8 +287,8 @@ def streaming_rate(analysis, n: int, seed: int) -> float:
     """Patterns per second through :class:`XRDStreamAnalysis`, one event per pattern."""
     from event_model import compose_run
 
-    from sdl.analysis.xrd.classifier import simulate_patterns
     from sdl.analysis.xrd.stream import XRDStreamAnalysis
+    from sdl.training.xrd_classifier import simulate_patterns
 
     patterns = simulate_patterns(n, np.random.default_rng(seed))
     emitted: list[str] = []
@@ -320,7 +321,8 @@ def streaming_rate(analysis, n: int, seed: int) -> float:
 
 
 def load_or_train(retrain: bool, epochs: int, patterns: int):
-    from sdl.analysis.xrd.classifier import XRDClassifier, calibrate_thresholds, train_classifier
+    from sdl.analysis.xrd.classifier import XRDClassifier
+    from sdl.training.xrd_classifier import calibrate_thresholds, train_classifier
 
     if CNN_PATH.exists() and not retrain:
         return XRDClassifier.load(CNN_PATH), None

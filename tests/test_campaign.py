@@ -139,8 +139,8 @@ def test_a_campaign_uses_the_trained_unet_and_xrd_classifier(tmp_path):
     """The learned models are wired in: trained by the project's own code, named in the
     campaign file, their features recorded in the catalog for every sample."""
     from sdl.analysis.microscopy.unet import save_model
-    from sdl.analysis.xrd.classifier import train_classifier
     from sdl.training.unet import train_unet
+    from sdl.training.xrd_classifier import train_classifier
 
     unet, _ = train_unet(
         steps=40, batch_size=4, images=16, crop_px=48, width=4, depth=2, learning_rate=1e-2

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 from event_model import compose_run, pack_event_page
 
-from sdl.analysis.xrd.classifier import (
-    GRID_POINTS,
-    PhaseNet,
-    Randomisation,
-    XRDClassifier,
-    preprocess,
-    simulate_patterns,
-    train_classifier,
-)
+from sdl.analysis.xrd.classifier import GRID_POINTS, PhaseNet, XRDClassifier, preprocess
 from sdl.analysis.xrd.stream import XRDStreamAnalysis, classifier_analysis, whole_pattern_analysis
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
+from sdl.training.xrd_classifier import Randomisation, simulate_patterns, train_classifier
 
 
 def test_simulated_training_set_has_valid_mixtures_and_truth():
