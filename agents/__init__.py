@@ -2,31 +2,51 @@
 
 Every agent has the ``bluesky_adaptive.protocols.Optimizer`` surface (see ``Agent``) and is
 built from a ``SearchSpace`` and a list of ``Objective`` by ``make_agent``.
+
+The agent classes load torch, so they are imported on first use (``agents.RLAgent``,
+``make_agent``): the search space, the options and the protocol stay light.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.base import HistoryAgent
-from agents.baselines import RandomAgent, SobolAgent
-from agents.bayesian import BayesianOptimizationAgent
+from agents.options import AGENT_OPTIONS
 from agents.protocol import ID_KEY, Agent, History, Observation
-from agents.rl import RLAgent
 from agents.space import LinearConstraint, Objective, OutcomeConstraint, Parameter, SearchSpace
 
-#: Agent classes by the name a campaign uses.
-AGENTS: dict[str, type[HistoryAgent]] = {
-    "random": RandomAgent,
-    "sobol": SobolAgent,
-    "bayesian": BayesianOptimizationAgent,
-    "rl": RLAgent,
-}
+if TYPE_CHECKING:
+    from agents.baselines import RandomAgent, SobolAgent
+    from agents.bayesian import BayesianOptimizationAgent
+    from agents.rl import RLAgent
+
+#: Agent classes by the name a campaign uses, as ``module:Class``.
+AGENTS: dict[str, str] = {name: options.agent_class for name, options in AGENT_OPTIONS.items()}
+
+
+def agent_class(name: str) -> type[HistoryAgent]:
+    """The class of the agent called ``name`` (one of ``AGENTS``)."""
+    try:
+        module, _, class_name = AGENTS[name].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown agent {name!r}; valid names: {sorted(AGENTS)}") from None
+    cls: type[HistoryAgent] = getattr(importlib.import_module(module), class_name)
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    """An agent class by its class name, imported on first use."""
+    for agent, path in AGENTS.items():
+        if path.endswith(f":{name}"):
+            return agent_class(agent)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_agent(
@@ -43,7 +63,7 @@ def make_agent(
     Parameters
     ----------
     name
-        One of ``AGENTS``: ``"random"``, ``"sobol"``, ``"bayesian"``.
+        One of ``AGENTS``: ``"random"``, ``"sobol"``, ``"bayesian"``, ``"rl"``.
     space, objectives, seed
         Passed to the agent's constructor.
     candidates
@@ -56,12 +76,10 @@ def make_agent(
         strings, ``{"coefficients": {...}, "op": "<=", "bound": 1}`` mappings or
         ``LinearConstraint`` objects.
     **options
-        Further constructor arguments (``max_evaluations``, ``n_initial``, ...).
+        Further constructor arguments: ``max_evaluations``, ``outcome_constraints``,
+        ``reference_point`` and the agent's options (:mod:`agents.options`).
     """
-    try:
-        agent_class = AGENTS[name]
-    except KeyError:
-        raise ValueError(f"unknown agent {name!r}; valid names: {sorted(AGENTS)}") from None
+    cls = agent_class(name)
     if candidates is not None or linear_constraints:
         space = SearchSpace(
             space.parameters,
@@ -75,7 +93,7 @@ def make_agent(
                 *(LinearConstraint.parse(c) for c in linear_constraints),
             ),
         )
-    return agent_class(space, objectives, seed=seed, **options)
+    return cls(space, objectives, seed=seed, **options)
 
 
 def candidate_rows(
@@ -113,6 +131,7 @@ __all__ = [
     "RandomAgent",
     "SearchSpace",
     "SobolAgent",
+    "agent_class",
     "candidate_rows",
     "make_agent",
 ]

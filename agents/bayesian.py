@@ -41,6 +41,7 @@ from linear_operator.utils.errors import NotPSDError
 
 from agents.base import HistoryAgent
 from agents.baselines import sobol_box_points, sobol_pool_rows
+from agents.options import BayesianOptions, checked_options
 from agents.protocol import derived_seed
 from agents.space import Objective, OutcomeConstraint, SearchSpace
 
@@ -55,20 +56,8 @@ MODEL_ERRORS = (ModelFittingError, NotPSDError, torch.linalg.LinAlgError)
 #: Posterior samples for the reported mean and std where no closed form exists (``bilog``).
 BELIEF_SAMPLES = 256
 
-#: Values of the ``acquisition`` option (one objective).
-ACQUISITIONS = ("qlognei", "qlogei", "qucb")
-
-#: Values of the ``kernel`` option.
-KERNELS = ("matern52", "rbf")
-
-#: Values of the ``kernel_prior`` option.
-KERNEL_PRIORS = ("dim_scaled", "gamma")
-
-#: Values of the ``noise_prior`` option.
-NOISE_PRIORS = ("lognormal", "gamma")
-
-#: Values of the ``outcome_transform`` option.
-OUTCOME_TRANSFORMS = ("standardize", "bilog")
+#: Defaults of every option, from the one model that declares and checks them.
+DEFAULTS = BayesianOptions()
 
 
 class BayesianOptimizationAgent(HistoryAgent):
@@ -232,21 +221,21 @@ class BayesianOptimizationAgent(HistoryAgent):
         space: SearchSpace,
         objectives: Sequence[Objective],
         seed: int = 0,
-        n_initial: int | None = None,
+        n_initial: int | None = DEFAULTS.n_initial,
         max_evaluations: int | None = None,
         *,
         outcome_constraints: Sequence[OutcomeConstraint | str | Mapping[str, Any]] = (),
         reference_point: Mapping[str, float] | None = None,
-        num_restarts: int = 10,
-        raw_samples: int = 512,
-        mc_samples: int = 128,
-        torch_threads: int | None = 1,
-        acquisition: str | None = None,
-        ucb_beta: float = 2.0,
-        outcome_transform: str = "standardize",
-        kernel: str = "matern52",
-        kernel_prior: str = "dim_scaled",
-        noise_prior: str = "lognormal",
+        num_restarts: int = DEFAULTS.num_restarts,
+        raw_samples: int = DEFAULTS.raw_samples,
+        mc_samples: int = DEFAULTS.mc_samples,
+        torch_threads: int | None = DEFAULTS.torch_threads,
+        acquisition: str | None = DEFAULTS.acquisition,
+        ucb_beta: float = DEFAULTS.ucb_beta,
+        outcome_transform: str = DEFAULTS.outcome_transform,
+        kernel: str = DEFAULTS.kernel,
+        kernel_prior: str = DEFAULTS.kernel_prior,
+        noise_prior: str = DEFAULTS.noise_prior,
     ) -> None:
         super().__init__(
             space,
@@ -263,54 +252,37 @@ class BayesianOptimizationAgent(HistoryAgent):
                     f"campaign; missing {missing}, objectives {[o.name for o in self.objectives]}"
                 )
         self.reference_point = None if reference_point is None else dict(reference_point)
-        if n_initial is None:
-            n_initial = 2 if space.is_pool else 5
-        for name, value, least in (
-            ("n_initial", n_initial, 2),
-            ("num_restarts", num_restarts, 1),
-            ("raw_samples", raw_samples, 1),
-            ("mc_samples", mc_samples, 1),
-        ):
-            if value < least:
-                raise ValueError(f"{name} must be at least {least}, got {value}")
-        if torch_threads is not None and torch_threads < 1:
-            raise ValueError(f"torch_threads must be at least 1 or None, got {torch_threads}")
-        if raw_samples < num_restarts:
-            raise ValueError(
-                f"raw_samples ({raw_samples}) must be at least num_restarts ({num_restarts})"
-            )
-        if acquisition is None:
-            single = len(self.objectives) == 1 and not self.history.outcome_constraints
-            acquisition = "qucb" if space.is_pool and single else "qlognei"
-        for name, choice, allowed in (
-            ("acquisition", acquisition, ACQUISITIONS),
-            ("outcome_transform", outcome_transform, OUTCOME_TRANSFORMS),
-            ("kernel", kernel, KERNELS),
-            ("kernel_prior", kernel_prior, KERNEL_PRIORS),
-            ("noise_prior", noise_prior, NOISE_PRIORS),
-        ):
-            if choice not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {choice!r}")
-        several = len(self.objectives) > 1 or bool(self.history.outcome_constraints)
-        if acquisition != "qlognei" and several:
-            raise ValueError(
-                f"acquisition {acquisition!r} takes one objective and no outcome constraints"
-            )
-        if ucb_beta < 0:
-            raise ValueError(f"ucb_beta must be non-negative, got {ucb_beta}")
-        if kernel == "rbf" and kernel_prior != "dim_scaled":
-            raise ValueError(f"kernel 'rbf' takes kernel_prior 'dim_scaled', got {kernel_prior!r}")
-        self.kernel = kernel
-        self.kernel_prior = kernel_prior
-        self.noise_prior = noise_prior
-        self.acquisition = acquisition
-        self.ucb_beta = float(ucb_beta)
-        self.outcome_transform = outcome_transform
-        self.n_initial = n_initial
-        self.num_restarts = num_restarts
-        self.raw_samples = raw_samples
-        self.mc_samples = mc_samples
-        self.torch_threads = torch_threads
+        options = checked_options(
+            BayesianOptions,
+            {
+                "n_initial": n_initial,
+                "num_restarts": num_restarts,
+                "raw_samples": raw_samples,
+                "mc_samples": mc_samples,
+                "torch_threads": torch_threads,
+                "acquisition": acquisition,
+                "ucb_beta": ucb_beta,
+                "outcome_transform": outcome_transform,
+                "kernel": kernel,
+                "kernel_prior": kernel_prior,
+                "noise_prior": noise_prior,
+            },
+        )
+        options.check_problem(len(self.objectives), len(self.history.outcome_constraints))
+        single = len(self.objectives) == 1 and not self.history.outcome_constraints
+        self.acquisition: str = options.acquisition or (
+            "qucb" if space.is_pool and single else "qlognei"
+        )
+        self.n_initial: int = options.n_initial or (2 if space.is_pool else 5)
+        self.kernel = options.kernel
+        self.kernel_prior = options.kernel_prior
+        self.noise_prior = options.noise_prior
+        self.ucb_beta = options.ucb_beta
+        self.outcome_transform = options.outcome_transform
+        self.num_restarts = options.num_restarts
+        self.raw_samples = options.raw_samples
+        self.mc_samples = options.mc_samples
+        self.torch_threads = options.torch_threads
 
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
         return self._model_or_sobol(

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
-from sdl.records.catalog import CatalogError
+from sdl.records.errors import CatalogError
 
 
 def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
@@ -34,10 +33,12 @@ def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
         overrides["name"] = args.name
     if not overrides:
         return config
-    return parse_campaign({**config.model_dump(mode="json"), **overrides}, source=path)
+    return parse_campaign({**config.model_dump(), **overrides}, source=path)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from sdl.loop.runner import CampaignRunner
 
     config = _with_overrides(args.campaign, args)

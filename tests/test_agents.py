@@ -329,7 +329,7 @@ def test_bayesian_kernel_option_sets_the_covariance(kernel, kind):
     [
         ({"seed": -1}, "seed must be a non-negative integer"),
         ({"max_evaluations": 0}, "max_evaluations must be at least 1"),
-        ({"n_initial": 1}, "n_initial must be at least 2"),
+        ({"n_initial": 1}, r"n_initial: Input should be greater than or equal to 2 \(got 1\)"),
         ({"num_restarts": 20, "raw_samples": 10}, r"raw_samples \(10\) must be at least"),
     ],
 )
@@ -339,7 +339,9 @@ def test_bayesian_refuses_invalid_options(space, objectives, options, message):
 
 
 def test_bayesian_refuses_fewer_than_one_torch_thread(space, objectives):
-    with pytest.raises(ValueError, match="torch_threads must be at least 1 or None, got 0"):
+    with pytest.raises(
+        ValueError, match=r"torch_threads: Input should be greater than or equal to 1 \(got 0\)"
+    ):
         BayesianOptimizationAgent(space, objectives, torch_threads=0)
 
 
@@ -430,14 +432,20 @@ def test_bayesian_gamma_noise_prior_takes_scatter_as_noise_where_the_default_doe
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"acquisition": "thompson"}, "acquisition must be one of"),
+        (
+            {"acquisition": "thompson"},
+            r"acquisition: Input should be 'qlognei', 'qlogei' or 'qucb'",
+        ),
         ({"acquisition": "qucb", "outcome_constraints": ["z <= 1"]}, "takes one objective"),
-        ({"ucb_beta": -1.0}, "ucb_beta must be non-negative"),
-        ({"outcome_transform": "log"}, "outcome_transform must be one of"),
-        ({"kernel": "linear"}, "kernel must be one of"),
+        ({"ucb_beta": -1.0}, r"ucb_beta: Input should be greater than or equal to 0"),
+        (
+            {"outcome_transform": "log"},
+            r"outcome_transform: Input should be 'standardize' or 'bilog'",
+        ),
+        ({"kernel": "linear"}, r"kernel: Input should be 'matern52' or 'rbf'"),
         ({"kernel": "rbf", "kernel_prior": "gamma"}, "kernel 'rbf' takes kernel_prior"),
-        ({"kernel_prior": "flat"}, "kernel_prior must be one of"),
-        ({"noise_prior": "flat"}, "noise_prior must be one of"),
+        ({"kernel_prior": "flat"}, r"kernel_prior: Input should be 'dim_scaled' or 'gamma'"),
+        ({"noise_prior": "flat"}, r"noise_prior: Input should be 'lognormal' or 'gamma'"),
     ],
 )
 def test_bayesian_refuses_invalid_model_options(space, objectives, options, message):

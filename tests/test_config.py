@@ -85,9 +85,13 @@ def test_a_discrete_knob_reaches_the_agent_and_its_levels_are_checked(tmp_path):
         parse_campaign(data)
 
 
-def test_an_rl_campaign_must_name_its_trained_policy(campaign):
+def test_an_rl_campaign_must_name_its_trained_policy_and_the_file_must_exist(campaign, tmp_path):
     campaign["agent"] = {"name": "rl"}
-    with pytest.raises(CampaignConfigError, match=r"agent.*options.weights.*sdl train-rl"):
+    with pytest.raises(CampaignConfigError, match=r"agent\.options: .*weights: .*sdl train-rl"):
         parse_campaign(campaign)
-    campaign["agent"]["options"] = {"weights": "models/rl_tio2.pt"}
-    assert parse_campaign(campaign).agent.options["weights"] == "models/rl_tio2.pt"
+    policy = tmp_path / "rl_tio2.pt"
+    campaign["agent"]["options"] = {"weights": str(policy)}
+    with pytest.raises(CampaignConfigError, match=r"agent\.options: .*weights: no such file"):
+        parse_campaign(campaign)
+    policy.write_bytes(b"")
+    assert parse_campaign(campaign).agent.options.weights == policy

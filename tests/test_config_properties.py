@@ -21,12 +21,13 @@ numbers = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 @settings(max_examples=200, deadline=None)
 @given(low=numbers, high=numbers)
-def test_a_range_is_accepted_exactly_when_finite_and_ordered(low, high):
+def test_a_range_is_accepted_exactly_when_finite_ordered_and_inside_the_safe_range(low, high):
     campaign = {
         **EXAMPLE,
         "search_space": {**EXAMPLE["search_space"], "ph": {"low": low, "high": high, "unit": "pH"}},
     }
-    valid = math.isfinite(low) and math.isfinite(high) and low < high
+    safe_low, safe_high, _ = TIO2_CONDITION_LIMITS["ph"]
+    valid = math.isfinite(low) and math.isfinite(high) and safe_low <= low < high <= safe_high
     try:
         config = parse_campaign(campaign)
     except CampaignConfigError as error:

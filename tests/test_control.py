@@ -234,10 +234,8 @@ def test_an_injected_point_that_breaks_a_linear_constraint_is_refused_not_fatal(
     data.update(
         data_dir=str(data_dir),
         budget=1,
-        agent={
-            "name": "random",
-            "options": {"linear_constraints": ["temperature_c + 10*ph <= 900"]},
-        },
+        agent={"name": "random"},
+        constraints={"linear": ["temperature_c + 10*ph <= 900"]},
     )
     runner = CampaignRunner(parse_campaign(data))
     runner.control.inject(

@@ -66,7 +66,7 @@ def test_short_campaign_records_phase_fractions_and_magnetisation_inside_the_tri
     config = _config(
         tmp_path,
         budget=4,
-        agent={"name": "sobol", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}},
+        agent={"name": "sobol"},
     )
     result = CampaignRunner(config).run()
     assert len(result.records) == 4 and result.refused == 0
@@ -87,7 +87,7 @@ def test_a_proposal_outside_the_triangle_is_recorded_as_refused_and_never_sent(t
         _config(
             tmp_path,
             budget=1,
-            agent={"name": "random", "options": {"linear_constraints": ["x_ga + x_pd <= 0.6"]}},
+            agent={"name": "random"},
         )
     )
     honest_suggest = runner.agent.suggest

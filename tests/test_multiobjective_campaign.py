@@ -43,12 +43,10 @@ def _record(iteration, anatase=None, grain=None, **features):
     )
 
 
-def _result(records, **agent_options):
-    data = _data()
-    options = {
-        key: value for key, value in data["agent"]["options"].items() if key != "reference_point"
-    }
-    data["agent"]["options"] = {**options, **agent_options}
+def _result(records, reference_point=None, outcome_constraints=()):
+    data = _data(
+        reference_point=reference_point, constraints={"outcomes": list(outcome_constraints)}
+    )
     return CampaignResult(parse_campaign(data), list(records))
 
 
@@ -141,7 +139,7 @@ def test_the_dominated_outline_is_a_staircase_from_the_reference_point():
 
 def test_with_one_objective_the_pareto_set_is_the_best_experiment():
     data = _data(objectives=[{"name": "grain_size_nm", "direction": "minimize"}])
-    data["agent"]["options"].pop("reference_point")
+    data.pop("reference_point")
     result = CampaignResult(parse_campaign(data), TRADE_OFF)
     assert [r.iteration for r in result.pareto] == [result.best.iteration] == [1]
 
@@ -154,16 +152,16 @@ def test_with_one_objective_the_pareto_set_is_the_best_experiment():
             r"objectives\.2\.name: 'anatase_fraction' is listed twice",
         ),
         (
-            lambda d: d["agent"]["options"].update(reference_point={"anatase_fraction": 0.5}),
-            r"agent\.options\.reference_point: give one value for each objective",
+            lambda d: d.update(reference_point={"anatase_fraction": 0.5}),
+            r"reference_point: give one value for each objective",
         ),
         (
-            lambda d: d["agent"]["options"]["reference_point"].update(grain_size_nm="big"),
-            r"reference_point: values must be finite numbers",
+            lambda d: d["reference_point"].update(grain_size_nm="big"),
+            r"reference_point\.grain_size_nm: Input should be a valid number",
         ),
         (
-            lambda d: d.update(agent={"name": "rl", "options": {"weights": "policy.pt"}}),
-            r"agent\.name: the rl agent optimises one objective",
+            lambda d: d.update(agent={"name": "rl", "options": {"weights": __file__}}),
+            r"agent: the rl agent optimises one objective",
         ),
     ],
 )

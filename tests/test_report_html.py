@@ -11,7 +11,8 @@ import yaml
 
 from sdl.campaign.config import parse_campaign
 from sdl.cli import main
-from sdl.loop.runner import CampaignRunner, software_versions
+from sdl.loop.recording import software_versions
+from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, campaign_runs
 from sdl.views.campaign_log import CampaignLog
 from sdl.views.figures import convergence_figure
@@ -174,7 +175,7 @@ def test_best_and_the_best_so_far_line_leave_out_results_that_break_an_outcome_c
     log.config = {
         "budget": 3,
         "objectives": [{"name": "y", "direction": "maximize"}],
-        "agent": {"options": {"outcome_constraints": ["impurity <= 0.1"]}},
+        "constraints": {"outcomes": ["impurity <= 0.1"]},
     }
     for uid, iteration, y, impurity in (
         ("a", 0, 1.0, 0.0),

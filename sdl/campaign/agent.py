@@ -1,35 +1,25 @@
-"""The agent a campaign names, built over its search space and objectives."""
+"""The agent a campaign names, built over its problem: space, objectives and constraints."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from agents import Objective, Parameter, SearchSpace, make_agent
+from agents import HistoryAgent, Objective, make_agent
 from sdl.campaign.config import CampaignConfig
 
 
-def build_agent(config: CampaignConfig) -> Any:
+def build_agent(config: CampaignConfig) -> HistoryAgent:
     """The agent named in ``config``, over the campaign's search space and objectives."""
-    space = SearchSpace(
-        tuple(
-            Parameter(
-                name,
-                p.low,
-                p.high,
-                p.unit,
-                log_scale=p.log_scale,
-                values=tuple(p.values) if p.values else None,
-                categorical=p.categorical,
-            )
-            for name, p in config.search_space.items()
-        )
-    )
-    objectives = [Objective(o.name, o.direction, target=o.target) for o in config.objectives]
+    options = config.agent.options
+    problem: dict[str, Any] = {"outcome_constraints": config.constraints.outcomes}
+    if options.takes_reference_point:
+        problem["reference_point"] = config.reference_point
     return make_agent(
         config.agent.name,
-        space,
-        objectives,
+        config.agent_space(),
+        [Objective(o.name, o.direction, target=o.target) for o in config.objectives],
         seed=config.seed,
         max_evaluations=config.budget,
-        **config.agent.options,
+        **problem,
+        **options.model_dump(),
     )

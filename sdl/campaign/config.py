@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from devices.epics import EPICS_DEVICES, pv_components
+from agents import candidate_rows
+from agents.options import AGENT_OPTIONS, AgentOptions, error_lines
+from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
 from sdl.analysis.features import features_for
 from sdl.campaign.systems import get_system
 from simulators.faults import FAULT_TARGETS
@@ -23,8 +37,24 @@ class CampaignConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    # JSON has no infinity (PostgreSQL refuses it): a speed-up of inf is written "inf".
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+    # Strict: `budget: true` is not 1 and `ph: "4"` is not 4 (an int is still a float).
+    # JSON has no infinity (PostgreSQL refuses it): a speed-up of inf is written "Infinity".
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, ser_json_inf_nan="strings")
+
+
+#: A file path, given as text in the campaign file.
+FilePath = Annotated[Path, Field(strict=False)]
+
+
+def _refuse(problems: Sequence[tuple[tuple[str | int, ...], str, Any]]) -> NoReturn:
+    """Raise each ``(field path, message, bad value)`` as a fault of its own field."""
+    raise ValidationError.from_exception_data(
+        "CampaignConfig",
+        [
+            InitErrorDetails(type=PydanticCustomError("campaign", message), loc=loc, input=value)
+            for loc, message, value in problems
+        ],
+    )
 
 
 class ParameterConfig(_Strict):
@@ -68,20 +98,42 @@ class ObjectiveConfig(_Strict):
 
 
 class AgentConfig(_Strict):
-    """Which agent proposes the experiments, with its constructor options."""
+    """Which agent proposes the experiments, with its options (checked by the agent's own
+    model in :mod:`agents.options`)."""
 
-    name: Literal["bayesian", "random", "sobol", "rl"] = "bayesian"
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: Literal[tuple(AGENT_OPTIONS)] = "bayesian"  # type: ignore[valid-type]
+    options: SerializeAsAny[AgentOptions] = Field(default_factory=dict, validate_default=True)
 
-    @model_validator(mode="after")
-    def _rl_needs_its_policy(self) -> AgentConfig:
-        if self.name == "rl" and not self.options.get("weights"):
-            raise ValueError(
-                "options.weights: the rl agent needs its trained policy, e.g. "
-                "weights: models/rl_tio2.pt (made by `sdl train-rl --out "
-                "models/rl_tio2.pt`)"
-            )
-        return self
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_of_the_agent(cls, options: Any, info: ValidationInfo) -> AgentOptions:
+        name = info.data.get("name")
+        if name is None:  # an unknown agent, already reported: its options mean nothing
+            return AgentOptions()
+        return AGENT_OPTIONS[name].model_validate(options)
+
+
+def _linear_constraint(text: str) -> str:
+    LinearConstraint.parse(text)
+    return text
+
+
+def _outcome_constraint(text: str) -> str:
+    OutcomeConstraint.parse(text)
+    return text
+
+
+class ConstraintsConfig(_Strict):
+    """Limits beyond the search space's box: on the conditions, and on measured outcomes."""
+
+    linear: list[Annotated[str, AfterValidator(_linear_constraint)]] = Field(
+        default_factory=list,
+        description='linear limits every proposal meets, e.g. "x_ga + x_pd <= 0.6"',
+    )
+    outcomes: list[Annotated[str, AfterValidator(_outcome_constraint)]] = Field(
+        default_factory=list,
+        description='limits a result must meet to count, e.g. "rutile_fraction <= 0.05"',
+    )
 
 
 class EpicsConfig(_Strict):
@@ -167,10 +219,10 @@ class AnalysisConfig(_Strict):
     segmenter: Literal["classical", "unet"] = Field(
         default="classical", description="grain segmentation: watershed, or the trained U-Net"
     )
-    unet_model: Path | None = Field(
+    unet_model: FilePath | None = Field(
         default=None, description="U-Net weights written by `sdl train-unet --out PATH`"
     )
-    xrd_classifier: Path | None = Field(
+    xrd_classifier: FilePath | None = Field(
         default=None,
         description="1D-CNN weights written by `sdl train-xrd --out PATH`; "
         "adds <phase>_probability and <phase>_cnn_fraction features",
@@ -209,6 +261,13 @@ class DevicesConfig(_Strict):
     speedup: float = Field(
         default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"
     )
+
+    @field_validator("speedup", mode="before")
+    @classmethod
+    def _infinity_as_written(cls, speedup: Any) -> Any:
+        # How JSON writes the default (see _Strict), so a dumped campaign reads back.
+        return math.inf if speedup in ("inf", "Infinity") else speedup
+
     xrd_exposure_s: float = Field(default=0.5, gt=0, description="counting time per 2-theta step")
     microscope_target_grain_px: float = Field(
         default=24.0, ge=8, le=64, description="magnification: pixels across a typical grain"
@@ -248,13 +307,24 @@ class CampaignConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     description: str = ""
     seed: int = Field(default=0, ge=0)
-    data_dir: Path = Path("sdl-data")
+    data_dir: FilePath = Path("sdl-data")
     search_space: dict[str, ParameterConfig] = Field(min_length=1)
     fixed_conditions: dict[str, float] = Field(
         default_factory=dict, description="conditions held constant, in the reactor's units"
     )
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+    candidates: FilePath | list[dict[str, float]] | None = Field(
+        default=None,
+        description="a pool: only these points are proposed, each once; a CSV file with a "
+        "column per searched condition, or a list of {condition: value}",
+    )
     objectives: list[ObjectiveConfig] = Field(
         min_length=1, description="what is better; several make a Pareto (multi-objective) search"
+    )
+    reference_point: dict[str, float] | None = Field(
+        default=None,
+        description="several objectives: the worst value of each still worth anything; "
+        "hypervolume is measured above it (default: inferred from the front)",
     )
     instruments: list[Literal["xrd", "microscope", "magnetometer"]] = Field(min_length=1)
     agent: AgentConfig = Field(default_factory=AgentConfig)
@@ -288,70 +358,206 @@ class CampaignConfig(_Strict):
 
     @model_validator(mode="after")
     def _pv_map_names_components(self) -> CampaignConfig:
+        if not self.devices.epics.pv_map:
+            return self
+        # Only a map needs the device classes, and they need ophyd (seconds to import).
+        from devices.epics import EPICS_DEVICES, pv_components
+
         limits = get_system(self.devices.system).condition_limits
+        problems = []
         for device, names in self.devices.epics.pv_map.items():
             known = pv_components(EPICS_DEVICES[device], limits)
             unknown = sorted(set(names) - set(known))
             if unknown:
-                raise ValueError(
-                    f"devices.epics.pv_map.{device}: unknown component(s) {unknown}; "
-                    f"{device} has {known}"
+                problems.append(
+                    (
+                        ("devices", "epics", "pv_map", device),
+                        f"unknown component(s) {unknown}; {device} has {known}",
+                        names,
+                    )
                 )
+        if problems:
+            _refuse(problems)
         return self
 
     @model_validator(mode="after")
-    def _objectives_are_measured(self) -> CampaignConfig:
-        system = get_system(self.devices.system)
-        available = features_for(self.instruments, system.phases)
+    def _conditions_fit_the_reactor(self) -> CampaignConfig:
+        problems = condition_problems(self, get_system(self.devices.system).condition_limits)
+        if problems:
+            _refuse(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _outcomes_are_measured(self) -> CampaignConfig:
+        available = features_for(self.instruments, get_system(self.devices.system).phases)
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         seen: set[str] = set()
         for index, objective in enumerate(self.objectives):
             if objective.name not in available:
-                raise ValueError(
-                    f"objectives.{index}.name: {objective.name!r} is not measured by instruments "
-                    f"{self.instruments}; choose one of {sorted(available)}"
+                problems.append(
+                    (
+                        ("objectives", index, "name"),
+                        f"{objective.name!r} is not measured by instruments {self.instruments}; "
+                        f"choose one of {sorted(available)}",
+                        objective.name,
+                    )
                 )
-            if objective.name in seen:
-                raise ValueError(f"objectives.{index}.name: {objective.name!r} is listed twice")
+            elif objective.name in seen:
+                problems.append(
+                    (
+                        ("objectives", index, "name"),
+                        f"{objective.name!r} is listed twice",
+                        objective.name,
+                    )
+                )
             seen.add(objective.name)
+        for index, text in enumerate(self.constraints.outcomes):
+            name = OutcomeConstraint.parse(text).name
+            if name not in available:
+                problems.append(
+                    (
+                        ("constraints", "outcomes", index),
+                        f"{name!r} is not measured by instruments {self.instruments}; "
+                        f"choose one of {sorted(available)}",
+                        text,
+                    )
+                )
+        if problems:
+            _refuse(problems)
         return self
 
     @model_validator(mode="after")
-    def _several_objectives_fit_the_agent(self) -> CampaignConfig:
+    def _reference_point_fits_the_objectives(self) -> CampaignConfig:
         names = [objective.name for objective in self.objectives]
-        if self.agent.name == "rl" and len(names) > 1:
-            raise ValueError(
-                f"agent.name: the rl agent optimises one objective, got {names}; "
-                "use bayesian (qLogNEHVI), random or sobol for several"
-            )
-        reference = self.agent.options.get("reference_point")
+        reference = self.reference_point
         if reference is None:
             return self
         if len(names) < 2:
-            raise ValueError(
-                "agent.options.reference_point: hypervolume needs several "
-                f"objectives; this campaign has one, {names}"
+            _refuse(
+                [
+                    (
+                        ("reference_point",),
+                        f"hypervolume needs several objectives; this campaign has one, {names}",
+                        reference,
+                    )
+                ]
             )
-        if not isinstance(reference, dict) or set(reference) != set(names):
-            raise ValueError(
-                "agent.options.reference_point: give one value for each objective "
-                f"{names}, got {reference!r}"
+        if set(reference) != set(names):
+            _refuse(
+                [(("reference_point",), f"give one value for each objective {names}", reference)]
             )
-        bad = {
-            name: value
-            for name, value in reference.items()
-            if isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        }
-        if bad:
-            raise ValueError(
-                f"agent.options.reference_point: values must be finite numbers, got {bad}"
-            )
+        infinite = {name: value for name, value in reference.items() if not math.isfinite(value)}
+        if infinite:
+            _refuse([(("reference_point",), "values must be finite numbers", infinite)])
         return self
 
+    @model_validator(mode="after")
+    def _agent_serves_the_problem(self) -> CampaignConfig:
+        try:
+            self.agent.options.check_problem(len(self.objectives), len(self.constraints.outcomes))
+        except ValueError as error:
+            _refuse([(("agent",), str(error), self.agent.name)])
+        return self
 
-def _field_path(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location) or "(top level)"
+    @model_validator(mode="after")
+    def _problem_is_well_posed(self) -> CampaignConfig:
+        try:
+            self.agent_space(pool=False)
+        except ValueError as error:
+            _refuse([(("constraints", "linear"), str(error), self.constraints.linear)])
+        try:
+            self.agent_space()
+        except (ValueError, OSError) as error:
+            _refuse([(("candidates",), str(error), str(self.candidates))])
+        return self
+
+    def agent_space(self, pool: bool = True) -> SearchSpace:
+        """The search space as the agent sees it: the box, the linear constraints and (with
+        ``pool``) the candidates."""
+        space = SearchSpace(
+            tuple(
+                Parameter(
+                    name,
+                    p.low,
+                    p.high,
+                    p.unit,
+                    log_scale=p.log_scale,
+                    values=tuple(p.values) if p.values else None,
+                    categorical=p.categorical,
+                )
+                for name, p in self.search_space.items()
+            ),
+            linear_constraints=tuple(map(LinearConstraint.parse, self.constraints.linear)),
+        )
+        if not pool or self.candidates is None:
+            return space
+        rows = candidate_rows(space, self.candidates)
+        return SearchSpace(
+            space.parameters,
+            candidates=tuple(map(tuple, rows.tolist())),
+            linear_constraints=space.linear_constraints,
+        )
+
+
+def condition_problems(
+    config: CampaignConfig, device_limits: Mapping[str, tuple[float, float, str]]
+) -> list[tuple[tuple[str | int, ...], str, Any]]:
+    """Where the campaign's conditions leave the reactor's ``device_limits`` (safe range and
+    unit of each condition): ``(field path, message, bad value)`` for each."""
+    problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+    for name, parameter in config.search_space.items():
+        if name not in device_limits:
+            problems.append(
+                (
+                    ("search_space", name),
+                    f"the reactor has no such condition; it has {sorted(device_limits)}",
+                    name,
+                )
+            )
+            continue
+        low, high, unit = device_limits[name]
+        if parameter.unit != unit:
+            problems.append(
+                (("search_space", name, "unit"), f"the reactor works in {unit!r}", parameter.unit)
+            )
+        if parameter.low < low or parameter.high > high:
+            problems.append(
+                (
+                    ("search_space", name),
+                    f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit} leaves the "
+                    f"reactor's safe range [{low:g}, {high:g}] {unit}",
+                    [parameter.low, parameter.high],
+                )
+            )
+    for name, value in config.fixed_conditions.items():
+        if name not in device_limits:
+            problems.append(
+                (
+                    ("fixed_conditions", name),
+                    f"the reactor has no such condition; it has {sorted(device_limits)}",
+                    value,
+                )
+            )
+        elif not device_limits[name][0] <= value <= device_limits[name][1]:
+            low, high, unit = device_limits[name]
+            problems.append(
+                (
+                    ("fixed_conditions", name),
+                    f"{value:g} {unit} is outside the reactor's safe range "
+                    f"[{low:g}, {high:g}] {unit}",
+                    value,
+                )
+            )
+    missing = sorted(set(device_limits) - set(config.search_space) - set(config.fixed_conditions))
+    if missing:
+        problems.append(
+            (
+                ("search_space",),
+                f"conditions {missing} are neither searched nor in fixed_conditions",
+                sorted(config.search_space),
+            )
+        )
+    return problems
 
 
 def parse_campaign(data: Any, source: str = "campaign") -> CampaignConfig:
@@ -361,22 +567,72 @@ def parse_campaign(data: Any, source: str = "campaign") -> CampaignConfig:
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as error:
-        lines = [
-            f"  {_field_path(detail['loc'])}: {detail['msg']}"
-            + (f" (got {detail['input']!r})" if detail["type"] != "missing" else "")
-            for detail in error.errors(include_url=False)
-        ]
-        message = f"{source} is not a valid campaign:\n" + "\n".join(lines)
-        raise CampaignConfigError(message) from None
+        lines = "\n".join(f"  {line}" for line in error_lines(error))
+        raise CampaignConfigError(f"{source} is not a valid campaign:\n{lines}") from None
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: an alias can repeat a node exponentially often (an
+    822-byte file became 500 MB), and a campaign file has nothing to share."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors (&name) and aliases (*name) are not allowed in a campaign file; "
+                "write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _repeated_keys(node: yaml.Node, path: tuple[str, ...] = ()) -> list[str]:
+    """Every key given twice in one mapping of ``node``, as a field path with its lines."""
+    repeated = []
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in first_line:
+                repeated.append(
+                    f"{'.'.join((*path, str(key.value)))}: given twice (lines "
+                    f"{first_line[key.value]} and {line}); keep one"
+                )
+            first_line.setdefault(key.value, line)
+            repeated += _repeated_keys(value, (*path, str(key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            repeated += _repeated_keys(item, (*path, str(index)))
+    return repeated
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """The data of a campaign YAML text; :class:`CampaignConfigError` for YAML that is
+    broken, repeats a key (the last value would win silently) or uses aliases."""
+    loader = _PlainLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        repeated = _repeated_keys(node)
+        if repeated:
+            raise CampaignConfigError(
+                f"{source} is not a valid campaign:\n" + "\n".join(f"  {r}" for r in repeated)
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        raise CampaignConfigError(f"{source} is not valid YAML: {error}") from None
+    finally:
+        loader.dispose()
 
 
 def load_campaign(path: Path | str) -> CampaignConfig:
     """Read and validate a campaign YAML file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise CampaignConfigError(f"campaign file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise CampaignConfigError(f"{path} is not valid YAML: {error}") from None
-    return parse_campaign(data, source=str(path))
+    return parse_campaign(read_yaml(text, str(path)), source=str(path))

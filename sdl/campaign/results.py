@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -116,7 +115,7 @@ class CampaignResult:
         return np.array(
             [
                 np.isfinite(values).all()
-                and outcomes_feasible(record.features, self.config.agent.options)
+                and outcomes_feasible(record.features, self.config.constraints.outcomes)
                 for record, values in zip(self.records, self.objective_matrix(), strict=True)
             ],
             dtype=bool,
@@ -143,14 +142,14 @@ class CampaignResult:
 
     @property
     def reference_point(self) -> dict[str, float] | None:
-        """Where hypervolume is measured from: ``agent.options.reference_point`` if given,
+        """Where hypervolume is measured from: the campaign's ``reference_point`` if given,
         else BoTorch's ``infer_reference_point`` on the observed front (its nadir less 10 %
         of its range, as the bayesian agent does); None before any feasible experiment."""
         return hypervolume_reference(
             self.objective_matrix()[self.pareto_mask()],
             self.objective_names,
             self.maximizes,
-            self.config.agent.options.get("reference_point"),
+            self.config.reference_point,
         )
 
     def hypervolume(
@@ -259,10 +258,10 @@ def hypervolume_reference(
     return dict(zip(names, (inferred.numpy() * signs).tolist(), strict=True))
 
 
-def outcomes_feasible(features: Mapping[str, float], agent_options: Mapping[str, Any]) -> bool:
-    """Whether measured ``features`` meet the campaign's ``outcome_constraints`` (the agent
-    option); a constrained outcome that was not measured counts as broken."""
-    for spec in agent_options.get("outcome_constraints") or ():
+def outcomes_feasible(features: Mapping[str, float], outcome_constraints: Sequence[str]) -> bool:
+    """Whether measured ``features`` meet the campaign's ``constraints.outcomes``; a
+    constrained outcome that was not measured counts as broken."""
+    for spec in outcome_constraints:
         constraint = OutcomeConstraint.parse(spec)
         value = features.get(constraint.name, math.nan)
         if not (math.isfinite(value) and constraint.satisfied(value)):

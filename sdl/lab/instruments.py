@@ -24,7 +24,7 @@ from devices.magnetometer import SimulatedMagnetometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import Reactor, reactor_class
 from devices.sim_lab import SimulatedLab
-from sdl.campaign.config import CampaignConfig, CampaignConfigError
+from sdl.campaign.config import CampaignConfig, CampaignConfigError, condition_problems
 from sdl.campaign.systems import get_system
 from simulators.clock import SimClock
 from simulators.faults import FaultInjector, FaultSpec
@@ -248,44 +248,12 @@ def _signal_problems(signal: Any, label: str, value: Any) -> list[str]:
 
 
 def check_search_space(config: CampaignConfig, reactor: Reactor) -> None:
-    """Every searched condition must exist on the reactor, in its units, inside its safe limits."""
-    device_limits = reactor.condition_limits()
-    problems = []
-    for name, parameter in config.search_space.items():
-        if name not in device_limits:
-            problems.append(
-                f"  search_space.{name}: the reactor has no such condition; "
-                f"it has {sorted(device_limits)}"
-            )
-            continue
-        low, high, unit = device_limits[name]
-        if parameter.unit != unit:
-            problems.append(
-                f"  search_space.{name}.unit: the reactor works in {unit!r}, got {parameter.unit!r}"
-            )
-        if parameter.low < low or parameter.high > high:
-            problems.append(
-                f"  search_space.{name}: [{parameter.low:g}, {parameter.high:g}] {parameter.unit} "
-                f"leaves the reactor's safe range [{low:g}, {high:g}] {unit}"
-            )
-    for name, value in config.fixed_conditions.items():
-        if name not in device_limits:
-            problems.append(
-                f"  fixed_conditions.{name}: the reactor has no such condition; "
-                f"it has {sorted(device_limits)}"
-            )
-        elif not device_limits[name][0] <= value <= device_limits[name][1]:
-            low, high, unit = device_limits[name]
-            problems.append(
-                f"  fixed_conditions.{name}: {value:g} {unit} is outside the "
-                f"reactor's safe range [{low:g}, {high:g}] {unit}"
-            )
-    missing = sorted(set(device_limits) - set(config.search_space) - set(config.fixed_conditions))
-    if missing:
-        problems.append(
-            f"  search_space: conditions {missing} are neither searched nor in fixed_conditions"
-        )
+    """Every searched condition must exist on the reactor, in its units, inside the safe limits
+    the device reports (an EPICS reactor's PV limits may be narrower than the configured ones,
+    which the campaign file was checked against)."""
+    problems = condition_problems(config, reactor.condition_limits())
     if problems:
         raise CampaignConfigError(
-            "the search space does not fit the instruments:\n" + "\n".join(problems)
+            "the search space does not fit the instruments:\n"
+            + "\n".join(f"  {'.'.join(map(str, loc))}: {message}" for loc, message, _ in problems)
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -28,12 +29,10 @@ from tiled.client.context import Context
 from tiled.queries import Key
 from tiled.server.app import build_app
 
+from sdl.records.errors import CatalogError
+
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
-
-
-class CatalogError(RuntimeError):
-    """A catalog that is missing or cannot be read; the message says which file and why."""
 
 
 def check_catalog_file(path: Path) -> None:
@@ -69,8 +68,14 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         check_catalog_file(catalog_path)
     elif not create:
         raise CatalogError(f"no catalog in {data_dir} (expected {catalog_path})")
-    for folder in (data_dir / "data", raw_dir(data_dir)):
-        folder.mkdir(parents=True, exist_ok=True)
+    unwritable = f"cannot write a catalog in {data_dir}: choose a data_dir you may write to"
+    try:
+        for folder in (data_dir / "data", raw_dir(data_dir)):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CatalogError(f"{unwritable} ({error.strerror}: {error.filename})") from None
+    if create and not os.access(data_dir, os.W_OK):
+        raise CatalogError(unwritable)
     adapter = catalog_from_uri(
         f"sqlite:///{catalog_path}",
         writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],

@@ -163,8 +163,8 @@ class CampaignLog:
 
     def feasible(self, experiment: Experiment) -> bool:
         """Whether ``experiment``'s results meet the campaign's outcome constraints."""
-        options = (self.config.get("agent") or {}).get("options") or {}
-        return outcomes_feasible(experiment.features, options)
+        outcome_constraints = (self.config.get("constraints") or {}).get("outcomes") or ()
+        return outcomes_feasible(experiment.features, outcome_constraints)
 
     def experiments_done(self) -> int:
         """Experiments that count against the budget: one per iteration that ended."""

@@ -159,20 +159,22 @@ def _pareto(log: CampaignLog) -> dict[str, Any]:
     objectives = log.config.get("objectives") or []
     names = [str(o["name"]) for o in objectives]
     maximize = [o.get("direction", "maximize") == "maximize" for o in objectives]
-    options = (log.config.get("agent") or {}).get("options") or {}
+    outcome_constraints = (log.config.get("constraints") or {}).get("outcomes") or ()
     experiments = [e for e in log.experiments if e.features]
     values = np.array(
         [[e.features.get(n, math.nan) for n in names] for e in experiments], dtype=float
     ).reshape(len(experiments), len(names))
     feasible = np.array(
         [
-            np.isfinite(row).all() and outcomes_feasible(e.features, options)
+            np.isfinite(row).all() and outcomes_feasible(e.features, outcome_constraints)
             for e, row in zip(experiments, values, strict=True)
         ],
         dtype=bool,
     )
     mask = pareto_mask(np.where(feasible[:, None], values, math.nan), maximize)
-    reference = hypervolume_reference(values[mask], names, maximize, options.get("reference_point"))
+    reference = hypervolume_reference(
+        values[mask], names, maximize, log.config.get("reference_point")
+    )
     volume = (
         0.0
         if reference is None

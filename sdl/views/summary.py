@@ -92,7 +92,7 @@ def _pareto_lines(result: CampaignResult) -> list[str]:
     if not pareto:
         return [f"no experiment produced every objective: {directions}"]
     reference = result.reference_point or {}
-    how = "given" if "reference_point" in config.agent.options else "inferred from the front"
+    how = "inferred from the front" if config.reference_point is None else "given"
     lines = [
         f"Pareto front of {directions}: {len(pareto)} non-dominated of "
         f"{int(result.feasible().sum())} feasible experiments",
