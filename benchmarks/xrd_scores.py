@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from physics.phases import TIO2_POLYMORPHS
 from physics.structures import get_structure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +251,7 @@ def score_line_breadths(n: int, seed: int) -> dict:
     from simulators.xrd import PowderDiffractometer
 
     rng = np.random.default_rng(seed)
-    phases = ("anatase", "brookite", "rutile")
+    phases = TIO2_POLYMORPHS
     library = library_from_structures({p: get_structure(p) for p in phases})
     instrument = PowderDiffractometer()
     scherrer, wh, strain_error, within_2_sigma = [], [], [], []

@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
+from physics.phases import TIO2_POLYMORPHS
 from sdl.analysis.features import xrd_features
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from simulators.sample import SampleState
 from simulators.xrd import PowderDiffractometer
 
 DIFFRACTOMETER = PowderDiffractometer()
-PHASES = ("anatase", "brookite", "rutile")
+PHASES = TIO2_POLYMORPHS
 
 
 def measure(phase_fractions, crystallite_size_nm, seed=0, instrument=DIFFRACTOMETER, **kwargs):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from physics.diffraction import CU_KALPHA1_ANGSTROM, bragg_two_theta_deg
+from physics.phases import TIO2_POLYMORPHS
 from physics.structures import get_structure
 from sdl.analysis.xrd.instrument import render_phase
 from sdl.analysis.xrd.quantify import quantify_phases
@@ -15,7 +17,7 @@ from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from simulators.sample import SampleState
 from simulators.xrd import PowderDiffractometer
 
-TIO2 = library_from_structures({p: get_structure(p) for p in ("anatase", "brookite", "rutile")})
+TIO2 = library_from_structures({p: get_structure(p) for p in TIO2_POLYMORPHS})
 
 
 def rock_salt(a):
@@ -61,7 +63,7 @@ def test_rendered_profile_has_lines_at_the_bragg_angles():
     two_theta = np.linspace(30, 50, 4001)
     profile = render_phase(nio, two_theta, 100.0)
     # NiO (200): d = a/2, 2 theta = 43.29 deg for Cu K-alpha1.
-    expected = 2 * math.degrees(math.asin(1.5406 / 4.1771))
+    expected = bragg_two_theta_deg(4.1771 / 2, CU_KALPHA1_ANGSTROM)
     assert two_theta[np.argmax(profile)] == pytest.approx(expected, abs=0.01)
     shifted = render_phase(nio, two_theta, 100.0, zero_shift_deg=0.1, lattice_strain=-0.002)
     assert two_theta[np.argmax(shifted)] > expected + 0.15

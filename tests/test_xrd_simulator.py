@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from physics.diffraction import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM
+from physics.diffraction import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM, scherrer_fwhm_deg
 from simulators.sample import SampleState
 from simulators.xrd import PowderDiffractometer
 
@@ -43,11 +43,6 @@ def fwhm_deg(instrument, profile, low_deg, high_deg):
     left_deg = np.interp(half, profile[[left, left + 1]], two_theta[[left, left + 1]])
     right_deg = np.interp(half, profile[[right, right - 1]], two_theta[[right, right - 1]])
     return right_deg - left_deg
-
-
-def scherrer_fwhm_deg(two_theta_deg, crystallite_size_nm):
-    theta = math.radians(two_theta_deg / 2)
-    return math.degrees(0.9 * CU_KALPHA1_ANGSTROM / (10 * crystallite_size_nm * math.cos(theta)))
 
 
 def test_scan_axis_spans_the_range_in_n_points():
@@ -86,7 +81,7 @@ def test_smaller_crystallites_give_broader_lower_peaks():
 def test_peak_width_follows_scherrer(crystallite_size_nm):
     profile = SHARP.phase_profile("anatase", crystallite_size_nm)
     width = fwhm_deg(SHARP, profile, 22, 29)
-    expected = scherrer_fwhm_deg(25.3, crystallite_size_nm)
+    expected = scherrer_fwhm_deg(crystallite_size_nm, 25.3, CU_KALPHA1_ANGSTROM)
     assert width == pytest.approx(expected, rel=0.15)
 
 

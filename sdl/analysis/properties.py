@@ -8,6 +8,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from physics.phases import AMORPHOUS
+
 #: A size, or an array of sizes.
 Size = TypeVar("Size", float, np.ndarray)
 
@@ -16,7 +18,7 @@ TIO2_DENSITY_G_CM3 = 3.9
 
 #: Relative photocatalytic activity per unit area of each phase. Anatase is the reference;
 #: rutile recombines carriers faster, brookite lies between, amorphous TiO2 is nearly inert.
-PHASE_PHOTOACTIVITY = {"anatase": 1.0, "brookite": 0.6, "rutile": 0.3, "amorphous": 0.0}
+PHASE_PHOTOACTIVITY = {"anatase": 1.0, "brookite": 0.6, "rutile": 0.3, AMORPHOUS: 0.0}
 
 
 def specific_surface_area_m2_g(particle_size_nm: Size, density_g_cm3: float) -> Size:
