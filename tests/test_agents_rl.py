@@ -8,6 +8,7 @@ import torch
 
 from agents import Objective, Parameter, RLAgent, SearchSpace, make_agent
 from agents.rl import history_tokens, load_policy
+from physics.phases import TIO2_PHASES
 from sdl.analysis.truth import true_features
 from sdl.cli import main as sdl_main
 from sdl.training.rl import (
@@ -21,7 +22,6 @@ from sdl.training.rl import (
     photoactive_area,
     reported_truth,
 )
-from simulators.tio2 import TIO2_PHASES
 
 
 @pytest.fixture(scope="module")

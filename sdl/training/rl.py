@@ -37,12 +37,13 @@ from scipy.stats import qmc
 
 from agents import Agent, Objective, Parameter, RandomAgent, SearchSpace
 from agents.rl import HistoryPolicy, RLAgent, action_distribution, save_policy
+from physics.phases import TIO2_PHASES
 from sdl.analysis.properties import (
     PHASE_PHOTOACTIVITY,
     TIO2_DENSITY_G_CM3,
     specific_surface_area_m2_g,
 )
-from simulators.tio2 import TIO2_PHASES, TiO2SolGel
+from simulators.tio2 import TiO2SolGel
 
 logger = logging.getLogger(__name__)
 

@@ -23,15 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from physics.phases import TIO2_PHASES
 from sdl.analysis.microscopy.common import boundary_map, normalise_image
 from sdl.analysis.microscopy.unet import UNet, save_model
 from simulators.micrograph import Micrograph, simulate_micrograph
-from simulators.sample import AMORPHOUS, SampleState
+from simulators.sample import SampleState
 
 logger = logging.getLogger(__name__)
-
-#: Phases drawn into training images (their brightness comes from the simulator's table).
-_TRAINING_PHASES = (AMORPHOUS, "anatase", "brookite", "rutile")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,8 @@ def random_micrograph(
     The pixel size is 1 nm, so the drawn grain diameter is also the particle size in nm.
     """
     grain_px = _log_uniform(rng, randomisation.log_grain_px)
-    present = [p for p in _TRAINING_PHASES if rng.random() < 0.5] or ["anatase"]
+    # Phases drawn into the image; their brightness comes from the simulator's table.
+    present = [p for p in TIO2_PHASES if rng.random() < 0.5] or ["anatase"]
     weights = rng.dirichlet(np.ones(len(present)))
     sample = SampleState(
         sample_id="training",
