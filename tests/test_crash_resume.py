@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sdl.records.audit import audit_campaign, exit_status
-from sdl.records.catalog import CATALOG_FILE, campaign_runs, open_catalog
+from sdl.records.audit import audit_campaign
+from sdl.records.catalog import CATALOG_FILE, campaign_runs, exit_status, open_catalog
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from event_model import compose_run, pack_event_page
+from event_model import compose_run, pack_event_page, unpack_event_page
 
 from sdl.analysis.xrd.classifier import GRID_POINTS, PhaseNet, XRDClassifier, preprocess
 from sdl.analysis.xrd.stream import XRDStreamAnalysis, classifier_analysis, whole_pattern_analysis
@@ -110,7 +110,9 @@ def test_stream_callback_reads_event_pages_and_survives_a_bad_pattern():
     classifier = XRDClassifier(PhaseNet(4), ("amorphous", "anatase", "brookite", "rutile"))
     start, data, documents = raw_run(3, page=True)
     callback = XRDStreamAnalysis(classifier_analysis(classifier))
+    first_event = next(unpack_event_page(documents[2][1]))
     bad = {
+        **first_event,
         "data": {"xrd_two_theta": data.two_theta_deg, "xrd_counts": data.counts[0][:-5]},
         "seq_num": 99,
     }

@@ -1,16 +1,22 @@
-"""From a raw experiment run to the features an agent learns from, recorded as documents too."""
+"""From a raw experiment run to the features an agent learns from, recorded as documents too.
+
+One entry: :meth:`SampleAnalysis.analyse` takes a :class:`RawRun` (made from the run's
+documents as they streamed, or read back from the catalog) and returns an :class:`AnalysedRun`:
+the features, or the ``on_fault`` kind and reason they are unfit, and the analysis run's
+documents that record either.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from area_detector_handlers.handlers import AreaDetectorHDF5Handler
-from event_model import Filler, compose_run
+from event_model import EventPage, Filler, compose_run, unpack_event_page
 
 from physics.phases import AMORPHOUS
 from physics.structures import get_structure
@@ -27,6 +33,14 @@ from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
+from sdl.records.vocabulary import (
+    FAIL,
+    FEATURES_STREAM,
+    PROBLEM_KIND,
+    PURPOSE,
+    Purpose,
+    links_to,
+)
 
 #: Version of the feature definitions; recorded with every analysis run.
 ANALYSIS_VERSION = "1"
@@ -119,41 +133,89 @@ def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
     return {key: np.asarray(primary[key].read())[0] for key in keys}
 
 
-class RunDocuments:
-    """A RunEngine subscriber that keeps the latest run's documents to analyse them at once.
+@dataclass(frozen=True)
+class RawRun:
+    """A finished raw experiment run as the analysis needs it: its start document and the data
+    of its one ``primary`` event, images filled in."""
 
-    Images arrive as Resource/Datum references; :meth:`primary_data` fills them from their
-    files with the area-detector handlers, after the run has ended and the files are closed.
-    """
+    start: Mapping[str, Any]
+    data: Mapping[str, Any]
 
-    def __init__(self) -> None:
-        self._documents: list[tuple[str, Mapping[str, Any]]] = []
+    @classmethod
+    def from_documents(cls, documents: Iterable[tuple[str, Mapping[str, Any]]]) -> RawRun:
+        """The run from its documents, once it has ended (its image files are closed).
 
-    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
-        if name == "start":
-            self._documents = []
-        self._documents.append((name, doc))
-
-    @property
-    def started(self) -> bool:
-        """Whether a run has started since this collector was made."""
-        return bool(self._documents)
-
-    @property
-    def start(self) -> Mapping[str, Any]:
-        return self._documents[0][1]
-
-    def primary_data(self) -> dict[str, Any]:
-        """The data of the run's first ``primary`` event, with external images filled in."""
+        Images arrive as Resource/Datum references; they are filled from their files with the
+        area-detector handlers. Events may come one by one or as pages.
+        """
+        start: Mapping[str, Any] = {}
+        primary = None
         with Filler({"AD_HDF5": AreaDetectorHDF5Handler}, inplace=False) as filler:
-            primary = None
-            for name, doc in self._documents:
+            for name, doc in documents:
                 name, doc = filler(name, doc)
-                if name == "descriptor" and doc["name"] == "primary":
+                if name == "start":
+                    start = doc
+                elif name == "descriptor" and doc["name"] == "primary":
                     primary = doc["uid"]
                 elif name == "event" and doc["descriptor"] == primary:
-                    return doc["data"]
-        raise ValueError(f"run {self.start.get('uid')} has no primary event")
+                    return cls(start, doc["data"])
+                elif name == "event_page" and doc["descriptor"] == primary:
+                    return cls(start, next(unpack_event_page(cast(EventPage, doc)))["data"])
+        raise ValueError(f"run {start.get('uid')} has no primary event")
+
+    @classmethod
+    def from_catalog(cls, run: Any) -> RawRun:
+        """The run read back from the catalog (a tiled ``BlueskyRun``)."""
+        return cls(run.metadata["start"], read_primary(run))
+
+    @property
+    def instrument_time_s(self) -> float:
+        """Instrument seconds the experiment took (see :func:`instrument_time_s`)."""
+        return instrument_time_s(self.data)
+
+
+@dataclass(frozen=True)
+class AnalysedRun:
+    """One raw run analysed: its features, or the ``on_fault`` kind and reason they are unfit."""
+
+    raw: RawRun
+    features: dict[str, float] = field(default_factory=dict)
+    problem_kind: str | None = None
+    reason: str = ""
+
+    def documents(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """The analysis run that records this: an event of the features, or no event and a
+        failed stop with the problem's kind (``problem_kind``) and reason.
+
+        The analysis run carries the raw run's uid, campaign id, iteration and proposal
+        ``_id``, so raw data, proposal and features are joined by one key in the catalog.
+        """
+        metadata = {
+            PURPOSE: Purpose.ANALYSIS,
+            "analysis_version": ANALYSIS_VERSION,
+            **links_to(self.raw.start),
+        }
+        if self.problem_kind is not None:
+            bundle = compose_run(metadata={**metadata, PROBLEM_KIND: self.problem_kind})
+            yield "start", bundle.start_doc
+            yield "stop", bundle.compose_stop(exit_status=FAIL, reason=self.reason)
+            return
+        bundle = compose_run(metadata=metadata)
+        yield "start", bundle.start_doc
+        data_keys: dict[str, Any] = {
+            name: {"source": "sdl.analysis", "dtype": "number", "shape": []}
+            for name in self.features
+        }
+        descriptor = bundle.compose_descriptor(name=FEATURES_STREAM, data_keys=data_keys)
+        yield "descriptor", descriptor.descriptor_doc
+        now = time.time()
+        yield (
+            "event",
+            descriptor.compose_event(
+                data=dict(self.features), timestamps=dict.fromkeys(self.features, now)
+            ),
+        )
+        yield "stop", bundle.compose_stop()
 
 
 class BadData(ValueError):
@@ -173,6 +235,8 @@ class SampleAnalysis:
         Which measurements to expect (``xrd``, ``microscope``, ``magnetometer``).
     phases
         Crystalline phases the diffraction analysis looks for (see :func:`fit_pattern`).
+    zero_tolerance_deg
+        A fitted 2-theta zero beyond this means the diffractometer drifted (``drift``).
     segmenter
         Labels grains in a micrograph (default: the classical watershed); e.g. the U-Net's
         :func:`~sdl.analysis.microscopy.unet.segment_grains_unet` bound to its model.
@@ -187,13 +251,33 @@ class SampleAnalysis:
         instruments: Sequence[str],
         phases: Sequence[str],
         *,
+        zero_tolerance_deg: float,
         segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
         classifier: XRDClassifier | None = None,
     ) -> None:
         self.instruments = tuple(instruments)
         self.phases = tuple(phases)
+        self.zero_tolerance_deg = zero_tolerance_deg
         self.segmenter = segmenter
         self.classifier = classifier
+
+    def analyse(self, raw: RawRun) -> AnalysedRun:
+        """The features of one raw run, or the ``on_fault`` kind and reason they are unfit.
+
+        Unfit: bad raw data (``corrupt_data``), an analysis that fails (``analysis_error``) or
+        a fitted 2-theta zero beyond ``zero_tolerance_deg`` (``drift``).
+        """
+        try:
+            features = self.features(measurements_from_data(raw.data))
+        except BadData as error:
+            return AnalysedRun(raw, problem_kind=error.problems[0].kind, reason=str(error))
+        except ValueError as error:
+            return AnalysedRun(raw, problem_kind="analysis_error", reason=str(error))
+        zero_shift_deg = features.get("xrd_zero_shift_deg", 0.0)
+        drift = calibration_problems(zero_shift_deg, self.zero_tolerance_deg)
+        if drift:
+            return AnalysedRun(raw, problem_kind=drift[0].kind, reason=drift[0].message)
+        return AnalysedRun(raw, features)
 
     def features(self, measurements: Measurements) -> dict[str, float]:
         """Named features of one sample; :class:`BadData` if the raw data is unfit."""
@@ -297,54 +381,3 @@ def _solid_solution_features(fit: PhaseQuantification) -> dict[str, float]:
     features["rwp"] = fit.rwp
     features["xrd_zero_shift_deg"] = fit.zero_shift_deg
     return features
-
-
-def judge(
-    analysis: SampleAnalysis, data: Mapping[str, Any], zero_tolerance_deg: float
-) -> dict[str, float] | tuple[str, str]:
-    """Features of one raw event's data, or the ``on_fault`` kind and reason they are unfit.
-
-    Unfit: bad raw data (``corrupt_data``), an analysis that fails (``analysis_error``) or a
-    fitted 2-theta zero beyond ``zero_tolerance_deg`` (``drift``).
-    """
-    try:
-        features = analysis.features(measurements_from_data(data))
-    except BadData as error:
-        return error.problems[0].kind, str(error)
-    except ValueError as error:
-        return "analysis_error", str(error)
-    drift = calibration_problems(features.get("xrd_zero_shift_deg", 0.0), zero_tolerance_deg)
-    if drift:
-        return drift[0].kind, drift[0].message
-    return features
-
-
-def feature_documents(
-    raw_start: Mapping[str, Any], features: Mapping[str, float]
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """The documents of an analysis run that records ``features`` of the raw run ``raw_start``.
-
-    The analysis run carries the raw run's uid, campaign id, iteration and proposal ``_id``,
-    so raw data, proposal and features are joined by one key in the catalog.
-    """
-    links = {key: raw_start[key] for key in ("campaign_id", "iteration", "_id") if key in raw_start}
-    bundle = compose_run(
-        metadata={
-            "purpose": "analysis",
-            "raw_uid": raw_start["uid"],
-            "analysis_version": ANALYSIS_VERSION,
-            **links,
-        }
-    )
-    yield "start", bundle.start_doc
-    data_keys = {
-        name: {"source": "sdl.analysis", "dtype": "number", "shape": []} for name in features
-    }
-    descriptor = bundle.compose_descriptor(name="features", data_keys=data_keys)
-    yield "descriptor", descriptor.descriptor_doc
-    now = time.time()
-    yield (
-        "event",
-        descriptor.compose_event(data=dict(features), timestamps={name: now for name in features}),
-    )
-    yield "stop", bundle.compose_stop()

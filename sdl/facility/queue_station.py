@@ -19,10 +19,22 @@ from typing import Any
 
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
+from event_model import DocumentRouter, Event
 
 from sdl.analysis.pipeline import instrument_time_s
 from sdl.campaign.control import CampaignAborted
 from sdl.lab.stations import Failed, Measured, fault_kind_of_reason
+from sdl.records.routing import RunCallbacks, RunFollower
+from sdl.records.vocabulary import (
+    ATTEMPT,
+    CAMPAIGN_ID,
+    PROBLEM_KIND,
+    PROPOSAL_ID,
+    PURPOSE,
+    RAW_UID,
+    SUCCESS,
+    Purpose,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +43,34 @@ EXPERIMENT_PLAN = "sdl_experiment"
 
 
 @dataclass
-class _RunSeen:
-    """What the stream has shown of one run so far."""
+class _Attempt:
+    """One attempt's raw run as the stream has shown it so far."""
 
-    key: tuple[str, int] | None = None  # (proposal _id, attempt) of a raw experiment run
-    raw_uid: str | None = None  # the raw run an analysis run is about
-    problem_kind: str | None = None
-    values: dict[str, float] = field(default_factory=dict)
+    key: tuple[str, int]  # (proposal _id, attempt number)
+    readings: dict[str, float] = field(default_factory=dict)
+
+
+class _RunReadings(DocumentRouter):
+    """Keeps the numbers of one run's events in ``readings``; calls ``on_stop`` with its stop."""
+
+    def __init__(
+        self, readings: dict[str, float], on_stop: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        self.readings = readings
+        self._on_stop = on_stop
+
+    def event(self, doc: Event) -> Event:
+        self.readings.update(
+            {
+                key: float(value)
+                for key, value in doc["data"].items()
+                if isinstance(value, int | float)
+            }
+        )
+        return doc
+
+    def stop(self, doc: Any) -> None:
+        self._on_stop(doc)
 
 
 class StreamOutcomes:
@@ -52,59 +85,53 @@ class StreamOutcomes:
     def __init__(self, campaign_id: str) -> None:
         self.campaign_id = campaign_id
         self._changed = threading.Condition()
-        self._runs: dict[str, _RunSeen] = {}
-        self._run_of_descriptor: dict[str, str] = {}
+        self._router = RunFollower([self._follow])
+        self._attempts: dict[str, _Attempt] = {}  # by raw run uid, until their outcome
         self._outcomes: dict[tuple[str, int], Measured | Failed] = {}
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         with self._changed:
-            if name == "start":
-                self._start(doc)
-            elif name == "descriptor" and doc.get("run_start") in self._runs:
-                self._run_of_descriptor[doc["uid"]] = doc["run_start"]
-            elif name == "event" and doc.get("descriptor") in self._run_of_descriptor:
-                self._runs[self._run_of_descriptor[doc["descriptor"]]].values.update(
-                    {
-                        key: float(value)
-                        for key, value in doc["data"].items()
-                        if isinstance(value, int | float)
-                    }
-                )
-            elif name == "stop" and doc.get("run_start") in self._runs:
-                self._stop(doc)
+            self._router(name, doc)
 
-    def _start(self, doc: Mapping[str, Any]) -> None:
-        if doc.get("campaign_id") != self.campaign_id:
-            return
-        if doc.get("purpose") == "experiment" and "_id" in doc:
-            self._runs[doc["uid"]] = _RunSeen(key=(doc["_id"], int(doc.get("attempt", 1))))
-        elif doc.get("purpose") == "analysis" and doc.get("raw_uid") in self._runs:
-            self._runs[doc["uid"]] = _RunSeen(
-                raw_uid=doc["raw_uid"], problem_kind=doc.get("problem_kind")
-            )
+    def _follow(self, name: str, start: Mapping[str, Any]) -> RunCallbacks:
+        """Follow this campaign's raw runs and the analysis runs of those; no other run."""
+        if start.get(CAMPAIGN_ID) != self.campaign_id:
+            return [], []
+        if start.get(PURPOSE) == Purpose.EXPERIMENT and PROPOSAL_ID in start:
+            attempt = _Attempt((start[PROPOSAL_ID], int(start.get(ATTEMPT, 1))))
+            self._attempts[start["uid"]] = attempt
+            return [_RunReadings(attempt.readings, self._raw_stopped)], []
+        if start.get(PURPOSE) == Purpose.ANALYSIS and start.get(RAW_UID) in self._attempts:
+            features: dict[str, float] = {}
+            return [
+                _RunReadings(features, lambda stop: self._analysis_stopped(start, features, stop))
+            ], []
+        return [], []
 
-    def _stop(self, doc: Mapping[str, Any]) -> None:
-        run = self._runs[doc["run_start"]]
-        success = doc.get("exit_status") == "success"
-        reason = doc.get("reason") or doc.get("exit_status", "")
-        if run.key is not None:
-            if not success:
-                self._resolve(
-                    run.key, Failed(fault_kind_of_reason(reason), reason, doc["run_start"])
-                )
+    def _raw_stopped(self, stop: Mapping[str, Any]) -> None:
+        """A raw run that ends without success is the attempt's outcome; else wait for its
+        analysis."""
+        if stop.get("exit_status") == SUCCESS:
             return
-        raw = self._runs.pop(run.raw_uid or "", None)
-        del self._runs[doc["run_start"]]
-        if raw is None or raw.key is None:
+        raw_uid = stop["run_start"]
+        reason = _reason(stop)
+        attempt = self._attempts.pop(raw_uid)
+        self._resolve(attempt.key, Failed(fault_kind_of_reason(reason), reason, raw_uid))
+
+    def _analysis_stopped(
+        self, start: Mapping[str, Any], features: dict[str, float], stop: Mapping[str, Any]
+    ) -> None:
+        raw_uid = start[RAW_UID]
+        attempt = self._attempts.pop(raw_uid, None)
+        if attempt is None:
             return
-        if success:
-            self._resolve(
-                raw.key, Measured(run.raw_uid or "", run.values, instrument_time_s(raw.values))
+        if stop.get("exit_status") == SUCCESS:
+            outcome: Measured | Failed = Measured(
+                raw_uid, features, instrument_time_s(attempt.readings)
             )
         else:
-            self._resolve(
-                raw.key, Failed(run.problem_kind or "analysis_error", reason, run.raw_uid)
-            )
+            outcome = Failed(start.get(PROBLEM_KIND) or "analysis_error", _reason(stop), raw_uid)
+        self._resolve(attempt.key, outcome)
 
     def _resolve(self, key: tuple[str, int], outcome: Measured | Failed) -> None:
         self._outcomes[key] = outcome
@@ -115,6 +142,11 @@ class StreamOutcomes:
         with self._changed:
             self._changed.wait_for(lambda: key in self._outcomes, timeout=timeout_s)
             return self._outcomes.pop(key, None)
+
+
+def _reason(stop: Mapping[str, Any]) -> str:
+    """Why a run stopped: its reason, else its exit status."""
+    return str(stop.get("reason") or stop.get("exit_status", ""))
 
 
 class QueueStation:
@@ -153,7 +185,7 @@ class QueueStation:
         self._paused_here = threading.Event()  # the campaign paused this station's plan
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
-        key = (md["_id"], int(md["attempt"]))
+        key = (md[PROPOSAL_ID], int(md[ATTEMPT]))
         plan = BPlan(EXPERIMENT_PLAN, dict(conditions), md=dict(md))
         try:
             with self._api_lock:

@@ -21,13 +21,15 @@ import logging
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 import numpy as np
 import zmq
 from event_model import DocumentNames
+
+from sdl.records.vocabulary import DocumentCallback
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +53,6 @@ CLOSE_LINGER_MS = 2000
 
 #: How often a subscriber thread looks up from its socket to see whether it was closed.
 POLL_MS = 100
-
-DocumentCallback = Callable[[str, Mapping[str, Any]], None]
-
-#: How a run ended, as its stop document says (event-model's ``RunStop.exit_status``).
-ExitStatus = Literal["success", "abort", "fail"]
 
 
 def _encode(obj: Any) -> Any:

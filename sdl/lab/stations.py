@@ -1,15 +1,18 @@
 """Stations: one reactor with its instruments, run by its own RunEngine (here or in a queueserver).
 
-A campaign feeds one or more stations; each takes one experiment at a time and reports how
-it went as :class:`Measured` or :class:`Failed`, so the closed loop is the same whether the
-station's RunEngine lives in this process (:class:`LocalStation`) or in bluesky-queueserver
-(:class:`sdl.facility.queue_station.QueueStation`).
+A campaign feeds one or more stations; each takes one experiment at a time, measures the
+sample and has it analysed, and reports how it went as :class:`Measured` (the features) or
+:class:`Failed` (the ``on_fault`` kind and why), so the closed loop is the same whether the
+station's RunEngine lives in this process (:class:`LocalStation`, which analyses the run
+itself) or in bluesky-queueserver (:class:`sdl.facility.queue_station.QueueStation`, whose
+runs the analysis service analyses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, cast
 
 from bluesky import RunEngine
@@ -17,9 +20,14 @@ from bluesky.utils import FailedStatus, RunEngineInterrupted
 
 from devices.epics import EpicsError
 from plans.experiment import device_error, error_text, synthesize_and_measure
-from sdl.analysis.pipeline import RunDocuments, instrument_time_s
+from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
+from sdl.analysis.pipeline import RawRun, SampleAnalysis
+from sdl.analysis.xrd.classifier import XRDClassifier
+from sdl.campaign.config import CampaignConfig
 from sdl.campaign.control import CampaignAborted
+from sdl.campaign.systems import get_system
 from sdl.lab.instruments import Instruments
+from sdl.records.vocabulary import DocumentCallback
 from simulators.faults import InstrumentFault, SetpointMissed
 
 #: Fault kind of each error an instrument may raise (checked in order; subclasses first).
@@ -99,11 +107,25 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-Evaluate = Callable[[Mapping[str, Any], Mapping[str, Any]], "dict[str, float] | Failed"]
+def build_analysis(config: CampaignConfig) -> SampleAnalysis:
+    """The analysis the campaign asks for, with its trained models loaded once."""
+    settings = config.analysis
+    segmenter = None
+    if settings.segmenter == "unet" and settings.unet_model is not None:  # the config checks
+        segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
+    classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
+    return SampleAnalysis(
+        config.instruments,
+        get_system(config.devices.system).phases,
+        zero_tolerance_deg=settings.xrd_zero_tolerance_deg,
+        segmenter=segmenter,
+        classifier=classifier,
+    )
 
 
 class LocalStation:
-    """A station whose RunEngine runs in this process, in the calling thread.
+    """A station whose RunEngine runs in this process, in the calling thread; it analyses
+    each raw run as soon as the run ends.
 
     Parameters
     ----------
@@ -111,33 +133,35 @@ class LocalStation:
         How the station is named in run metadata and logs.
     instruments
         Its reactor and detectors.
+    analysis
+        Turns a finished raw run into features (shared by stations: its models load once).
     emit
-        Receives every document the RunEngine produces (the catalog writer).
+        Receives every document the station records: its RunEngine's and the analysis runs'
+        (the catalog writer).
     checkpoint
         Called while a plan is paused; raises :class:`CampaignAborted` to abort it.
-    evaluate
-        Turns a finished raw run (start document, primary data) into features or a failure.
     """
 
     def __init__(
         self,
         name: str,
         instruments: Instruments,
-        emit: Callable[[str, Mapping[str, Any]], Any],
+        analysis: SampleAnalysis,
+        emit: DocumentCallback,
         checkpoint: Callable[[], None],
-        evaluate: Evaluate,
     ) -> None:
         self.name = name
         self.instruments = instruments
+        self.analysis = analysis
+        self._emit = emit
         self._checkpoint = checkpoint
-        self._evaluate = evaluate
         self.RE = RunEngine({}, call_returns_result=False)
         self.RE.context_managers = []  # Ctrl-C is the campaign's to handle
         self.RE.subscribe(emit)
-        self.latest_run = RunDocuments()
-        self.RE.subscribe(self.latest_run)
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
+        documents: list[tuple[str, Mapping[str, Any]]] = []
+        token = self.RE.subscribe(lambda name, doc: documents.append((name, doc)))
         try:
             uid = self._run_plan(
                 synthesize_and_measure(
@@ -150,14 +174,15 @@ class LocalStation:
             kind = fault_kind(error)
             if kind is None:
                 raise
-            start = self.latest_run.start if self.latest_run.started else {}
-            same = start.get("_id") == md["_id"] and start.get("attempt") == md["attempt"]
-            return Failed(kind, error_text(error), start["uid"] if same else None)
-        data = self.latest_run.primary_data()
-        evaluated = self._evaluate(self.latest_run.start, data)
-        if isinstance(evaluated, Failed):
-            return Failed(evaluated.kind, evaluated.reason, uid)
-        return Measured(uid, evaluated, instrument_time_s(data))
+            return Failed(kind, error_text(error), documents[0][1]["uid"] if documents else None)
+        finally:
+            self.RE.unsubscribe(token)
+        analysed = self.analysis.analyse(RawRun.from_documents(documents))
+        if analysed.problem_kind is not None:
+            return Failed(analysed.problem_kind, analysed.reason, uid)
+        for name, doc in analysed.documents():
+            self._emit(name, doc)
+        return Measured(uid, analysed.features, analysed.raw.instrument_time_s)
 
     def pause(self) -> None:
         if self.RE.state == "running":

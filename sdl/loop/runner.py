@@ -9,39 +9,26 @@ campaign's ``on_fault`` policy, and every outcome is recorded in the catalog wit
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import itertools
-import json
 import logging
 import math
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from event_model import compose_run
-
-from devices.epics import EpicsError
-from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
-from sdl.analysis.pipeline import (
-    SampleAnalysis,
-    feature_documents,
-    judge,
-)
-from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.campaign.agent import build_agent
-from sdl.campaign.config import CampaignConfig, FaultPolicy
-from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl, ControlAction
+from sdl.campaign.config import CampaignConfig
+from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
-from sdl.campaign.systems import get_system
-from sdl.facility.stream import ExitStatus
 from sdl.lab.instruments import Instruments, build_instruments
-from sdl.lab.stations import Failed, LocalStation, Measured, Station
+from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
 from sdl.loop.control_server import ControlServer, connection_file
+from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
+from sdl.loop.recording import DecisionRecorder, experiment_metadata
 from sdl.loop.resume import resumed_records
 from sdl.records.catalog import (
     BackgroundWriter,
@@ -50,6 +37,7 @@ from sdl.records.catalog import (
     open_catalog,
     raw_dir,
 )
+from sdl.records.vocabulary import ATTEMPT, ITERATION, PROPOSAL_ID
 
 logger = logging.getLogger(__name__)
 
@@ -57,30 +45,15 @@ logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_REFUSALS = 20
 
 
-def build_analysis(config: CampaignConfig, phases: Sequence[str]) -> SampleAnalysis:
-    """The analysis the campaign asks for, with its trained models loaded once."""
-    settings = config.analysis
-    segmenter = None
-    if settings.segmenter == "unet" and settings.unet_model is not None:  # the config checks
-        segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
-    classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
-    return SampleAnalysis(config.instruments, phases, segmenter=segmenter, classifier=classifier)
-
-
-def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata must be valid JSON: NaN and infinities become None."""
-    return {
-        key: None if isinstance(value, float) and not math.isfinite(value) else value
-        for key, value in values.items()
-    }
-
-
 class CampaignRunner:
     """Runs one campaign from this process: the agent, the catalog and one or more stations.
 
-    Each station makes one sample at a time; with several, each works in its own thread and
-    the agent proposes for whichever is free, counting the experiments still running as
-    pending, so no two stations are sent the same conditions.
+    The loop only: the stations measure and analyse (:mod:`sdl.lab.stations`), the fault
+    policies say what to do about a failed attempt (:mod:`sdl.loop.faults`), and the
+    decisions are recorded as runs (:mod:`sdl.loop.recording`). Each station makes one sample
+    at a time; with several, each works in its own thread and the agent proposes for whichever
+    is free, counting the experiments still running as pending, so no two stations are sent
+    the same conditions.
 
     Parameters
     ----------
@@ -102,6 +75,9 @@ class CampaignRunner:
     ----------
     control
         Pause, resume, abort, veto and inject, from any thread (see :mod:`sdl.campaign.control`).
+    analysis
+        The campaign's analysis: local stations analyse with it, and resuming analyses a
+        finished raw run that has no analysis run yet.
     """
 
     def __init__(
@@ -119,8 +95,8 @@ class CampaignRunner:
         self.data_dir = Path(config.data_dir)
         self.client = client if client is not None else open_catalog(self.data_dir, create=True)
         self.writer = BackgroundWriter(make_writer(self.client), after=self._tell_watchers)
-        system = get_system(config.devices.system)
-        self.analysis = build_analysis(config, system.phases)
+        self.recorder = DecisionRecorder(config.name, self.writer)
+        self.analysis = build_analysis(config)
         self.agent = build_agent(config)
         self.result = CampaignResult(config)
         self._watchers: list[Callable[[str, Mapping[str, Any]], Any]] = []
@@ -144,9 +120,9 @@ class CampaignRunner:
                     self.config.model_copy(update={"seed": self.config.seed + index}),
                     raw_dir(self.data_dir),
                 ),
-                self._emit,
+                self.analysis,
+                self.writer,
                 self.checkpoint,
-                self._evaluate,
             )
             for index in range(count)
         ]
@@ -169,14 +145,8 @@ class CampaignRunner:
         Ctrl-C stops at once.
         """
         try:
-            with self._ctrl_c_aborts(), self._control_server():
-                self._record(
-                    "campaign",
-                    {
-                        "config": json.loads(self.config.model_dump_json()),
-                        "versions": software_versions(),
-                    },
-                )
+            with _ctrl_c_aborts(self.control), self._control_server():
+                self.recorder.campaign(self.config)
                 with self.writer.inline():  # resume reads the catalog between its writes
                     self._resume()
                 self._loop()
@@ -198,9 +168,6 @@ class CampaignRunner:
         faults, control, refusals), after the catalog has it. A watcher's error is logged
         and never stops the campaign."""
         self._watchers.append(watcher)
-
-    def _emit(self, name: str, doc: Mapping[str, Any]) -> None:
-        self.writer(name, doc)
 
     def _tell_watchers(self, name: str, doc: Mapping[str, Any]) -> None:
         for watcher in self._watchers:
@@ -242,25 +209,6 @@ class CampaignRunner:
             yield
         finally:
             server.stop()
-
-    @contextlib.contextmanager
-    def _ctrl_c_aborts(self) -> Iterator[None]:
-        """While the campaign runs, the first Ctrl-C asks for a clean abort."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def abort(signum: int, frame: Any) -> None:
-            if self.control.aborted is not None:
-                raise KeyboardInterrupt
-            print("stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr)
-            self.control.abort(CTRL_C, "interrupted from the keyboard")
-
-        previous = signal.signal(signal.SIGINT, abort)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _loop(self) -> None:
         """Every station takes experiments until the campaign is done; with several, each in
@@ -306,9 +254,10 @@ class CampaignRunner:
                         return
                 proposal, proposed_by = self._next_proposal()
                 conditions = {name: float(proposal[name]) for name in self.config.search_space}
-                problem = self._with_retry(
-                    partial(self._refusal_reason, conditions),
+                problem = with_disconnect_retries(
+                    partial(refusal_reason, conditions, self.config.search_space, self._reactor),
                     "checking the proposal against the device limits",
+                    self.config.on_fault.disconnect,
                 )
                 veto = (
                     self.control.take_veto() if problem is None and proposed_by == "agent" else None
@@ -324,7 +273,14 @@ class CampaignRunner:
                         )
                     continue
                 refusals = 0
-                md = self._run_metadata(proposal, proposed_by, station)
+                md = experiment_metadata(
+                    self.config,
+                    self._started,
+                    proposal[PROPOSAL_ID],
+                    proposed_by,
+                    station.name,
+                    self.agent.report().get(proposal[PROPOSAL_ID], {}),
+                )
                 self._started += 1
             self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
             if self.on_experiment:
@@ -341,13 +297,7 @@ class CampaignRunner:
                 return proposal, injection.who
             except ValueError as error:  # e.g. it breaks a linear constraint of the space
                 reason = f"injected by {injection.who}, refused by the search space: {error}"
-                logger.warning("%s", reason)
-                self._record(
-                    "refused-proposal",
-                    {"_id": None, "reason": reason, "conditions": _json_safe(conditions)},
-                    status="abort",
-                    reason=reason,
-                )
+                self.recorder.refused(None, conditions, reason)
                 self.result.refused += 1
         (proposal,) = self.agent.suggest(1)
         return proposal, "agent"
@@ -372,71 +322,30 @@ class CampaignRunner:
         for station in self.stations:
             station.pause()
 
-    def _refusal_reason(self, conditions: Mapping[str, float]) -> str | None:
-        return refusal_reason(conditions, self.config.search_space, self._reactor)
-
-    def _record(
-        self,
-        purpose: str,
-        metadata: Mapping[str, Any],
-        *,
-        status: ExitStatus = "success",
-        reason: str = "",
-    ) -> None:
-        """A run of only a start and a stop document: a decision, kept in the catalog."""
-        bundle = compose_run(
-            metadata={"purpose": purpose, "campaign_id": self.config.name, **metadata}
-        )
-        self._emit("start", bundle.start_doc)
-        self._emit("stop", bundle.compose_stop(exit_status=status, reason=reason))
-
     def _refuse(
         self, proposal: Mapping[str, Any], conditions: Mapping[str, float], reason: str
     ) -> None:
         """Record a refused proposal in the catalog and tell the agent it failed."""
-        logger.warning("refused proposal %s: %s", proposal["_id"], reason)
-        self._record(
-            "refused-proposal",
-            {"_id": proposal["_id"], "reason": reason, "conditions": _json_safe(conditions)},
-            status="abort",
-            reason=reason,
-        )
+        self.recorder.refused(proposal[PROPOSAL_ID], conditions, reason)
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
     def _record_control(self) -> None:
         for request in self.control.take_log():
-            self._record("control", _control_metadata(request))
-
-    def _run_metadata(
-        self, proposal: Mapping[str, Any], proposed_by: str, station: Station
-    ) -> dict[str, Any]:
-        """What the raw run records about why it was made (the agent's belief included)."""
-        return {
-            "campaign_id": self.config.name,
-            "iteration": self._started,
-            "_id": proposal["_id"],
-            "agent": self.config.agent.name,
-            "proposed_by": proposed_by,
-            "station": station.name,
-            "seed": self.config.seed,
-            "objectives": [o.model_dump() for o in self.config.objectives],
-            "agent_belief": _json_safe(self.agent.report().get(proposal["_id"], {})),
-        }
+            self.recorder.control(request)
 
     def _experiment(
         self, station: Station, md: Mapping[str, Any], conditions: dict[str, float]
     ) -> None:
         """Make and measure one sample, applying the fault policy until it succeeds or not."""
-        iteration, proposal_id = md["iteration"], md["_id"]
-        tries: dict[str, int] = {}
+        faults = ExperimentFaults(self.config.on_fault, md, conditions)
         for attempt in itertools.count(1):
-            outcome = station.attempt(conditions, {**md, "attempt": attempt})
+            outcome = station.attempt(conditions, {**md, ATTEMPT: attempt})
             if isinstance(outcome, Measured):
                 self._keep(
                     ExperimentRecord(
-                        iteration,
-                        proposal_id,
+                        md[ITERATION],
+                        md[PROPOSAL_ID],
                         conditions,
                         outcome.features,
                         outcome.raw_uid,
@@ -445,26 +354,15 @@ class CampaignRunner:
                     )
                 )
                 return
-            tries[outcome.kind] = tries.get(outcome.kind, 0) + 1
-            policy = getattr(self.config.on_fault, outcome.kind)
-            fault = Fault(
-                outcome.kind,
-                outcome.reason,
-                iteration,
-                proposal_id,
-                attempt,
-                _decision(policy, tries[outcome.kind]),
-                outcome.raw_uid,
-                conditions,
-            )
+            fault = faults.decide(outcome, attempt)
             self._record_fault(fault)
             if fault.action == "retry":
-                time.sleep(policy.retry_delay_s)
+                faults.wait_to_retry(fault)
             elif fault.action == "skip":
                 self._keep(
                     ExperimentRecord(
-                        iteration,
-                        proposal_id,
+                        md[ITERATION],
+                        md[PROPOSAL_ID],
                         conditions,
                         {},
                         fault.raw_uid or "",
@@ -484,66 +382,13 @@ class CampaignRunner:
             self._tell_agent(record)
             self.result.records.append(record)
 
-    def _evaluate(
-        self, start: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> dict[str, float] | Failed:
-        """Features of a raw run, recorded as an analysis run; or why they cannot be had."""
-        judged = judge(self.analysis, data, self.config.analysis.xrd_zero_tolerance_deg)
-        if isinstance(judged, tuple):
-            return Failed(*judged)
-        for name, doc in feature_documents(start, judged):
-            self._emit(name, doc)
-        return judged
-
     def _record_fault(self, fault: Fault) -> None:
-        log = logger.error if fault.action in ("abort", "pause") else logger.warning
-        log(
-            "experiment %d attempt %d: %s (%s) -> %s",
-            fault.iteration,
-            fault.attempt,
-            fault.kind,
-            fault.reason,
-            fault.action,
-        )
         with self._lock:
-            self._record(
-                "fault",
-                {
-                    "iteration": fault.iteration,
-                    "_id": fault.proposal_id,
-                    "conditions": _json_safe(fault.conditions),
-                    "attempt": fault.attempt,
-                    "kind": fault.kind,
-                    "action": fault.action,
-                    "raw_uid": fault.raw_uid,
-                    "reason": fault.reason,
-                },
-            )
+            self.recorder.fault(fault)
             self.result.faults.append(fault)
 
-    def _with_retry(self, action: Callable[[], Any], what: str) -> Any:
-        """Do ``action``; when a PV is lost, apply the ``disconnect`` policy's retries."""
-        policy = self.config.on_fault.disconnect
-        tries = 1 + (policy.retries if policy.action == "retry" else 0)
-        for attempt in range(1, tries + 1):
-            try:
-                return action()
-            except EpicsError as error:
-                if attempt == tries:
-                    raise CampaignAborted(f"{what}: {error}") from error
-                logger.warning(
-                    "%s, attempt %d of %d: %s; retrying in %g s",
-                    what,
-                    attempt,
-                    tries,
-                    error,
-                    policy.retry_delay_s,
-                )
-                time.sleep(policy.retry_delay_s)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
     def _tell_agent(self, record: ExperimentRecord) -> None:
-        point = {**record.conditions, "_id": record.proposal_id}
+        point = {**record.conditions, PROPOSAL_ID: record.proposal_id}
         if record.failed or not all(
             math.isfinite(record.features.get(name, math.nan))
             for name in self.result.objective_names
@@ -555,7 +400,7 @@ class CampaignRunner:
     def _resume(self) -> None:
         """Read this campaign's finished experiments back from the catalog into a fresh agent."""
         for record in resumed_records(
-            self.client, self.config.name, self._evaluate, self._record_fault
+            self.client, self.config.name, self.analysis, self.writer, self._record_fault
         ):
             self._keep(record)
         self._started = len(self.result.records)
@@ -567,33 +412,24 @@ class CampaignRunner:
             )
 
 
-#: Packages whose versions decide what a campaign did; recorded with every (re)start.
-RECORDED_PACKAGES = (
-    "sdl",
-    "bluesky",
-    "ophyd",
-    "event-model",
-    "tiled",
-    "botorch",
-    "gpytorch",
-    "torch",
-    "numpy",
-    "scipy",
-    "pymatgen",
-    "scikit-image",
-    "caproto",
-)
+@contextlib.contextmanager
+def _ctrl_c_aborts(control: CampaignControl) -> Iterator[None]:
+    """While the campaign runs, the first Ctrl-C asks ``control`` for a clean abort."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def abort(signum: int, frame: Any) -> None:
+        if control.aborted is not None:
+            raise KeyboardInterrupt
+        print("stopping after the current step (Ctrl-C again to stop at once)", file=sys.stderr)
+        control.abort(CTRL_C, "interrupted from the keyboard")
 
-def software_versions() -> dict[str, str]:
-    """Installed versions of :data:`RECORDED_PACKAGES`, plus Python's."""
-    versions = {"python": sys.version.split()[0]}
-    for package in RECORDED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    previous = signal.signal(signal.SIGINT, abort)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def refusal_reason(
@@ -621,20 +457,3 @@ def refusal_reason(
     except ValueError as error:
         return str(error)
     return None
-
-
-def _decision(policy: FaultPolicy, tries: int) -> str:
-    """The policy's action for the ``tries``-th fault of one kind in one experiment."""
-    if policy.action != "retry":
-        return policy.action
-    return "retry" if tries <= policy.retries else policy.then
-
-
-def _control_metadata(request: ControlAction) -> dict[str, Any]:
-    return {
-        "action": request.action,
-        "who": request.who,
-        "reason": request.reason,
-        "requested_at": request.time,
-        **({"conditions": dict(request.conditions)} if request.conditions else {}),
-    }

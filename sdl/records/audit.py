@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdl.records.catalog import campaign_runs
+from sdl.records.catalog import campaign_runs, exit_status
+from sdl.records.vocabulary import (
+    ITERATION,
+    PROPOSAL_ID,
+    RAW_UID,
+    SUCCESS,
+    Purpose,
+)
 
 
 @dataclass
@@ -38,30 +45,24 @@ class CampaignAudit:
         return not (self.lost or self.duplicated or self.limit_violations or self.gaps)
 
 
-def exit_status(run: Any) -> str | None:
-    """A run's exit status, or None if it never stopped."""
-    stop = run.metadata.get("stop")  # absent if the process died during the run
-    return stop["exit_status"] if stop else None
-
-
 def audit_campaign(
     client: Any, campaign_id: str, limits: Mapping[str, tuple[float, float, str]]
 ) -> CampaignAudit:
     """Audit campaign ``campaign_id`` in ``client`` against the reactor's safe ``limits``."""
     audit = CampaignAudit()
     analysed = {
-        run.metadata["start"]["raw_uid"]
-        for run in campaign_runs(client, campaign_id, "analysis")
-        if exit_status(run) == "success"
+        run.metadata["start"][RAW_UID]
+        for run in campaign_runs(client, campaign_id, Purpose.ANALYSIS)
+        if exit_status(run) == SUCCESS
     }
-    faults = [run.metadata["start"] for run in campaign_runs(client, campaign_id, "fault")]
+    faults = [run.metadata["start"] for run in campaign_runs(client, campaign_id, Purpose.FAULT)]
     audit.faults.update(fault["kind"] for fault in faults)
-    judged = {fault["raw_uid"] for fault in faults}
-    skipped_ids = {fault["_id"] for fault in faults if fault["action"] == "skip"}
-    audit.refused = len(campaign_runs(client, campaign_id, "refused-proposal"))
+    judged = {fault[RAW_UID] for fault in faults}
+    skipped_ids = {fault[PROPOSAL_ID] for fault in faults if fault["action"] == "skip"}
+    audit.refused = len(campaign_runs(client, campaign_id, Purpose.REFUSED_PROPOSAL))
     iterations: Counter[int] = Counter()
     proposals: Counter[str] = Counter()
-    for run in campaign_runs(client, campaign_id, "experiment"):
+    for run in campaign_runs(client, campaign_id, Purpose.EXPERIMENT):
         start = run.metadata["start"]
         for name, value in start["conditions"].items():
             low, high, unit = limits[name]
@@ -70,9 +71,9 @@ def audit_campaign(
                     f"{start['uid']}: {name}={value:g} {unit} outside [{low:g}, {high:g}]"
                 )
         if start["uid"] in analysed:
-            iterations[start["iteration"]] += 1
-            proposals[start["_id"]] += 1
-        elif exit_status(run) == "success" and start["uid"] not in judged:
+            iterations[start[ITERATION]] += 1
+            proposals[start[PROPOSAL_ID]] += 1
+        elif exit_status(run) == SUCCESS and start["uid"] not in judged:
             audit.lost.append(start["uid"])
     audit.duplicated = sorted(
         [f"iteration {i}" for i, n in iterations.items() if n > 1]
@@ -81,9 +82,9 @@ def audit_campaign(
     audit.kept = len(proposals)
     audit.skipped = len(skipped_ids - set(proposals))
     skipped_iterations = {
-        fault["iteration"]
+        fault[ITERATION]
         for fault in faults
-        if fault["action"] == "skip" and fault["_id"] not in proposals
+        if fault["action"] == "skip" and fault[PROPOSAL_ID] not in proposals
     }
     counted = set(iterations) | skipped_iterations
     audit.gaps = sorted(set(range(max(counted, default=-1) + 1)) - counted)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bluesky_tiled_plugins import TiledWriter
 from tiled.catalog import from_uri as catalog_from_uri
 from tiled.client import from_context
@@ -30,6 +31,7 @@ from tiled.queries import Key
 from tiled.server.app import build_app
 
 from sdl.records.errors import CatalogError
+from sdl.records.vocabulary import CAMPAIGN_ID, FEATURES_STREAM, PURPOSE, ExitStatus, Purpose
 
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
@@ -94,13 +96,25 @@ def make_writer(client: Any) -> TiledWriter:
     return TiledWriter(client)
 
 
-def campaign_runs(client: Any, campaign_id: str, purpose: str) -> list[Any]:
-    """Runs of one campaign with the given purpose (``experiment`` or ``analysis``), in order."""
-    results = client.search(Key("start.campaign_id") == campaign_id).search(
-        Key("start.purpose") == purpose
+def campaign_runs(client: Any, campaign_id: str, purpose: Purpose) -> list[Any]:
+    """Runs of one campaign with the given purpose, in the order they started."""
+    results = client.search(Key(f"start.{CAMPAIGN_ID}") == campaign_id).search(
+        Key(f"start.{PURPOSE}") == purpose
     )
     runs = list(results.values())
     return sorted(runs, key=lambda run: run.metadata["start"]["time"])
+
+
+def exit_status(run: Any) -> ExitStatus | None:
+    """A run's exit status, or None if it never stopped."""
+    stop = run.metadata.get("stop")  # absent if the process died during the run
+    return stop["exit_status"] if stop else None
+
+
+def recorded_features(run: Any) -> dict[str, float]:
+    """The features an analysis run recorded (its one ``features`` event)."""
+    features = run[FEATURES_STREAM].read()
+    return {key: float(np.asarray(features[key])[0]) for key in features.data_vars}
 
 
 class BackgroundWriter:

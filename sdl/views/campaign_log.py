@@ -3,8 +3,8 @@
 :class:`CampaignLog` is filled from run metadata, the same whether the runs come out of the
 catalog (:func:`campaign_log_from_catalog`, for the HTML report and for a dashboard that
 joins a campaign already under way) or arrive as Bluesky documents while the campaign runs
-(:class:`DocumentFeed`, a document callback: in-process today, behind a ZeroMQ
-``RemoteDispatcher`` in the distributed mode). Nothing here reads a live runner.
+(:class:`DocumentFeed`, a document callback that routes them run by run: in-process, or fed
+by the ZeroMQ document stream in the distributed mode). Nothing here reads a live runner.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from event_model import DocumentRouter, Event
 
-from sdl.analysis.pipeline import (
-    Measurements,
-    RunDocuments,
-    instrument_time_s,
-    measurements_from_data,
-)
+from sdl.analysis.pipeline import Measurements, RawRun, measurements_from_data
 from sdl.campaign.results import outcomes_feasible
-from sdl.records.audit import exit_status
-from sdl.records.catalog import campaign_runs
-
-#: Purposes of the runs a campaign records, besides its experiment and analysis runs.
-DECISION_PURPOSES = ("campaign", "fault", "control", "refused-proposal")
+from sdl.records.catalog import campaign_runs, exit_status, recorded_features
+from sdl.records.routing import RunCallback, RunCallbacks, RunCollector, RunFollower
+from sdl.records.vocabulary import (
+    ATTEMPT,
+    CAMPAIGN_ID,
+    DECISION_PURPOSES,
+    FEATURES_STREAM,
+    ITERATION,
+    PROPOSAL_ID,
+    PURPOSE,
+    RAW_UID,
+    SUCCESS,
+    Purpose,
+)
 
 
 @dataclass
@@ -78,14 +82,14 @@ class CampaignLog:
 
     def add_start(self, start: Mapping[str, Any]) -> None:
         """Record a run's start document (experiments and decisions; others are ignored)."""
-        purpose = start.get("purpose")
+        purpose = start.get(PURPOSE)
         with self.lock:
-            if purpose == "experiment":
+            if purpose == Purpose.EXPERIMENT:
                 self._experiments[start["uid"]] = Experiment(
                     raw_uid=start["uid"],
-                    iteration=int(start["iteration"]),
-                    attempt=int(start.get("attempt", 1)),
-                    proposal_id=start["_id"],
+                    iteration=int(start[ITERATION]),
+                    attempt=int(start.get(ATTEMPT, 1)),
+                    proposal_id=start[PROPOSAL_ID],
                     proposed_by=start.get("proposed_by", "agent"),
                     conditions=dict(start.get("conditions", {})),
                     belief={
@@ -93,16 +97,18 @@ class CampaignLog:
                     },
                     started_at=float(start["time"]),
                 )
-            elif purpose == "campaign":
+            elif purpose == Purpose.CAMPAIGN:
                 self.config = dict(start.get("config", {}))
                 self.versions = dict(start.get("versions", {}))
                 if self.started_at is None:
                     self.started_at = float(start["time"])
             elif purpose in DECISION_PURPOSES:
                 entry = {key: value for key, value in start.items() if key != "config"}
-                {"fault": self.faults, "control": self.controls, "refused-proposal": self.refused}[
-                    purpose
-                ].append(entry)
+                {
+                    Purpose.FAULT: self.faults,
+                    Purpose.CONTROL: self.controls,
+                    Purpose.REFUSED_PROPOSAL: self.refused,
+                }[purpose].append(entry)
             else:
                 return
             self.version += 1
@@ -170,7 +176,7 @@ class CampaignLog:
         """Experiments that count against the budget: one per iteration that ended."""
         return len(
             {e.iteration for e in self.experiments if e.features}
-            | {int(f["iteration"]) for f in self.faults if f.get("action") == "skip"}
+            | {int(f[ITERATION]) for f in self.faults if f.get("action") == "skip"}
         )
 
     def summary(self) -> dict[str, Any]:
@@ -220,22 +226,17 @@ class CampaignLog:
             }
 
 
-def _features_of(run: Any) -> dict[str, float]:
-    features = run["features"].read()
-    return {key: float(np.asarray(features[key])[0]) for key in features.data_vars}
-
-
 def campaign_log_from_catalog(client: Any, campaign_id: str) -> CampaignLog:
     """Everything the catalog holds about one campaign, as a :class:`CampaignLog`."""
     log = CampaignLog(campaign_id)
-    for purpose in ("experiment", *DECISION_PURPOSES):
+    for purpose in (Purpose.EXPERIMENT, *DECISION_PURPOSES):
         for run in campaign_runs(client, campaign_id, purpose):
             log.add_start(run.metadata["start"])
-            if purpose == "experiment" and run.metadata.get("stop"):
+            if purpose == Purpose.EXPERIMENT and run.metadata.get("stop"):
                 log.add_stop(run.metadata["stop"])
-    for run in campaign_runs(client, campaign_id, "analysis"):
-        if exit_status(run) == "success":
-            log.add_features(run.metadata["start"]["raw_uid"], _features_of(run))
+    for run in campaign_runs(client, campaign_id, Purpose.ANALYSIS):
+        if exit_status(run) == SUCCESS:
+            log.add_features(run.metadata["start"][RAW_UID], recorded_features(run))
     return log
 
 
@@ -243,10 +244,12 @@ class DocumentFeed:
     """A Bluesky document callback that keeps a :class:`CampaignLog` up to date.
 
     Subscribe it to every document the campaign produces (its RunEngine and whatever writes
-    analysis and decision runs); in the distributed mode, to a ZeroMQ ``RemoteDispatcher``
-    of the campaign's document stream. When an experiment run ends, ``on_measured`` is
-    called with its raw uid and filled :class:`Measurements` (the micrograph read from its
-    file), from the thread that delivered the stop document, so keep it quick.
+    analysis and decision runs); in the distributed mode, to the campaign's document stream.
+    It follows each run of the campaign from its start (event-model's ``RunRouter``), so runs
+    that interleave (several stations, a decision recorded during a paused experiment) do not
+    mix. When an experiment run ends, ``on_measured`` is called with its raw uid and filled
+    :class:`Measurements` (the micrograph read from its file), from the thread that delivered
+    the stop document, so keep it quick.
 
     Parameters
     ----------
@@ -261,62 +264,48 @@ class DocumentFeed:
     ) -> None:
         self.log = log
         self.on_measured = on_measured
-        self._analysis_runs: dict[str, str] = {}
-        self._feature_descriptors: dict[str, str] = {}
-        self._experiment: RunDocuments | None = None
-        self._descriptors: set[str] = set()
+        self._router = RunFollower([self._follow])
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
-        if name == "start":
-            self._start(doc)
-        elif name == "descriptor" and doc.get("name") == "features":
-            raw_uid = self._analysis_runs.get(doc["run_start"])
-            if raw_uid is not None:
-                self._feature_descriptors[doc["uid"]] = raw_uid
-        elif name == "event" and doc.get("descriptor") in self._feature_descriptors:
-            self.log.add_features(self._feature_descriptors[doc["descriptor"]], doc["data"])
-        elif name == "stop":
-            self._stop(doc)
-        experiment = self._experiment
-        if experiment is not None and name != "stop" and self._of_experiment(name, doc):
-            experiment(name, doc)
+        self._router(name, doc)
 
-    def _of_experiment(self, name: str, doc: Mapping[str, Any]) -> bool:
-        """Whether ``doc`` belongs to the experiment run in progress (not to a decision run
-        recorded while it was paused)."""
-        if self._experiment is None or name == "start":
-            return False
-        uid = self._experiment.start["uid"]
-        if name == "descriptor":
-            if doc.get("run_start") != uid:
-                return False
-            self._descriptors.add(doc["uid"])
-            return True
-        if name == "event":
-            return doc.get("descriptor") in self._descriptors
-        return doc.get("run_start", uid) == uid
+    def _follow(self, name: str, start: Mapping[str, Any]) -> RunCallbacks:
+        """Log the campaign's runs: experiments whole, analysis runs by their features."""
+        if start.get(CAMPAIGN_ID) != self.log.campaign_id:
+            return [], []
+        self.log.add_start(start)
+        purpose = start.get(PURPOSE)
+        if purpose == Purpose.EXPERIMENT:
+            return [RunCollector(self._experiment_ended)], []
+        if purpose == Purpose.ANALYSIS:
+            raw_uid = start[RAW_UID]
 
-    def _start(self, doc: Mapping[str, Any]) -> None:
-        if doc.get("campaign_id") != self.log.campaign_id:
-            return
-        if doc.get("purpose") == "analysis":
-            self._analysis_runs[doc["uid"]] = doc["raw_uid"]
-        elif doc.get("purpose") == "experiment":
-            self._experiment = RunDocuments()
-            self._experiment("start", doc)
-            self._descriptors = set()
-        self.log.add_start(doc)
+            def features(name: str, descriptor: Mapping[str, Any]) -> list[RunCallback]:
+                if descriptor["name"] != FEATURES_STREAM:
+                    return []
+                return [_Features(self.log, raw_uid)]
 
-    def _stop(self, doc: Mapping[str, Any]) -> None:
-        self.log.add_stop(doc)
-        experiment = self._experiment
-        if experiment is None or doc.get("run_start") != experiment.start["uid"]:
+            return [], [features]
+        return [], []
+
+    def _experiment_ended(self, documents: list[tuple[str, Mapping[str, Any]]]) -> None:
+        stop = documents[-1][1]
+        self.log.add_stop(stop)
+        if stop.get("exit_status") != SUCCESS:
             return
-        self._experiment = None
-        if doc.get("exit_status") != "success":
-            return
-        experiment("stop", doc)
-        data = experiment.primary_data()
-        self.log.add_instrument_time(doc["run_start"], instrument_time_s(data))
+        raw = RawRun.from_documents(documents)
+        self.log.add_instrument_time(stop["run_start"], raw.instrument_time_s)
         if self.on_measured is not None:
-            self.on_measured(doc["run_start"], measurements_from_data(data))
+            self.on_measured(stop["run_start"], measurements_from_data(raw.data))
+
+
+class _Features(DocumentRouter):
+    """Puts the features events of one analysis run into the log, for its raw run."""
+
+    def __init__(self, log: CampaignLog, raw_uid: str) -> None:
+        self._log = log
+        self._raw_uid = raw_uid
+
+    def event(self, doc: Event) -> Event:
+        self._log.add_features(self._raw_uid, doc["data"])
+        return doc

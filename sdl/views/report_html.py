@@ -31,6 +31,7 @@ from sdl.campaign.results import (
 )
 from sdl.campaign.systems import get_system
 from sdl.records.catalog import CATALOG_FILE
+from sdl.records.vocabulary import ATTEMPT, ITERATION, PROPOSAL_ID, RAW_UID
 from sdl.views.campaign_log import CampaignLog, campaign_log_from_catalog
 from sdl.views.figures import (
     _LAYOUT,
@@ -107,9 +108,7 @@ def _experiment_rows(
         "raw data",
     ]
     faults = {
-        f["raw_uid"]: f"{f.get('kind')} -> {f.get('action')}"
-        for f in log.faults
-        if f.get("raw_uid")
+        f[RAW_UID]: f"{f.get('kind')} -> {f.get('action')}" for f in log.faults if f.get(RAW_UID)
     }
     rows, classes = [], []
     for e in log.experiments:
@@ -306,12 +305,12 @@ def _decisions(log: CampaignLog) -> str:
         [
             [
                 _time(f["time"]),
-                int(f.get("iteration", -1)) + 1,
-                f.get("attempt", ""),
+                int(f.get(ITERATION, -1)) + 1,
+                f.get(ATTEMPT, ""),
                 f.get("kind", ""),
                 f.get("action", ""),
                 f.get("reason", ""),
-                f.get("raw_uid") or "",
+                f.get(RAW_UID) or "",
             ]
             for f in log.faults
         ],
@@ -336,7 +335,7 @@ def _decisions(log: CampaignLog) -> str:
         [
             [
                 _time(r["time"]),
-                r.get("_id", ""),
+                r.get(PROPOSAL_ID, ""),
                 r.get("reason", ""),
                 ", ".join(
                     f"{k}={v:.4g}" for k, v in (r.get("conditions") or {}).items() if v is not None

@@ -1,7 +1,8 @@
 """Streaming XRD analysis: a bluesky callback that analyses every pattern as its event arrives.
 
 Subscribe an :class:`XRDStreamAnalysis` to a RunEngine (``RE.subscribe(callback)``) or to a
-ZeroMQ ``RemoteDispatcher``: for each raw run it opens an analysis run (``purpose:
+ZeroMQ ``RemoteDispatcher``: it routes the documents run by run (event-model's ``RunRouter``,
+so interleaved runs do not mix), and for each raw run it opens an analysis run (``purpose:
 analysis``, ``raw_uid``, the raw run's campaign keys), emits one ``xrd_features`` event per
 pattern event (``event`` or ``event_page``) and closes it when the raw run stops, passing
 these documents to ``emit`` (e.g. a TiledWriter or a Publisher), so reduced data flows on as
@@ -19,15 +20,22 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-from event_model import ComposeRunBundle, EventPage, compose_run, unpack_event_page
+from event_model import (
+    ComposeDescriptorBundle,
+    ComposeRunBundle,
+    DocumentRouter,
+    Event,
+    compose_run,
+)
 
 from physics.phases import TIO2_POLYMORPHS
 from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
-from sdl.facility.stream import DocumentCallback, ExitStatus
+from sdl.records.routing import RunCallbacks, RunFollower
+from sdl.records.vocabulary import PURPOSE, SUCCESS, DocumentCallback, Purpose, links_to
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +76,7 @@ class XRDStreamAnalysis:
     analysis
         ``(two_theta_deg, counts) -> features``.
     emit
-        Receives the analysis run's documents; None keeps only :attr:`results`.
+        Receives the analysis runs' documents; None keeps only :attr:`results`.
     counts_key, two_theta_key
         Data keys of the pattern in the raw events.
     keep
@@ -90,28 +98,20 @@ class XRDStreamAnalysis:
         #: ``(raw run uid, event seq_num, features)`` of the latest analysed patterns.
         self.results: deque[tuple[str, int, dict[str, float]]] = deque(maxlen=keep)
         self.failures = 0
-        self._start: Mapping[str, Any] | None = None
-        self._bundle: ComposeRunBundle | None = None
-        self._descriptor: Any = None
+        self._router = RunFollower([self._follow])
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
-        if name == "start":
-            self._close()
-            self._start = doc
-        elif name == "event":
-            self._event(doc)
-        elif name == "event_page":
-            for event in unpack_event_page(cast(EventPage, doc)):
-                self._event(event)
-        elif name == "stop":
-            self._close(doc.get("exit_status", "success"))
-            self._start = None
+        self._router(name, doc)
 
-    def _event(self, event: Mapping[str, Any]) -> None:
+    def _follow(self, name: str, start: Mapping[str, Any]) -> RunCallbacks:
+        return [_PatternRun(self, start)], []
+
+    def features(self, event: Mapping[str, Any], raw_uid: str) -> dict[str, float] | None:
+        """The features of one event's pattern; None if it has none or the analysis refuses it
+        (logged and counted in :attr:`failures`)."""
         data = event["data"]
         if self.counts_key not in data or self.two_theta_key not in data:
-            return
-        raw_uid = self._start["uid"] if self._start else ""
+            return None
         try:
             features = {
                 key: float(value)
@@ -125,36 +125,49 @@ class XRDStreamAnalysis:
             logger.warning(
                 "pattern %s of run %s not analysed: %s", event.get("seq_num"), raw_uid, error
             )
-            return
+            return None
         self.results.append((raw_uid, int(event.get("seq_num", 0)), features))
-        if self.emit is not None:
-            self._emit_event(features)
+        return features
 
-    def _emit_event(self, features: dict[str, float]) -> None:
-        assert self.emit is not None
-        if self._bundle is None:
-            start = self._start or {"uid": ""}
-            links = {k: start[k] for k in ("campaign_id", "iteration", "_id") if k in start}
+
+class _PatternRun(DocumentRouter):
+    """One raw run followed by an :class:`XRDStreamAnalysis`: its analysis run, opened at the
+    first analysed pattern and closed when the raw run stops."""
+
+    def __init__(self, stream: XRDStreamAnalysis, raw_start: Mapping[str, Any]) -> None:
+        self._stream = stream
+        self._raw_start = raw_start
+        self._bundle: ComposeRunBundle | None = None
+        self._descriptor: ComposeDescriptorBundle | None = None
+
+    def event(self, doc: Event) -> Event:
+        features = self._stream.features(doc, self._raw_start["uid"])
+        if features is not None and self._stream.emit is not None:
+            self._emit_event(self._stream.emit, features)
+        return doc
+
+    def _emit_event(self, emit: DocumentCallback, features: dict[str, float]) -> None:
+        if self._bundle is None or self._descriptor is None:
             self._bundle = compose_run(
-                metadata={"purpose": "analysis", "raw_uid": start["uid"], "streamed": True, **links}
+                metadata={PURPOSE: Purpose.ANALYSIS, "streamed": True, **links_to(self._raw_start)}
             )
-            self.emit("start", self._bundle.start_doc)
-            data_keys = {
+            emit("start", self._bundle.start_doc)
+            data_keys: dict[str, Any] = {
                 name: {"source": "sdl.analysis.xrd.stream", "dtype": "number", "shape": []}
                 for name in features
             }
             self._descriptor = self._bundle.compose_descriptor(
                 name="xrd_features", data_keys=data_keys
             )
-            self.emit("descriptor", self._descriptor.descriptor_doc)
+            emit("descriptor", self._descriptor.descriptor_doc)
         now = time.time()
-        self.emit(
+        emit(
             "event",
             self._descriptor.compose_event(data=features, timestamps=dict.fromkeys(features, now)),
         )
 
-    def _close(self, exit_status: ExitStatus = "success") -> None:
-        if self._bundle is not None and self.emit is not None:
-            self.emit("stop", self._bundle.compose_stop(exit_status=exit_status))
-        self._bundle = None
-        self._descriptor = None
+    def stop(self, doc: Any) -> None:
+        if self._bundle is not None and self._stream.emit is not None:
+            self._stream.emit(
+                "stop", self._bundle.compose_stop(exit_status=doc.get("exit_status", SUCCESS))
+            )
