@@ -244,6 +244,38 @@ class AnalysisConfig(_Strict):
         return self
 
 
+class QueueserverConfig(_Strict):
+    """How the agent service's requests to each station's queueserver ride out a loaded host.
+
+    A request that gets no answer within ``request_timeout_s`` is sent again after a back-off
+    (``backoff_s``, doubled each retry up to ``max_backoff_s``, with jitter); only a request
+    that times out on all ``1 + retries`` tries makes the attempt a ``disconnect`` fault (see
+    ``on_fault.disconnect``). The defaults give up after about 65 s without an answer.
+    """
+
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="wait for one answer before the try times out"
+    )
+    retries: int = Field(
+        default=4, ge=0, le=20, description="tries after a timed-out one, before a disconnect"
+    )
+    backoff_s: float = Field(
+        default=1.0, ge=0, le=600, description="wait before the first retry; doubles each retry"
+    )
+    max_backoff_s: float = Field(
+        default=30.0, ge=0, le=3600, description="longest wait between two tries"
+    )
+
+    @model_validator(mode="after")
+    def _backoff_within_its_cap(self) -> QueueserverConfig:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError(
+                f"max_backoff_s must be at least backoff_s ({self.backoff_s:g} s), "
+                f"got {self.max_backoff_s:g} s"
+            )
+        return self
+
+
 class DevicesConfig(_Strict):
     """Which instruments back the campaign; only this section changes to go to hardware."""
 
@@ -285,6 +317,11 @@ class DevicesConfig(_Strict):
         ge=1,
         le=64,
         description="identical reactor+instrument stations working side by side (backend: sim)",
+    )
+    queueserver: QueueserverConfig = Field(
+        default_factory=QueueserverConfig,
+        description="timeouts and retries of requests to the stations' queueservers "
+        "(sdl stack, sdl agent-service)",
     )
 
     @model_validator(mode="after")

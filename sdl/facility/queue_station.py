@@ -5,23 +5,26 @@ fault policies, same records) whose stations are bluesky-queueservers: each expe
 ``sdl_experiment`` plan added to a station's queue with bluesky-queueserver-api, and its
 outcome (the raw run's stop, then the analysis service's features) is read off the document
 stream. Nothing here unpickles: the stream is msgpack (:mod:`sdl.facility.stream`), the queueserver
-API is JSON.
+API is JSON. Every request to a queueserver goes through :class:`QueueRequests`, which rides out
+requests that time out on a loaded host (``devices.queueserver`` in the campaign file).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
 from event_model import DocumentRouter, Event
 
 from sdl.analysis.pipeline import instrument_time_s
+from sdl.campaign.config import QueueserverConfig
 from sdl.campaign.control import CampaignAborted
 from sdl.lab.stations import Failed, Measured, fault_kind_of_reason
 from sdl.records.routing import RunCallbacks, RunFollower
@@ -37,6 +40,8 @@ from sdl.records.vocabulary import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The plan of :mod:`sdl.facility.qserver_startup` that a queue station runs.
 EXPERIMENT_PLAN = "sdl_experiment"
@@ -149,6 +154,158 @@ def _reason(stop: Mapping[str, Any]) -> str:
     return str(stop.get("reason") or stop.get("exit_status", ""))
 
 
+class QueueserverNotAnswering(ConnectionError):
+    """A queueserver request that timed out on every try its policy allows; the message names
+    the station, its address and the request."""
+
+
+def backoff_s(policy: QueueserverConfig, retry: int, rng: random.Random) -> float:
+    """The wait before retry number ``retry`` (1, 2, ...) of one request.
+
+    ``policy.backoff_s`` doubled for each retry before this one, capped at
+    ``policy.max_backoff_s``, then drawn from the upper half of that (jitter), so that
+    stations which timed out together do not all ask again together.
+    """
+    cap = min(policy.max_backoff_s, policy.backoff_s * 2.0 ** (retry - 1))
+    return cap * rng.uniform(0.5, 1.0)
+
+
+class QueueRequests:
+    """Sends a station's requests to its queueserver, trying again those that time out.
+
+    A request that times out may or may not have reached the queueserver: the reply may be
+    what was lost. Reads (:meth:`ask`) are sent again as they are. A request that changes
+    the queueserver's state (:meth:`tell`) is sent again only after asking the queueserver
+    whether the timed-out try already took effect: adding the same plan twice would run the
+    experiment twice (the queueserver gives every added item a new uid, so a repeated
+    ``item_add`` is not recognised as the same item), and a second ``queue_start``,
+    ``re_pause``, ``re_resume`` or ``re_abort`` after the first took effect is refused,
+    which would count as a fault that never happened. The check goes out after the back-off
+    wait, and the queueserver answers one request at a time (a REP socket), so it sees any
+    try the queueserver had begun before the check arrived; only a try still unread in the
+    queueserver's inbound queue behind a stalled event loop could slip past it, which the
+    wait of ``request_timeout_s`` plus the back-off makes unlikely.
+
+    A request that times out on all ``1 + policy.retries`` tries raises
+    :class:`QueueserverNotAnswering`; refusals (``RequestFailedError``) are not retried.
+
+    Parameters
+    ----------
+    api
+        The queueserver's client, an ``REManagerAPI`` (or an object with its methods).
+    where
+        The station and address, for log lines and errors.
+    policy
+        Tries and back-off (``devices.queueserver``).
+    sleep
+        Waits the back-off; tests pass a recorder.
+    rng
+        Draws the jitter (default: a fresh, unseeded ``random.Random``).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        where: str,
+        policy: QueueserverConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.api = api
+        self.where = where
+        self.policy = policy
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()  # REManagerAPI is one REQ socket; free while backing off
+
+    def ask(self, request: str, read: Callable[[Any], T]) -> T:
+        """Answer of ``read(api)``, a request that changes nothing, named ``request``."""
+        return self._retried(request, lambda first: read(self.api))
+
+    def tell(
+        self, request: str, change: Callable[[Any], object], landed: Callable[[Any], bool]
+    ) -> None:
+        """Send ``change(api)``, named ``request``; before sending it again after a timeout,
+        ``landed(api)`` says whether the timed-out try already took effect."""
+
+        def once(first: bool) -> None:
+            if not first and landed(self.api):
+                logger.info(
+                    "%s: the timed-out %s had taken effect; not sending it again",
+                    self.where,
+                    request,
+                )
+                return
+            change(self.api)
+
+        self._retried(request, once)
+
+    def _retried(self, request: str, once: Callable[[bool], T]) -> T:
+        """``once(first_try)``, tried again with back-off while it times out."""
+        tries = 1 + self.policy.retries
+        for attempt in range(1, tries + 1):
+            try:
+                with self._lock:
+                    return once(attempt == 1)
+            except REManagerAPI.RequestTimeoutError as error:
+                if attempt == tries:
+                    raise QueueserverNotAnswering(
+                        f"{self.where}: {request} timed out on all {tries} tries "
+                        f"({self.policy.request_timeout_s:g} s each): {error}"
+                    ) from error
+                wait_s = backoff_s(self.policy, attempt, self._rng)
+                logger.warning(
+                    "%s: %s timed out (try %d of %d): %s; trying again in %.1f s",
+                    self.where,
+                    request,
+                    attempt,
+                    tries,
+                    error,
+                    wait_s,
+                )
+                self._sleep(wait_s)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _manager_state(api: Any) -> str:
+    """The queueserver's manager state (idle, executing_queue, paused, ...)."""
+    return str(api.status()["manager_state"])
+
+
+def _holds_attempt(api: Any, key: tuple[str, int]) -> bool:
+    """Whether the queueserver's queue, running item or history holds attempt ``key``'s plan."""
+    queue = api.queue_get(reload=True)
+    history = api.history_get(reload=True)
+    items = [*queue["items"], queue.get("running_item") or {}, *history["items"]]
+    return any(_attempt_of(item) == key for item in items)
+
+
+def _attempt_of(item: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The (proposal ``_id``, attempt) of a queue item's ``sdl_experiment`` plan, if it is one."""
+    md = item.get("kwargs", {}).get("md", {})
+    if PROPOSAL_ID not in md:
+        return None
+    return md[PROPOSAL_ID], int(md.get(ATTEMPT, 1))
+
+
+def _queue_started(api: Any) -> bool:
+    """Whether the queue runs, or has already run everything in it (our plan included)."""
+    status = api.status(reload=True)
+    return status["manager_state"] != "idle" or status["items_in_queue"] == 0
+
+
+def _pause_taken(api: Any) -> bool:
+    """Whether a deferred pause is pending or done (or the plan ended: nothing to pause)."""
+    status = api.status(reload=True)
+    return bool(status["pause_pending"]) or status["manager_state"] != "executing_queue"
+
+
+def _left_pause(api: Any) -> bool:
+    """Whether the RunEngine is no longer paused (resumed or aborted)."""
+    return bool(api.status(reload=True)["manager_state"] != "paused")
+
+
 class QueueStation:
     """A station whose RunEngine is a bluesky-queueserver at ``address`` (its control socket).
 
@@ -165,6 +322,12 @@ class QueueStation:
     timeout_s
         Longest wait for an attempt's outcome once the station's queue is idle (its plan has
         ended) before it counts as a ``timeout`` fault; the plan itself may run for hours.
+    requests
+        Timeout, retries and back-off of each request (``devices.queueserver``; default: its
+        defaults). A request that times out on every try makes the attempt a ``disconnect``.
+    api
+        The queueserver's client (default: an ``REManagerAPI`` at ``address`` with the
+        request timeout of ``requests``).
     """
 
     def __init__(
@@ -174,30 +337,45 @@ class QueueStation:
         outcomes: StreamOutcomes,
         checkpoint: Callable[[], None],
         timeout_s: float = 3600.0,
+        requests: QueueserverConfig | None = None,
+        api: Any | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self._outcomes = outcomes
         self._checkpoint = checkpoint
         self._timeout_s = timeout_s
-        self._api = REManagerAPI(zmq_control_addr=address)
-        self._api_lock = threading.Lock()  # REManagerAPI is one REQ socket
+        policy = requests or QueueserverConfig()
+        if api is None:
+            api = REManagerAPI(zmq_control_addr=address, timeout_recv=policy.request_timeout_s)
+        self._requests = QueueRequests(api, f"{name}'s queueserver at {address}", policy)
         self._paused_here = threading.Event()  # the campaign paused this station's plan
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         key = (md[PROPOSAL_ID], int(md[ATTEMPT]))
-        plan = BPlan(EXPERIMENT_PLAN, dict(conditions), md=dict(md))
         try:
-            with self._api_lock:
-                self._api.item_add(plan)
-                if self._api.status()["manager_state"] == "idle":
-                    self._api.queue_start()
-        except REManagerAPI.RequestTimeoutError as error:  # the queueserver does not answer
-            return Failed("disconnect", f"{self.name}'s queueserver at {self.address}: {error}")
+            refused = self._submit(key, BPlan(EXPERIMENT_PLAN, dict(conditions), md=dict(md)))
+            return refused or self._await_outcome(key)
+        except QueueserverNotAnswering as error:
+            return Failed("disconnect", str(error))
+
+    def _submit(self, key: tuple[str, int], plan: BPlan) -> Failed | None:
+        """Add attempt ``key``'s plan to the queue and start the queue if it is idle; a
+        refusal is the attempt's ``instrument_error``."""
+        try:
+            self._requests.tell(
+                "item_add", lambda api: api.item_add(plan), lambda api: _holds_attempt(api, key)
+            )
+            if self._requests.ask("status", _manager_state) == "idle":
+                self._requests.tell("queue_start", lambda api: api.queue_start(), _queue_started)
         except REManagerAPI.RequestFailedError as error:  # it answered no
             return Failed(
                 "instrument_error", f"{self.name}'s queueserver refused the plan: {error}"
             )
+        return None
+
+    def _await_outcome(self, key: tuple[str, int]) -> Measured | Failed:
+        """Attempt ``key``'s outcome from the stream, riding out pauses of the campaign."""
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
@@ -214,31 +392,36 @@ class QueueStation:
         """While the campaign is paused, keep the plan it paused paused; resume it after, abort
         it on an abort. A plan someone else paused (``qserver re pause``) is theirs to resume.
         Returns the queueserver's manager state."""
-        with self._api_lock:
-            state = str(self._api.status()["manager_state"])
+        state = self._requests.ask("status", _manager_state)
         if not (state == "paused" and self._paused_here.is_set()):
             return state
         try:
             self._checkpoint()
         except CampaignAborted:
-            with self._api_lock:
-                self._api.re_abort()
+            self._requests.tell("re_abort", lambda api: api.re_abort(), _left_pause)
             raise
-        with self._api_lock:
-            self._api.re_resume()
+        self._requests.tell("re_resume", lambda api: api.re_resume(), _left_pause)
         self._paused_here.clear()
         return "executing_queue"
 
     def pause(self) -> None:
-        with self._api_lock:
-            if self._api.status()["manager_state"] == "executing_queue":
-                self._api.re_pause(option="deferred")
-                self._paused_here.set()
+        """Pause the running plan at its next checkpoint; :class:`QueueserverNotAnswering`
+        when the queueserver does not answer (the campaign is paused all the same)."""
+        if self._requests.ask("status", _manager_state) == "executing_queue":
+            self._requests.tell(
+                "re_pause", lambda api: api.re_pause(option="deferred"), _pause_taken
+            )
+            self._paused_here.set()
 
     @property
     def state(self) -> str:
-        with self._api_lock:
-            return str(self._api.status()["re_state"])
+        """The RunEngine's state, or ``not answering`` (for people watching, e.g. the
+        dashboard; the retries are logged)."""
+        try:
+            return str(self._requests.ask("status", lambda api: api.status()["re_state"]))
+        except QueueserverNotAnswering as error:
+            logger.warning("%s", error)
+            return "not answering"
 
     def close(self) -> None:
-        self._api.close()
+        self._requests.api.close()

@@ -102,7 +102,14 @@ def agent_service(
     def queue_stations(runner: CampaignRunner) -> list[QueueStation]:
         timeout_s = config.devices.action_timeout_s or 3600.0
         return [
-            QueueStation(name, address, outcomes, runner.checkpoint, timeout_s=timeout_s)
+            QueueStation(
+                name,
+                address,
+                outcomes,
+                runner.checkpoint,
+                timeout_s=timeout_s,
+                requests=config.devices.queueserver,
+            )
             for name, address in stations.items()
         ]
 
