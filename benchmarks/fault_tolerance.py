@@ -3,13 +3,23 @@
 Scenario 1 runs campaigns in this process with every kind of simulated fault at random
 (policies: the defaults, plus a simulated operator who recalibrates and resumes when a
 campaign pauses for a person) and an agent that sometimes proposes conditions beyond the
-reactor's safe limits. Scenario 2 kills campaign processes with SIGKILL at random moments
-and resumes them. Each campaign is then audited from its catalog alone
-(:func:`sdl.records.audit.audit_campaign`). One table; JSON in benchmarks/results/. Faults that
-strike the same action together (say NaN points in a saturated scan) are one recorded
-fault, so ``faults_recorded`` can be below ``faults_injected``.
+reactor's safe limits; each campaign is audited from its catalog. Faults that strike the
+same action together (say NaN points in a saturated scan) are one recorded fault, so
+``faults_recorded`` can be below ``faults_injected``.
 
-    python benchmarks/fault_tolerance.py --campaigns 3 --budget 12 --kills 6
+Scenario 2 kills ``sdl -v run`` with SIGKILL ``--kills`` times, each at a random moment after
+the microscope wrote a new file (while that experiment is analysed and recorded, or while
+the next is proposed and made), resumes each time, and audits the catalog against every
+experiment the logs reported as finished, and the campaign's instrument folder against
+the runs (orphan files).
+
+Then the price: wall seconds per experiment of the same campaign in this tree and at
+``BEFORE`` (before experiments were counted only once written), with no instrument time
+(speedup inf: the bookkeeping alone) and with simulated instrument time.
+
+Tables on stdout; JSON in benchmarks/results/fault_tolerance.json.
+
+    python benchmarks/fault_tolerance.py --campaigns 3 --budget 12 --kills 20
 """
 
 from __future__ import annotations
@@ -17,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,16 +40,22 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 import yaml
+from git_tree import ROOT, checked_out
+from tqdm import tqdm
 
 from sdl.campaign.config import parse_campaign
-from sdl.loop.runner import CampaignRunner
+from sdl.loop.runner import CampaignRunner, reported_proposals
 from sdl.records.audit import audit_campaign
-from sdl.records.catalog import open_catalog
+from sdl.records.catalog import campaign_runs, open_catalog, raw_dir
+from sdl.records.vocabulary import Purpose
 from simulators.faults import FAULT_TARGETS
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 RESULTS = Path(__file__).parent / "results"
+
+#: The last commit before experiments were counted only once recorded (issue 19).
+BEFORE = "46727a5"
 
 
 def campaign_data(data_dir: Path, name: str, budget: int, seed: int, **devices) -> dict:
@@ -118,36 +136,113 @@ def faulty_campaigns(root: Path, campaigns: int, budget: int, rate: float) -> di
     }
 
 
-def killed_campaigns(root: Path, kills: int, budget: int) -> dict:
+def killed_campaigns(root: Path, kills: int, budget: int, max_delay_s: float) -> dict:
+    """SIGKILL ``sdl -v run`` ``kills`` times, each a random moment after a new instrument
+    file appeared, then let it finish; audit against everything the logs reported."""
     data_dir = root / "killed"
     path = root / "killed.yaml"
     path.write_text(yaml.safe_dump(campaign_data(data_dir, "killed", budget, 0)))
+    raw = raw_dir(data_dir, "killed")
+    raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
-    (data_dir / "raw").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "sdl.cli", "run", str(path), "--quiet"]
-    done = 0
-    for _ in range(kills):
-        started = len(list((data_dir / "raw").glob("*.h5")))
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Wait until it is making samples (each leaves a micrograph file), then strike at a
-        # random moment of the experiments that follow.
-        while len(list((data_dir / "raw").glob("*.h5"))) <= started and process.poll() is None:
-            time.sleep(0.01)
-        time.sleep(float(rng.uniform(0.0, 2.0)))
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            done += 1
-        process.wait()
-    finished = subprocess.run(command, capture_output=True, text=True)
-    audit = audit_campaign(open_catalog(data_dir), "killed", TIO2_CONDITION_LIMITS)
+    done, while_recording, reported = 0, 0, []
+    for kill in tqdm(range(kills), desc="kills", unit="kill"):
+        log = root / f"killed-{kill}.log"
+        started = len(list(raw.glob("*.h5")))
+        with log.open("w") as stderr:
+            process = subprocess.Popen(_run_command(path), stdout=subprocess.DEVNULL, stderr=stderr)
+            # Strike a random moment after the next micrograph is written: while it is
+            # analysed and recorded, or while the next sample is proposed and made.
+            while len(list(raw.glob("*.h5"))) <= started and process.poll() is None:
+                time.sleep(0.01)
+            time.sleep(float(rng.uniform(0.0, max_delay_s)))
+            new_files = len(list(raw.glob("*.h5"))) - started
+            killed = process.poll() is None
+            if killed:
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        shown = reported_proposals(log.read_text())
+        done += killed
+        # An experiment whose micrograph was written but not yet counted: the kill struck
+        # while it was analysed or recorded.
+        while_recording += killed and len(shown) < new_files
+        reported += shown
+    finished = subprocess.run(_run_command(path), capture_output=True, text=True)
+    reported += reported_proposals(finished.stderr)
+    audit = audit_campaign(
+        open_catalog(data_dir),
+        "killed",
+        TIO2_CONDITION_LIMITS,
+        reported=reported,
+        raw_directory=raw,
+    )
+    adopted = sum(
+        len(run.metadata["start"]["files"])
+        for run in campaign_runs(open_catalog(data_dir), "killed", Purpose.ORPHANED_FILES)
+    )
     return {
         "scenario": "SIGKILL at random moments, then resume",
         "campaigns": 1,
         "faults_injected": 0,
         "kills": done,
+        "kills_while_recording": while_recording,
         "refused": audit.refused,
+        "reported": len(set(reported)),
+        "lost_as_reported": len(audit.lost_as_reported),
+        "orphan_files": len(audit.orphans),
+        "files_adopted": adopted,
+        "budget_honoured": audit.experiments == budget,
         **_tally([(audit, finished.returncode == 0 and audit.experiments == budget)]),
     }
+
+
+def _run_command(path: Path) -> list[str]:
+    return [sys.executable, "-m", "sdl.cli", "-v", "run", str(path), "--quiet"]
+
+
+#: Runs one campaign on a tree's code; prints the wall clock at each counted experiment.
+TIMED_CAMPAIGN = """
+import json, sys, time
+from sdl.campaign.config import load_campaign
+from sdl.loop.runner import CampaignRunner
+stamps = []
+count = lambda _: stamps.append(time.time())
+CampaignRunner(load_campaign(sys.argv[1]), on_experiment=count).run()
+print(json.dumps(stamps))
+"""
+
+
+def iteration_times(budget: int, speedups: list[float], repeats: int) -> list[dict]:
+    """Wall seconds per experiment (start-up left out) of the same campaign here and at
+    :data:`BEFORE`, the trees taking turns."""
+    rows = []
+    with checked_out(BEFORE) as before_tree:
+        for speedup in speedups:
+            times: dict[str, list[float]] = {"before": [], "after": []}
+            for _ in range(repeats):
+                for label, tree in (("before", before_tree), ("after", ROOT)):
+                    times[label].append(_seconds_per_experiment(tree, budget, speedup))
+            rows.append({"speedup": speedup, **{k: statistics.median(v) for k, v in times.items()}})
+    return rows
+
+
+def _seconds_per_experiment(tree: Path, budget: int, speedup: float) -> float:
+    """Mean wall seconds between counted experiments of one fresh campaign on ``tree``'s
+    code, simulated time ``speedup`` times faster than real."""
+    with TemporaryDirectory() as tmp:
+        data = campaign_data(Path(tmp) / "data", "timed", budget, 0, speedup=speedup)
+        path = Path(tmp) / "timed.yaml"
+        path.write_text(yaml.safe_dump(data))
+        finished = subprocess.run(
+            [sys.executable, "-c", TIMED_CAMPAIGN, str(path)],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    stamps = json.loads(finished.stdout.splitlines()[-1])
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
 
 def _tally(audits: list) -> dict:
@@ -167,34 +262,78 @@ def main() -> None:
     parser.add_argument("--campaigns", type=int, default=3)
     parser.add_argument("--budget", type=int, default=12)
     parser.add_argument("--rate", type=float, default=0.03, help="per fault kind per action")
-    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--killed-budget", type=int, default=40)
+    parser.add_argument(
+        "--max-delay", type=float, default=2.0, help="longest wait after a new file, s"
+    )
+    parser.add_argument("--timed-budget", type=int, default=6)
+    parser.add_argument(
+        "--speedups",
+        type=lambda text: [float(x) for x in text.split(",")],
+        default=[math.inf, 10800.0],
+        help="simulated seconds per wall second of the timed campaigns (inf: no waiting)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per tree (median)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("bluesky").setLevel(logging.CRITICAL)  # faults are logged once, by sdl
     with TemporaryDirectory() as tmp:
         rows = [
             faulty_campaigns(Path(tmp), args.campaigns, args.budget, args.rate),
-            killed_campaigns(Path(tmp), args.kills, args.budget),
+            killed_campaigns(Path(tmp), args.kills, args.killed_budget, args.max_delay),
         ]
-    columns = [
-        "scenario",
-        "campaigns",
-        "experiments",
-        "faults_injected",
-        "faults_recorded",
-        "kills",
-        "refused",
-        "lost",
-        "duplicated",
-        "limit_violations",
-        "gaps",
-        "completed",
-    ]
+    print_table(rows, COLUMNS)
+    killed = rows[1]
+    print_table([killed], KILL_COLUMNS)
+    timings = iteration_times(args.timed_budget, args.speedups, args.repeats)
+    for row in timings:
+        row["change_percent"] = 100 * (row["after"] / row["before"] - 1)
+    print(
+        f"\nwall seconds per experiment (start-up left out), budget {args.timed_budget}, "
+        f"median of {args.repeats}; before = {BEFORE}"
+    )
+    print_table(timings, ["speedup", "before", "after", "change_percent"])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fault_tolerance.json").write_text(
+        json.dumps({"audits": rows, "iteration_times": timings}, indent=2)
+    )
+
+
+COLUMNS = [
+    "scenario",
+    "campaigns",
+    "experiments",
+    "faults_injected",
+    "faults_recorded",
+    "kills",
+    "refused",
+    "lost",
+    "duplicated",
+    "limit_violations",
+    "gaps",
+    "completed",
+]
+KILL_COLUMNS = [
+    "kills",
+    "kills_while_recording",
+    "reported",
+    "lost_as_reported",
+    "duplicated",
+    "budget_honoured",
+    "orphan_files",
+    "files_adopted",
+]
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
     print(" | ".join(columns))
     for row in rows:
-        print(" | ".join(str(row[c]) for c in columns))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fault_tolerance.json").write_text(json.dumps(rows, indent=2))
+        print(" | ".join(_cell(row.get(c, "")) for c in columns))
+
+
+def _cell(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

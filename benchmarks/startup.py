@@ -1,9 +1,9 @@
 """How long the command line takes to start: `sdl --help`, `sdl validate` and importing the
 campaign file's module, in this tree beside the tree before the reorganisation (issue 18).
 
-The old tree is checked out from git (``BEFORE``, where the module was ``sdl.config``) into a
-temporary worktree and run with the same Python, ``PYTHONPATH`` pointing at it; the worktree is
-removed afterwards. Each command runs ``--repeats`` times; the table shows the median wall time.
+The old tree is checked out from git (``BEFORE``, where the module was ``sdl.config``) beside
+this one (:mod:`git_tree`). Each command runs ``--repeats`` times; the table shows the median
+wall time.
 Targets: ``sdl --help`` under 1 s, ``sdl validate`` under 2 s on an idle 2-core machine.
 
 Prints one table and writes ``benchmarks/results/startup.json``.
@@ -17,11 +17,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from git_tree import ROOT, checked_out
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 #: The last commit before sdl/ was split into subpackages.
@@ -65,20 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command (median)")
     args = parser.parse_args(argv)
     after = wall_times(ROOT, "sdl.campaign.config", args.repeats)
-    with tempfile.TemporaryDirectory(prefix="sdl-before-") as scratch:
-        before_tree = Path(scratch) / "tree"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(before_tree), BEFORE],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            before = wall_times(before_tree, "sdl.config", args.repeats)
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(before_tree)], cwd=ROOT, check=True
-            )
+    with checked_out(BEFORE) as before_tree:
+        before = wall_times(before_tree, "sdl.config", args.repeats)
     print(
         f"median wall seconds of {args.repeats} runs; {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}; campaign module: sdl.config before, sdl.campaign.config after"

@@ -15,7 +15,7 @@ import yaml
 
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
-from sdl.records.errors import CatalogError
+from sdl.records.errors import CampaignLocked, CatalogError
 
 
 def _with_overrides(path: str, args: argparse.Namespace) -> CampaignConfig:
@@ -147,7 +147,7 @@ def _agent_service(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign)
     stations = dict(item.split("=", 1) for item in args.station)
     outcomes = StreamOutcomes(config.name)
-    runner = agent_service(config, args.tiled, stations, outcomes)
+    runner = agent_service(config, args.tiled, stations, outcomes, lock_database=args.lock_database)
     result = run_agent_service(runner, outcomes, args.stream_out, dashboard=args.dashboard)
     print(SUMMARY_LINE, flush=True)
     return _finish(runner, result, f"{args.tiled} (tiled server)")
@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="serve the live page to watch and steer (127.0.0.1)",
             )
+            service.add_argument(
+                "--lock-database",
+                metavar="postgresql://USER@HOST:PORT/DATABASE",
+                help="also hold the campaign's lock in this PostgreSQL database, so that no "
+                "agent service on another host runs the same campaign",
+            )
         service.set_defaults(func=func)
 
     control = commands.add_parser(
@@ -436,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bluesky").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
-    except (CampaignConfigError, CatalogError) as error:
+    except (CampaignConfigError, CatalogError, CampaignLocked) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

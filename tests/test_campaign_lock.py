@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from sdl.records.lock import CampaignLocked, data_dir_lock, lock_file, postgres_lock
+from sdl.records.errors import CampaignLocked
+from sdl.records.lock import data_dir_lock, lock_file, postgres_lock
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 

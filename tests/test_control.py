@@ -253,3 +253,62 @@ def test_an_injected_point_that_breaks_a_linear_constraint_is_refused_not_fatal(
     assert refusal.metadata["start"]["reason"].startswith(
         "injected by cy, refused by the search space"
     )
+
+
+@pytest.mark.slow
+def test_an_injection_the_budget_left_no_room_for_runs_first_when_the_campaign_resumes(data_dir):
+    first, second = (
+        {"temperature_c": 450.0 + 100 * i, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}
+        for i in range(2)
+    )
+    runner = CampaignRunner(quick_campaign(data_dir, budget=1))
+    runner.control.inject(first, "ada", "first")
+    runner.control.inject(second, "bob", "second")
+    result = runner.run()
+    assert [r.conditions["temperature_c"] for r in result.records] == [450.0]
+    assert runner.status()["pending_injections"] == 1
+
+    resumed = CampaignRunner(quick_campaign(data_dir, budget=2))
+    assert resumed.status()["pending_injections"] == 0  # read from the catalog on running
+    result = resumed.run()
+    assert [r.conditions["temperature_c"] for r in result.records] == [450.0, 550.0]
+    assert resumed.status()["pending_injections"] == 0
+    # The experiment names the request it carried out; the control run was recorded once.
+    (bobs,) = [
+        run.metadata["start"]
+        for run in campaign_runs(resumed.client, resumed.config.name, "control")
+        if run.metadata["start"]["who"] == "bob"
+    ]
+    (carried,) = [
+        run.metadata["start"]
+        for run in campaign_runs(resumed.client, resumed.config.name, "experiment")
+        if run.metadata["start"].get("request_id") == bobs["request_id"]
+    ]
+    assert carried["proposed_by"] == "bob"
+
+    # Carried out once: a further resume runs the agent's own proposals.
+    again = CampaignRunner(quick_campaign(data_dir, budget=3)).run()
+    assert [r.conditions["temperature_c"] for r in again.records][:2] == [450.0, 550.0]
+    assert sum(r.conditions["temperature_c"] == 550.0 for r in again.records) == 1
+
+
+@pytest.mark.slow
+def test_a_request_is_in_the_catalog_before_it_is_answered(data_dir):
+    runner = CampaignRunner(quick_campaign(data_dir, budget=1), serve_control=True)
+    runner.control.pause("ada", "hold on")
+    campaign = threading.Thread(target=runner.run, daemon=True)
+    campaign.start()
+    path = connection_file(data_dir, runner.config.name)
+    while not path.exists():
+        time.sleep(0.01)
+    reply = send_request(
+        path,
+        "inject",
+        who="cy",
+        reason="before any crash",
+        conditions={"temperature_c": 500.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 9.0},
+    )
+    assert reply["ok"] and reply["pending_injections"] == 1
+    assert ("inject", "cy") in controls(open_catalog(data_dir), runner.config.name)
+    runner.control.abort("ada", "done")
+    campaign.join()

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
+from sdl.loop.runner import reported_proposals
 from sdl.records.audit import audit_campaign
-from sdl.records.catalog import CATALOG_FILE, campaign_runs, exit_status, open_catalog
+from sdl.records.catalog import CATALOG_FILE, campaign_runs, exit_status, open_catalog, raw_dir
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
@@ -33,7 +34,7 @@ def campaign_file(tmp_path: Path) -> Path:
 
 def start_campaign(path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sdl.cli", "run", str(path), "--quiet"],
+        [sys.executable, "-m", "sdl.cli", "-v", "run", str(path), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,24 +43,35 @@ def start_campaign(path: Path) -> subprocess.Popen:
 
 def experiments_done(data_dir: Path) -> int:
     """Finished experiment runs so far, read from the raw files the microscope has written."""
-    return len(list((data_dir / "raw").glob("*.h5")))
+    return len(list((data_dir / "raw").rglob("*.h5")))
+
+
+def wait_for_experiments(process: subprocess.Popen, data_dir: Path, experiments: int) -> None:
+    """Wait until the campaign has begun its ``experiments``-th experiment."""
+    deadline = time.monotonic() + 120
+    while experiments_done(data_dir) < experiments and process.poll() is None:
+        assert time.monotonic() < deadline, "the campaign made no progress"
+        time.sleep(0.01)
 
 
 def kill_after(
     process: subprocess.Popen, data_dir: Path, experiments: int, delay_s: float, sig: int
 ) -> None:
     """Send ``sig`` ``delay_s`` after the campaign has begun its ``experiments``-th experiment."""
-    deadline = time.monotonic() + 120
-    while experiments_done(data_dir) < experiments and process.poll() is None:
-        assert time.monotonic() < deadline, "the campaign made no progress"
-        time.sleep(0.01)
+    wait_for_experiments(process, data_dir, experiments)
     time.sleep(delay_s)
     os.kill(process.pid, sig)
 
 
-def check_catalog(data_dir: Path) -> None:
+def check_catalog(data_dir: Path, reported: list[str] = ()) -> None:
     client = open_catalog(data_dir)
-    audit = audit_campaign(client, "crash", TIO2_CONDITION_LIMITS)
+    audit = audit_campaign(
+        client,
+        "crash",
+        TIO2_CONDITION_LIMITS,
+        reported=reported,
+        raw_directory=raw_dir(data_dir, "crash"),
+    )
     # Every finished experiment kept exactly once, no gaps, the budget honoured.
     assert audit.sound, audit
     assert audit.kept == BUDGET and audit.skipped == 0
@@ -82,18 +94,22 @@ def test_sigkill_at_random_moments_then_resume_keeps_every_experiment_once(tmp_p
     path = campaign_file(tmp_path)
     data_dir = tmp_path / "data"
     rng = np.random.default_rng(2026)
-    kills = 0
+    kills, reported = 0, []
     for experiments in (1, 3, 4):
         process = start_campaign(path)
         kill_after(process, data_dir, experiments, float(rng.uniform(0, 0.8)), signal.SIGKILL)
-        process.wait(timeout=60)
+        _, err = process.communicate(timeout=60)
         kills += process.returncode == -signal.SIGKILL
+        reported += reported_proposals(err)
     assert kills >= 2, "the campaign finished before it could be killed"
+    assert reported, "no experiment was reported finished before the kills"
     process = start_campaign(path)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert f"{BUDGET} experiments" in out
-    check_catalog(data_dir)
+    # Every experiment shown as finished before a kill is still counted, once.
+    check_catalog(data_dir, reported + reported_proposals(err))
+    assert "over 2 stations" not in out
 
 
 @pytest.mark.slow
@@ -113,3 +129,40 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path):
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     check_catalog(data_dir)
+
+
+@pytest.mark.slow
+def test_a_second_process_on_the_same_campaign_exits_at_once_naming_the_first(tmp_path, capsys):
+    from sdl.cli import main
+
+    path = campaign_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["devices"] = {"speedup": 3600.0}  # slow enough to be caught running
+    path.write_text(yaml.safe_dump(data))
+    process = start_campaign(path)
+    try:
+        wait_for_experiments(process, tmp_path / "data", 1)
+        assert main(["run", str(path), "-q"]) == 2
+        error = capsys.readouterr().err
+        assert f"already being run by process {process.pid}" in error
+        assert process.poll() is None, "the first process must carry on"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_instrument_files_no_run_refers_to_are_moved_aside_and_recorded(tmp_path):
+    path = campaign_file(tmp_path)
+    data_dir = tmp_path / "data"
+    folder = raw_dir(data_dir, "crash")
+    folder.mkdir(parents=True)
+    (folder / "left-by-a-crash.h5").write_bytes(b"half a micrograph")
+    process = start_campaign(path)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert (folder / "orphaned" / "left-by-a-crash.h5").exists()
+    client = open_catalog(data_dir)
+    (record,) = campaign_runs(client, "crash", "orphaned-files")
+    assert record.metadata["start"]["files"] == ["left-by-a-crash.h5"]
+    check_catalog(data_dir, reported_proposals(err))

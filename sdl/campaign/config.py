@@ -429,13 +429,15 @@ class CampaignConfig(_Strict):
         available = features_for(self.instruments, get_system(self.devices.system).phases)
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         seen: set[str] = set()
+        unmeasured = (
+            f"is not measured by instruments {self.instruments}; choose one of {sorted(available)}"
+        )
         for index, objective in enumerate(self.objectives):
             if objective.name not in available:
                 problems.append(
                     (
                         ("objectives", index, "name"),
-                        f"{objective.name!r} is not measured by instruments {self.instruments}; "
-                        f"choose one of {sorted(available)}",
+                        f"{objective.name!r} {unmeasured}",
                         objective.name,
                     )
                 )
@@ -452,12 +454,7 @@ class CampaignConfig(_Strict):
             name = OutcomeConstraint.parse(text).name
             if name not in available:
                 problems.append(
-                    (
-                        ("constraints", "outcomes", index),
-                        f"{name!r} is not measured by instruments {self.instruments}; "
-                        f"choose one of {sorted(available)}",
-                        text,
-                    )
+                    (("constraints", "outcomes", index), f"{name!r} {unmeasured}", text)
                 )
         if problems:
             _refuse(problems)

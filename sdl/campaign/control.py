@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class ControlAction:
     reason: str = ""
     time: float = field(default_factory=time.time)
     conditions: Mapping[str, float] | None = None
+    #: Joins an injection's control run to the experiment (or refusal) that carried it out.
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class CampaignControl:
@@ -91,6 +94,18 @@ class CampaignControl:
                 "inject", who, reason, conditions={k: float(v) for k, v in conditions.items()}
             )
         )
+
+    def carry_over(self, injection: ControlAction) -> None:
+        """Queue an injection that an earlier run of the campaign took but never ran (it is
+        in the catalog already, so it is not logged again)."""
+        with self._changed:
+            self._injections.append(injection)
+            self._changed.notify_all()
+
+    @property
+    def pending_injections(self) -> int:
+        """Injections waiting for a station."""
+        return len(self._injections)
 
     def _request(self, request: ControlAction) -> None:
         with self._changed:

@@ -1,7 +1,8 @@
 """What a campaign produced: its experiments, faults, and how they rank (best, Pareto set).
 
-Shared by the orchestrator that fills a :class:`CampaignResult` and the reports that read
-one; several objectives are ranked with BoTorch's Pareto and hypervolume utilities.
+Shared by the loop (:mod:`sdl.loop.runner`) that fills a :class:`CampaignResult` and the
+reports that read one; several objectives are ranked with BoTorch's Pareto and hypervolume
+utilities.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from sdl.records.catalog import make_writer, raw_dir
 STATION = os.environ.get("SDL_STATION", "station-0")
 _config = load_campaign(os.environ["SDL_CAMPAIGN"])
 _config = _config.model_copy(update={"seed": _config.seed + int(STATION.rsplit("-", 1)[-1])})
-_instruments = build_instruments(_config, raw_dir(_config.data_dir))
+_instruments = build_instruments(_config, raw_dir(_config.data_dir, _config.name))
 
 RE = RunEngine({})
 RE.subscribe(

@@ -91,9 +91,11 @@ def agent_service(
     outcomes: StreamOutcomes,
     *,
     serve_control: bool = True,
+    lock_database: str | None = None,
 ) -> CampaignRunner:
     """The campaign's closed loop over queueserver ``stations`` (name -> control address),
-    learning each attempt's outcome from ``outcomes`` (which must follow the stream).
+    learning each attempt's outcome from ``outcomes`` (which must follow the stream); with
+    ``lock_database`` (a PostgreSQL URI) it holds the campaign's lock there too.
 
     The same :class:`CampaignRunner` as ``sdl run``: resuming from the catalog, fault
     policies, refusals and control requests included.
@@ -114,7 +116,11 @@ def agent_service(
         ]
 
     return CampaignRunner(
-        config, client=tiled_client(tiled_uri), stations=queue_stations, serve_control=serve_control
+        config,
+        client=tiled_client(tiled_uri),
+        stations=queue_stations,
+        serve_control=serve_control,
+        lock_database=lock_database,
     )
 
 

@@ -228,6 +228,7 @@ class Stack:
         """Start the analysis and agent services; the agent's process is returned."""
         self.start_analysis_service()
         options = [f"--station={name}={address}" for name, address in self.stations.items()]
+        options += [f"--lock-database={self.settings.postgres}"]
         options += ["--dashboard"] if dashboard else []
         return self._spawn(
             "agent-service",

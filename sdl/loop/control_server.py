@@ -63,6 +63,9 @@ class ControlServer:
         The campaign's control.
     status
         Returns what ``status`` reports (experiments done, budget, state).
+    record
+        Makes the requests taken so far durable (in the catalog); called before a request
+        is answered, so that what a person was told was taken survives a crash.
     address
         ZeroMQ address to bind; loopback with a random port by default.
     """
@@ -71,10 +74,12 @@ class ControlServer:
         self,
         control: CampaignControl,
         status: Callable[[], dict[str, Any]],
+        record: Callable[[], None] = lambda: None,
         address: str = "tcp://127.0.0.1:*",
     ) -> None:
         self.control = control
         self.status = status
+        self.record = record
         self.token = secrets.token_urlsafe(24)
         self._context: zmq.Context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.REP)
@@ -126,6 +131,8 @@ class ControlServer:
             self._act(action, who, request)
         except (TypeError, ValueError) as error:
             return {"ok": False, "error": f"{action}: {error}"}
+        if action != "status":
+            self.record()
         return {"ok": True, **self.status()}
 
     def _authenticated_request(self, frames: Sequence[bytes]) -> dict[str, Any]:

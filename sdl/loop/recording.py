@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from event_model import compose_run
@@ -30,6 +30,8 @@ from sdl.records.vocabulary import (
     PROPOSAL_ID,
     PURPOSE,
     RAW_UID,
+    REQUEST_ID,
+    STATION,
     SUCCESS,
     DocumentCallback,
     ExitStatus,
@@ -82,15 +84,18 @@ def experiment_metadata(
     proposed_by: str,
     station: str,
     belief: Mapping[str, Any],
+    injection_id: str | None = None,
 ) -> dict[str, Any]:
-    """What a raw run records about why it was made (the agent's ``belief`` included)."""
+    """What a raw run records about why it was made (the agent's ``belief`` included;
+    ``injection_id``: the person's injection it carries out)."""
     return {
         CAMPAIGN_ID: config.name,
         ITERATION: iteration,
         PROPOSAL_ID: proposal_id,
+        **({REQUEST_ID: injection_id} if injection_id else {}),
         "agent": config.agent.name,
         "proposed_by": proposed_by,
-        "station": station,
+        STATION: station,
         "seed": config.seed,
         "objectives": [objective.model_dump() for objective in config.objectives],
         "agent_belief": json_safe(belief),
@@ -141,21 +146,41 @@ class DecisionRecorder:
                 "who": request.who,
                 "reason": request.reason,
                 "requested_at": request.time,
+                REQUEST_ID: request.request_id,
                 **({"conditions": dict(request.conditions)} if request.conditions else {}),
             },
         )
 
     def refused(
-        self, proposal_id: str | None, conditions: Mapping[str, float], reason: str
+        self,
+        proposal_id: str | None,
+        conditions: Mapping[str, float],
+        reason: str,
+        injection_id: str | None = None,
     ) -> None:
-        """A proposal that was not run (``proposal_id`` None: an injection never proposed)."""
+        """A proposal that was not run (``proposal_id`` None: an injection never proposed;
+        ``injection_id``: the person's injection it would have carried out)."""
         logger.warning("refused proposal %s: %s", proposal_id, reason)
         self.record(
             Purpose.REFUSED_PROPOSAL,
-            {PROPOSAL_ID: proposal_id, "reason": reason, "conditions": json_safe(conditions)},
+            {
+                PROPOSAL_ID: proposal_id,
+                "reason": reason,
+                "conditions": json_safe(conditions),
+                **({REQUEST_ID: injection_id} if injection_id else {}),
+            },
             status=ABORT,
             reason=reason,
         )
+
+    def orphaned_files(self, files: Sequence[str], moved_to: str) -> None:
+        """Instrument files no run refers to, found on resuming, and where they now are."""
+        logger.warning(
+            "%d instrument file(s) of an interrupted run were never recorded; moved to %s",
+            len(files),
+            moved_to,
+        )
+        self.record(Purpose.ORPHANED_FILES, {"files": list(files), "moved_to": moved_to})
 
     def fault(self, fault: Fault) -> None:
         """A fault in one attempt and the action the policy took, logged and recorded."""

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sdl.analysis.pipeline import RawRun, SampleAnalysis, instrument_time_s, read_primary
+from sdl.campaign.control import ControlAction
 from sdl.campaign.results import ExperimentRecord, Fault
 from sdl.loop.faults import redo_fault
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
@@ -17,6 +18,8 @@ from sdl.records.vocabulary import (
     PROPOSAL_ID,
     PURPOSE,
     RAW_UID,
+    REQUEST_ID,
+    STATION,
     SUCCESS,
     DocumentCallback,
     Purpose,
@@ -50,6 +53,11 @@ def resumed_records(
         [*campaign_runs(client, name, Purpose.EXPERIMENT), *skips],
         key=lambda run: run.metadata["start"]["time"],
     )
+    experiment_stations = {
+        run.metadata["start"][PROPOSAL_ID]: run.metadata["start"].get(STATION, "")
+        for run in history
+        if run.metadata["start"][PURPOSE] == Purpose.EXPERIMENT
+    }
     kept: set[str] = set()
     for run in history:
         start = run.metadata["start"]
@@ -64,6 +72,7 @@ def resumed_records(
                 {},
                 start[RAW_UID] or "",
                 0.0,
+                experiment_stations.get(start[PROPOSAL_ID], ""),
             )
             continue
         features = _features(run, analysed, judged, analysis, emit, record_fault)
@@ -76,6 +85,7 @@ def resumed_records(
                 features,
                 start["uid"],
                 instrument_time_s(read_primary(run, measurements=False)),
+                start.get(STATION, ""),
             )
 
 
@@ -109,3 +119,29 @@ def _features(
     for doc_name, doc in reanalysed.documents():
         emit(doc_name, doc)
     return reanalysed.features
+
+
+def pending_injections(client: Any, name: str) -> list[ControlAction]:
+    """A person's injections into campaign ``name`` that no finished experiment and no
+    refusal carried out: an earlier run of the campaign took them, then stopped first."""
+    carried = {
+        run.metadata["start"].get(REQUEST_ID)
+        for purpose in (Purpose.EXPERIMENT, Purpose.REFUSED_PROPOSAL)
+        for run in campaign_runs(client, name, purpose)
+        if purpose == Purpose.REFUSED_PROPOSAL or exit_status(run) is not None
+    }
+    pending = []
+    for run in campaign_runs(client, name, Purpose.CONTROL):
+        start = run.metadata["start"]
+        if start["action"] == "inject" and start.get(REQUEST_ID, None) not in (None, *carried):
+            pending.append(
+                ControlAction(
+                    "inject",
+                    start["who"],
+                    start["reason"],
+                    start["requested_at"],
+                    start["conditions"],
+                    start[REQUEST_ID],
+                )
+            )
+    return pending

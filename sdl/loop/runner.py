@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import math
+import re
 import signal
 import sys
 import threading
@@ -29,17 +30,26 @@ from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
 from sdl.loop.control_server import ControlServer, connection_file
 from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
 from sdl.loop.recording import DecisionRecorder, experiment_metadata
-from sdl.loop.resume import resumed_records
+from sdl.loop.resume import pending_injections, resumed_records
 from sdl.records.catalog import (
     BackgroundWriter,
     CatalogError,
     make_writer,
     open_catalog,
+    orphaned_files,
     raw_dir,
 )
+from sdl.records.lock import data_dir_lock, postgres_lock
 from sdl.records.vocabulary import ATTEMPT, ITERATION, PROPOSAL_ID
 
 logger = logging.getLogger(__name__)
+
+#: What the runner logs (INFO) when it counts an experiment: the moment a person is shown it
+#: as finished. :func:`reported_proposals` reads it back, to audit a log against the catalog.
+FINISHED_LOG = "experiment %d finished and recorded: proposal %s, raw run %s"
+
+#: Where a campaign's instrument files that no run refers to are moved on resuming.
+ORPHANED_FOLDER = "orphaned"
 
 #: Consecutive refused proposals after which the campaign stops instead of spinning.
 MAX_CONSECUTIVE_REFUSALS = 20
@@ -70,6 +80,10 @@ class CampaignRunner:
     stations
         Makes the stations, given this runner (see :mod:`sdl.facility.queue_station`); default:
         ``devices.stations`` simulated or EPICS stations in this process.
+    lock_database
+        A PostgreSQL URI: also hold the campaign's advisory lock there while running, for
+        writers on other hosts that share only the catalog's database. The lock file in the
+        data directory is always held (:mod:`sdl.records.lock`).
 
     Attributes
     ----------
@@ -88,8 +102,10 @@ class CampaignRunner:
         serve_control: bool = False,
         client: Any = None,
         stations: Callable[[CampaignRunner], Sequence[Station]] | None = None,
+        lock_database: str | None = None,
     ) -> None:
         self.config = config
+        self.lock_database = lock_database
         self.on_experiment = on_experiment
         self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
@@ -118,7 +134,7 @@ class CampaignRunner:
                 f"station-{index}" if count > 1 else "station",
                 build_instruments(
                     self.config.model_copy(update={"seed": self.config.seed + index}),
-                    raw_dir(self.data_dir),
+                    raw_dir(self.data_dir, self.config.name),
                 ),
                 self.analysis,
                 self.writer,
@@ -144,6 +160,19 @@ class CampaignRunner:
         progress is closed as aborted, and running the campaign again resumes it. A second
         Ctrl-C stops at once.
         """
+        with contextlib.ExitStack() as locks:
+            locks.enter_context(data_dir_lock(self.data_dir, self.config.name))
+            if self.lock_database is not None:
+                locks.enter_context(postgres_lock(self.lock_database, self.config.name))
+            self._run_locked()
+        if self.writer.error is not None:
+            raise CatalogError(
+                f"the campaign stopped because its catalog could not be "
+                f"written: {self.writer.error}"
+            ) from self.writer.error
+        return self.result
+
+    def _run_locked(self) -> None:
         try:
             with _ctrl_c_aborts(self.control), self._control_server():
                 self.recorder.campaign(self.config)
@@ -156,12 +185,12 @@ class CampaignRunner:
         finally:
             self._record_control()
             self.writer.flush()
-        if self.writer.error is not None:
-            raise CatalogError(
-                f"the campaign stopped because its catalog could not be "
-                f"written: {self.writer.error}"
-            ) from self.writer.error
-        return self.result
+            if self.control.pending_injections:
+                logger.warning(
+                    "%d injected point(s) did not run; they run first when campaign %s resumes",
+                    self.control.pending_injections,
+                    self.config.name,
+                )
 
     def subscribe(self, watcher: Callable[[str, Mapping[str, Any]], Any]) -> None:
         """Also give ``watcher`` every document the campaign records (raw runs, analysis,
@@ -192,6 +221,7 @@ class CampaignRunner:
             "budget": self.config.budget,
             "faults": len(self.result.faults),
             "refused": self.result.refused,
+            "pending_injections": self.control.pending_injections,
             "stopped": self.result.stopped,
             "paused_by": paused.who if paused else None,
             "paused_because": paused.reason if paused else None,
@@ -202,7 +232,7 @@ class CampaignRunner:
         if not self.serve_control:
             yield
             return
-        server = ControlServer(self.control, self.status)
+        server = ControlServer(self.control, self.status, self._record_control_durably)
         server.start(connection_file(self.data_dir, self.config.name))
         logger.info("control requests on %s (sdl control)", server.address)
         try:
@@ -252,7 +282,7 @@ class CampaignRunner:
                         logger.info("agent stopped the campaign: %s", reason)
                         self._stop_reason = f"agent: {reason}"
                         return
-                proposal, proposed_by = self._next_proposal()
+                proposal, proposed_by, injection_id = self._next_proposal()
                 conditions = {name: float(proposal[name]) for name in self.config.search_space}
                 problem = with_disconnect_retries(
                     partial(refusal_reason, conditions, self.config.search_space, self._reactor),
@@ -266,7 +296,7 @@ class CampaignRunner:
                     problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
                 if problem:
                     refusals += 1
-                    self._refuse(proposal, conditions, problem)
+                    self._refuse(proposal, conditions, problem, injection_id)
                     if refusals >= MAX_CONSECUTIVE_REFUSALS:
                         raise CampaignAborted(
                             f"{refusals} proposals in a row were refused; last: {problem}"
@@ -280,27 +310,28 @@ class CampaignRunner:
                     proposed_by,
                     station.name,
                     self.agent.report().get(proposal[PROPOSAL_ID], {}),
+                    injection_id,
                 )
                 self._started += 1
             self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
             if self.on_experiment:
                 self.on_experiment(self.result)
 
-    def _next_proposal(self) -> tuple[dict[str, Any], str]:
+    def _next_proposal(self) -> tuple[dict[str, Any], str, str | None]:
         """A person's injected point if one waits (and the search space takes it), else the
-        agent's next proposal."""
+        agent's next proposal; who proposed it, and the injection's request id."""
         injection = self.control.take_injection()
         if injection is not None:
             conditions = dict(injection.conditions or {})
             try:
                 (proposal,) = self.agent.register_suggestions([conditions])
-                return proposal, injection.who
+                return proposal, injection.who, injection.request_id
             except ValueError as error:  # e.g. it breaks a linear constraint of the space
                 reason = f"injected by {injection.who}, refused by the search space: {error}"
-                self.recorder.refused(None, conditions, reason)
+                self.recorder.refused(None, conditions, reason, injection.request_id)
                 self.result.refused += 1
         (proposal,) = self.agent.suggest(1)
-        return proposal, "agent"
+        return proposal, "agent", None
 
     def checkpoint(self) -> None:
         """Between steps: record requests, wait out a pause, stop on an abort (or when the
@@ -323,16 +354,25 @@ class CampaignRunner:
             station.pause()
 
     def _refuse(
-        self, proposal: Mapping[str, Any], conditions: Mapping[str, float], reason: str
+        self,
+        proposal: Mapping[str, Any],
+        conditions: Mapping[str, float],
+        reason: str,
+        injection_id: str | None,
     ) -> None:
         """Record a refused proposal in the catalog and tell the agent it failed."""
-        self.recorder.refused(proposal[PROPOSAL_ID], conditions, reason)
+        self.recorder.refused(proposal[PROPOSAL_ID], conditions, reason, injection_id)
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
     def _record_control(self) -> None:
         for request in self.control.take_log():
             self.recorder.control(request)
+
+    def _record_control_durably(self) -> None:
+        """Record the requests taken so far and wait until the catalog has them."""
+        self._record_control()
+        self.writer.flush()
 
     def _experiment(
         self, station: Station, md: Mapping[str, Any], conditions: dict[str, float]
@@ -378,6 +418,21 @@ class CampaignRunner:
                 raise CampaignAborted(f"aborted by the fault policy: {fault.kind}: {fault.reason}")
 
     def _keep(self, record: ExperimentRecord) -> None:
+        """Count a finished experiment, once its records are in the catalog: the agent,
+        the progress bar, the dashboard and the summary never count what a crash could
+        still take away."""
+        self.writer.flush()
+        if self.writer.error is not None:
+            raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
+        self._count(record)
+        logger.info(
+            FINISHED_LOG,
+            record.iteration,
+            record.proposal_id,
+            record.raw_uid or "none",
+        )
+
+    def _count(self, record: ExperimentRecord) -> None:
         with self._lock:
             self._tell_agent(record)
             self.result.records.append(record)
@@ -402,14 +457,30 @@ class CampaignRunner:
         for record in resumed_records(
             self.client, self.config.name, self.analysis, self.writer, self._record_fault
         ):
-            self._keep(record)
+            self._count(record)
         self._started = len(self.result.records)
+        for injection in pending_injections(self.client, self.config.name):
+            logger.info("injection by %s carried over from an earlier run", injection.who)
+            self.control.carry_over(injection)
+        self._adopt_orphaned_files()
         if self.result.records:
             logger.info(
                 "resumed campaign %s with %d experiments from the catalog",
                 self.config.name,
                 len(self.result.records),
             )
+
+    def _adopt_orphaned_files(self) -> None:
+        """Move instrument files no run refers to aside, and record where they went."""
+        directory = raw_dir(self.data_dir, self.config.name)
+        orphans = orphaned_files(self.client, self.config.name, directory)
+        if not orphans:
+            return
+        aside = directory / ORPHANED_FOLDER
+        aside.mkdir(exist_ok=True)
+        for path in orphans:
+            path.rename(aside / path.name)
+        self.recorder.orphaned_files([path.name for path in orphans], str(aside))
 
 
 @contextlib.contextmanager
@@ -457,3 +528,9 @@ def refusal_reason(
     except ValueError as error:
         return str(error)
     return None
+
+
+def reported_proposals(log_text: str) -> list[str]:
+    """The proposal ids a campaign's log (``sdl -v run``) reported as finished, in order."""
+    pattern = re.escape(FINISHED_LOG).replace("%d", r"\d+").replace("%s", r"([^,\s]+)")
+    return [match.group(1) for match in re.finditer(pattern, log_text)]

@@ -1,18 +1,21 @@
-"""Check a campaign's catalog for the promises of the fault handling, from the catalog alone.
+"""Check a campaign's catalog for the promises of the fault handling.
 
-Nothing lost (every sound, finished measurement is analysed and counted), nothing duplicated
-(one counted run per iteration and per proposal), nothing outside the safe limits (no
-experiment run ever asked the reactor for a condition beyond them).
+Nothing lost (every sound, finished measurement is analysed and counted, and every
+experiment a person was shown as finished is in the catalog), nothing duplicated (one
+counted run per iteration and per proposal), nothing outside the safe limits (no experiment
+run ever asked the reactor for a condition beyond them), no instrument file left behind
+unrecorded.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sdl.records.catalog import campaign_runs, exit_status
+from sdl.records.catalog import campaign_runs, exit_status, orphaned_files
 from sdl.records.vocabulary import (
     ITERATION,
     PROPOSAL_ID,
@@ -34,6 +37,10 @@ class CampaignAudit:
     gaps: list[int] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     refused: int = 0
+    #: Proposals reported as finished (progress, logs) that the catalog does not count.
+    lost_as_reported: list[str] = field(default_factory=list)
+    #: Instrument files that no run refers to and no orphaned-files run reports.
+    orphans: list[str] = field(default_factory=list)
 
     @property
     def experiments(self) -> int:
@@ -42,13 +49,35 @@ class CampaignAudit:
 
     @property
     def sound(self) -> bool:
-        return not (self.lost or self.duplicated or self.limit_violations or self.gaps)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.limit_violations
+            or self.gaps
+            or self.lost_as_reported
+            or self.orphans
+        )
 
 
 def audit_campaign(
-    client: Any, campaign_id: str, limits: Mapping[str, tuple[float, float, str]]
+    client: Any,
+    campaign_id: str,
+    limits: Mapping[str, tuple[float, float, str]],
+    *,
+    reported: Iterable[str] = (),
+    raw_directory: Path | None = None,
 ) -> CampaignAudit:
-    """Audit campaign ``campaign_id`` in ``client`` against the reactor's safe ``limits``."""
+    """Audit campaign ``campaign_id`` in ``client`` against the reactor's safe ``limits``.
+
+    Parameters
+    ----------
+    reported
+        Proposal ids that people were shown as finished (the runner logs each one when it
+        counts it); each must be counted in the catalog.
+    raw_directory
+        The campaign's instrument folder (``raw_dir(data_dir, campaign_id)``); every file in
+        it must belong to a run (files moved aside on resuming are reported, not orphans).
+    """
     audit = CampaignAudit()
     analysed = {
         run.metadata["start"][RAW_UID]
@@ -88,4 +117,9 @@ def audit_campaign(
     }
     counted = set(iterations) | skipped_iterations
     audit.gaps = sorted(set(range(max(counted, default=-1) + 1)) - counted)
+    audit.lost_as_reported = sorted(set(reported) - set(proposals) - skipped_ids)
+    if raw_directory is not None:
+        audit.orphans = [
+            path.name for path in orphaned_files(client, campaign_id, Path(raw_directory))
+        ]
     return audit

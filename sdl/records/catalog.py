@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from bluesky_tiled_plugins import TiledWriter
@@ -31,10 +32,13 @@ from tiled.queries import Key
 from tiled.server.app import build_app
 
 from sdl.records.errors import CatalogError
+from sdl.records.lock import exclusive
 from sdl.records.vocabulary import CAMPAIGN_ID, FEATURES_STREAM, PURPOSE, ExitStatus, Purpose
 
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
+#: Held while a process opens (and perhaps initialises) the catalog.
+INIT_LOCK_FILE = ".catalog-init.lock"
 
 
 def check_catalog_file(path: Path) -> None:
@@ -49,9 +53,11 @@ def check_catalog_file(path: Path) -> None:
         ) from None
 
 
-def raw_dir(data_dir: Path | str) -> Path:
-    """Where instruments write their files for the catalog in ``data_dir``."""
-    return Path(data_dir) / "raw"
+def raw_dir(data_dir: Path | str, campaign: str | None = None) -> Path:
+    """Where instruments write their files for the catalog in ``data_dir``: one folder per
+    ``campaign``, so that a file no run refers to is known to be that campaign's."""
+    raw = Path(data_dir) / "raw"
+    return raw if campaign is None else raw / campaign
 
 
 def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
@@ -78,13 +84,15 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         raise CatalogError(f"{unwritable} ({error.strerror}: {error.filename})") from None
     if create and not os.access(data_dir, os.W_OK):
         raise CatalogError(unwritable)
-    adapter = catalog_from_uri(
-        f"sqlite:///{catalog_path}",
-        writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],
-        readable_storage=[raw_dir(data_dir)],
-        # Initialising runs `tiled catalog init` in a subprocess (seconds): only when needed.
-        init_if_not_exists=create and not catalog_path.exists(),
-    )
+    # Two processes starting on a new folder at once must not both initialise it.
+    with exclusive(data_dir / INIT_LOCK_FILE):
+        adapter = catalog_from_uri(
+            f"sqlite:///{catalog_path}",
+            writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],
+            readable_storage=[raw_dir(data_dir)],
+            # Initialising runs `tiled catalog init` in a subprocess (seconds): only when needed.
+            init_if_not_exists=create and not catalog_path.exists(),
+        )
     # tiled's app logs its version at INFO on a logger it pins to INFO; in-process that is
     # noise on every campaign's console.
     logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
@@ -120,12 +128,13 @@ def recorded_features(run: Any) -> dict[str, float]:
 class BackgroundWriter:
     """Writes documents to the catalog on its own thread, in the order they were given.
 
-    The loop then never waits for the catalog (most of an experiment's bookkeeping time):
-    it hands each document over and goes on. ``after(name, doc)`` is called once a document
-    is in the catalog. A write that fails is logged and kept as :attr:`error`, and nothing
-    after it is written, so the catalog never holds a run with a hole in it; the campaign
-    checks :attr:`error` between steps and stops. :meth:`flush` waits until every document
-    given so far is written.
+    The loop then never waits for the catalog while instruments work: it hands each document
+    over and goes on. ``after(name, doc)`` is called once a document is in the catalog. A
+    write that fails is logged and kept as :attr:`error`, and nothing after it is written, so
+    the catalog never holds a run with a hole in it; the campaign checks :attr:`error`
+    between steps and stops. :meth:`flush` waits until every document given before the call
+    is written: the campaign flushes before it counts an experiment as finished, so what a
+    person was shown as done is in the catalog.
     """
 
     def __init__(
@@ -135,7 +144,12 @@ class BackgroundWriter:
     ) -> None:
         self._write = write
         self._after = after
-        self._documents: queue.Queue[tuple[str, Mapping[str, Any]] | None] = queue.Queue()
+        self._documents: queue.SimpleQueue[tuple[str, Mapping[str, Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._progress = threading.Condition()
+        self._given = 0  # documents handed over so far
+        self._handled = 0  # of those, written (or passed over after an error)
         self.error: BaseException | None = None
         self._inline = False
         self._thread = threading.Thread(target=self._work, name="sdl-catalog-writer", daemon=True)
@@ -144,11 +158,17 @@ class BackgroundWriter:
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         if self._inline:
             self._write_one((name, doc))
-        else:
-            self._documents.put((name, doc))
+            return
+        with self._progress:
+            self._given += 1
+        self._documents.put((name, doc))
 
     def flush(self) -> None:
-        self._documents.join()
+        """Wait until every document given before this call is written (or :attr:`error`
+        says why it was not); documents given meanwhile by other threads are not waited for."""
+        with self._progress:
+            target = self._given
+            self._progress.wait_for(lambda: self._handled >= target)
 
     @contextlib.contextmanager
     def inline(self) -> Any:
@@ -171,8 +191,9 @@ class BackgroundWriter:
             try:
                 self._write_one(item)
             finally:
-                self._documents.task_done()
-        self._documents.task_done()
+                with self._progress:
+                    self._handled += 1
+                    self._progress.notify_all()
 
     def _write_one(self, item: tuple[str, Mapping[str, Any]]) -> None:
         if self.error is not None:
@@ -186,3 +207,31 @@ class BackgroundWriter:
                 "could not write a %s document to the catalog; writing stops", item[0]
             )
             self.error = error
+
+
+def orphaned_files(client: Any, name: str, directory: Path) -> list[Path]:
+    """Files in campaign ``name``'s instrument folder that none of its runs refers to.
+
+    A device writes its file before the run's documents that refer to it reach the
+    catalog; a crash in between leaves the file behind.
+    """
+    files = sorted(path for path in directory.glob("*") if path.is_file())
+    if not files:
+        return []
+    referenced: set[Path] = set()
+    for run in campaign_runs(client, name, Purpose.EXPERIMENT):
+        referenced |= _referenced_files(run)
+    return [path for path in files if path.resolve() not in referenced]
+
+
+def _referenced_files(run: Any) -> set[Path]:
+    """The files an experiment run's external data (images) live in."""
+    if "primary" not in run:
+        return set()
+    stream = run["primary"]
+    files = set()
+    for key, data_key in stream.metadata["data_keys"].items():
+        if data_key.get("external") and key in stream:
+            for source in stream[key].data_sources():
+                files |= {Path(urlsplit(asset.data_uri).path) for asset in source.assets}
+    return files

@@ -8,3 +8,7 @@ from __future__ import annotations
 
 class CatalogError(RuntimeError):
     """A catalog that is missing or cannot be read; the message says which file and why."""
+
+
+class CampaignLocked(RuntimeError):
+    """Another process is running this campaign; the message names it."""

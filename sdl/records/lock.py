@@ -29,11 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sdl.records.errors import CampaignLocked
+
 logger = logging.getLogger(__name__)
-
-
-class CampaignLocked(RuntimeError):
-    """Another process is running this campaign; the message names it."""
 
 
 def holder_description() -> dict[str, Any]:
@@ -111,6 +109,17 @@ def _write_holder(fd: int, holder: dict[str, Any]) -> None:
     os.fsync(fd)
 
 
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold ``path``'s lock for the block, waiting for it if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def advisory_key(campaign: str) -> int:
     """A stable signed 64-bit key for PostgreSQL's advisory locks, from the campaign name."""
     digest = hashlib.blake2b(f"sdl-campaign:{campaign}".encode(), digest_size=8).digest()
@@ -156,7 +165,7 @@ def postgres_lock(uri: str, campaign: str, timeout_s: float = 30.0) -> Iterator[
                     "SELECT a.application_name, a.client_addr, a.backend_start "
                     "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                     "WHERE l.locktype = 'advisory' AND l.granted "
-                    "AND l.classid = ($1::bigint >> 32)::oid "
+                    "AND l.classid = (($1::bigint >> 32) & 4294967295)::oid "
                     "AND l.objid = ($1::bigint & 4294967295)::oid",
                     key,
                 )

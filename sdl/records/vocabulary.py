@@ -28,9 +28,13 @@ class Purpose(StrEnum):
     CONTROL = "control"
     #: A proposal that was not run, and why.
     REFUSED_PROPOSAL = "refused-proposal"
+    #: Instrument files that no run refers to (a crash between writing and recording them),
+    #: found when the campaign resumed, and where they were moved.
+    ORPHANED_FILES = "orphaned-files"
 
 
-#: Purposes of the runs that record a decision: a start and a stop document, no data.
+#: Purposes of the runs that record a decision people follow (a start and a stop document,
+#: no data); an orphaned-files run is housekeeping, shown by the audit instead.
 DECISION_PURPOSES: Final = (
     Purpose.CAMPAIGN,
     Purpose.FAULT,
@@ -50,6 +54,11 @@ PROPOSAL_ID: Final = "_id"
 ATTEMPT: Final = "attempt"
 #: Start-document key of an analysis or fault run: the uid of the raw run it is about.
 RAW_UID: Final = "raw_uid"
+#: Start-document key of a control run: the request's id; of an experiment or refused
+#: proposal that carried out a person's injection: that injection's request id.
+REQUEST_ID: Final = "request_id"
+#: Start-document key: the station that made the sample.
+STATION: Final = "station"
 #: Start-document key of a failed analysis run: the ``on_fault`` kind of its problem.
 PROBLEM_KIND: Final = "problem_kind"
 
