@@ -166,3 +166,18 @@ def test_instrument_files_no_run_refers_to_are_moved_aside_and_recorded(tmp_path
     (record,) = campaign_runs(client, "crash", "orphaned-files")
     assert record.metadata["start"]["files"] == ["left-by-a-crash.h5"]
     check_catalog(data_dir, reported_proposals(err))
+
+
+@pytest.mark.slow
+def test_two_processes_started_at_once_on_a_fresh_folder_one_runs_one_is_refused(tmp_path):
+    path = campaign_file(tmp_path)
+    processes = [start_campaign(path), start_campaign(path)]
+    logs = [process.communicate(timeout=600)[1] for process in processes]
+    (ran, ran_log), (refused, refusal) = sorted(
+        (process.returncode, log) for process, log in zip(processes, logs, strict=True)
+    )
+    assert ran == 0, ran_log
+    assert refused == 2 and "Traceback" not in refusal, refusal
+    (error,) = [line for line in refusal.splitlines() if line.startswith("error:")]
+    assert "already being run by process" in error
+    check_catalog(tmp_path / "data", reported_proposals(ran_log))

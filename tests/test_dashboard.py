@@ -26,7 +26,7 @@ SEARCH_SPACE = {
 }
 
 
-def _dashboard(control: CampaignControl) -> Dashboard:
+def _dashboard(control: CampaignControl, **options) -> Dashboard:
     log = CampaignLog("test")
     log.config = {"budget": 3, "objectives": [{"name": "y", "direction": "maximize"}]}
     return Dashboard(
@@ -36,6 +36,7 @@ def _dashboard(control: CampaignControl) -> Dashboard:
         SEARCH_SPACE,
         phases=("anatase",),
         token="right-token",
+        **options,
     )
 
 
@@ -104,6 +105,22 @@ def test_requests_with_the_token_reach_the_campaign_with_who_and_why(client, con
         ("veto", "bob"),
         ("inject", "cy"),
     ]
+
+
+def test_each_request_is_recorded_before_it_is_answered(control):
+    recorded: list = []
+    dashboard = _dashboard(control, record=lambda: recorded.extend(control.take_log()))
+    client = TestClient(dashboard.app())
+    auth = {"Authorization": "Bearer right-token"}
+    client.post("/api/control/pause", headers=auth, json={"who": "ada"})
+    assert [(a.action, a.who) for a in recorded] == [("pause", "ada")]
+    client.post(
+        "/api/control/inject",
+        headers=auth,
+        json={"who": "cy", "conditions": {"temperature_c": 600, "ph": 4.5}},
+    )
+    assert [(a.action, a.who) for a in recorded][-1] == ("inject", "cy")
+    dashboard.measurement_figures.stop()
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -19,12 +17,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents import candidate_rows
 from agents.options import AGENT_OPTIONS, AgentOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
 from sdl.analysis.features import features_for
+from sdl.campaign.alerts import AlertsConfig
+from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
 from sdl.campaign.systems import get_system
 from simulators.faults import FAULT_TARGETS
 
@@ -32,32 +31,7 @@ from simulators.faults import FAULT_TARGETS
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
 
 
-class CampaignConfigError(ValueError):
-    """A campaign file that cannot be run; the message lists every bad field by its path."""
-
-
-class _Strict(BaseModel):
-    # Strict: `budget: true` is not 1 and `ph: "4"` is not 4 (an int is still a float).
-    # JSON has no infinity (PostgreSQL refuses it): a speed-up of inf is written "Infinity".
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, ser_json_inf_nan="strings")
-
-
-#: A file path, given as text in the campaign file.
-FilePath = Annotated[Path, Field(strict=False)]
-
-
-def _refuse(problems: Sequence[tuple[tuple[str | int, ...], str, Any]]) -> NoReturn:
-    """Raise each ``(field path, message, bad value)`` as a fault of its own field."""
-    raise ValidationError.from_exception_data(
-        "CampaignConfig",
-        [
-            InitErrorDetails(type=PydanticCustomError("campaign", message), loc=loc, input=value)
-            for loc, message, value in problems
-        ],
-    )
-
-
-class ParameterConfig(_Strict):
+class ParameterConfig(StrictModel):
     """One synthesis condition the agent may choose: its range and unit."""
 
     low: float
@@ -87,7 +61,7 @@ class ParameterConfig(_Strict):
         return self
 
 
-class ObjectiveConfig(_Strict):
+class ObjectiveConfig(StrictModel):
     """A measured feature to optimise and which way is better."""
 
     name: str = Field(min_length=1)
@@ -97,7 +71,7 @@ class ObjectiveConfig(_Strict):
     )
 
 
-class AgentConfig(_Strict):
+class AgentConfig(StrictModel):
     """Which agent proposes the experiments, with its options (checked by the agent's own
     model in :mod:`agents.options`)."""
 
@@ -123,7 +97,7 @@ def _outcome_constraint(text: str) -> str:
     return text
 
 
-class ConstraintsConfig(_Strict):
+class ConstraintsConfig(StrictModel):
     """Limits beyond the search space's box: on the conditions, and on measured outcomes."""
 
     linear: list[Annotated[str, AfterValidator(_linear_constraint)]] = Field(
@@ -136,7 +110,7 @@ class ConstraintsConfig(_Strict):
     )
 
 
-class EpicsConfig(_Strict):
+class EpicsConfig(StrictModel):
     """Where the instruments' PVs are: a prefix, per-device PV names, and how long to wait.
 
     A component's PV is ``prefix + pv_map[device][component]``, by default
@@ -164,7 +138,7 @@ class EpicsConfig(_Strict):
         return pv_map
 
 
-class FaultInjectionConfig(_Strict):
+class FaultInjectionConfig(StrictModel):
     """When one kind of simulated fault strikes (see :mod:`simulators.faults`)."""
 
     rate: float = Field(default=0.0, ge=0, le=1, description="probability per action")
@@ -181,7 +155,7 @@ class FaultInjectionConfig(_Strict):
 FaultAction = Literal["retry", "skip", "pause", "abort"]
 
 
-class FaultPolicy(_Strict):
+class FaultPolicy(StrictModel):
     """What the campaign does when a fault of one kind happens."""
 
     action: FaultAction = Field(
@@ -198,7 +172,7 @@ def _policy(action: FaultAction, **options: Any) -> Any:
     return Field(default_factory=lambda: FaultPolicy(action=action, **options))
 
 
-class FaultPolicies(_Strict):
+class FaultPolicies(StrictModel):
     """The policy for each kind of fault; every outcome is recorded in the catalog."""
 
     disconnect: FaultPolicy = _policy("abort", retry_delay_s=10.0)
@@ -210,7 +184,7 @@ class FaultPolicies(_Strict):
     drift: FaultPolicy = _policy("pause")
 
 
-class AnalysisConfig(_Strict):
+class AnalysisConfig(StrictModel):
     """Which analysis methods a campaign uses, and the limits data must pass to be trusted."""
 
     xrd_zero_tolerance_deg: float = Field(
@@ -244,7 +218,7 @@ class AnalysisConfig(_Strict):
         return self
 
 
-class QueueserverConfig(_Strict):
+class QueueserverConfig(StrictModel):
     """How the agent service's requests to each station's queueserver ride out a loaded host.
 
     A request that gets no answer within ``request_timeout_s`` is sent again after a back-off
@@ -276,7 +250,7 @@ class QueueserverConfig(_Strict):
         return self
 
 
-class DevicesConfig(_Strict):
+class DevicesConfig(StrictModel):
     """Which instruments back the campaign; only this section changes to go to hardware."""
 
     backend: Literal["sim", "epics"] = "sim"
@@ -297,7 +271,7 @@ class DevicesConfig(_Strict):
     @field_validator("speedup", mode="before")
     @classmethod
     def _infinity_as_written(cls, speedup: Any) -> Any:
-        # How JSON writes the default (see _Strict), so a dumped campaign reads back.
+        # How JSON writes the default (see StrictModel), so a dumped campaign reads back.
         return math.inf if speedup in ("inf", "Infinity") else speedup
 
     xrd_exposure_s: float = Field(default=0.5, gt=0, description="counting time per 2-theta step")
@@ -338,7 +312,7 @@ class DevicesConfig(_Strict):
         return self
 
 
-class CampaignConfig(_Strict):
+class CampaignConfig(StrictModel):
     """A closed-loop campaign: what to vary, what to measure, what is better, and how long."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
@@ -369,6 +343,7 @@ class CampaignConfig(_Strict):
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     on_fault: FaultPolicies = Field(default_factory=FaultPolicies)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("instruments")
     @classmethod
@@ -414,14 +389,14 @@ class CampaignConfig(_Strict):
                     )
                 )
         if problems:
-            _refuse(problems)
+            refuse(problems)
         return self
 
     @model_validator(mode="after")
     def _conditions_fit_the_reactor(self) -> CampaignConfig:
         problems = condition_problems(self, get_system(self.devices.system).condition_limits)
         if problems:
-            _refuse(problems)
+            refuse(problems)
         return self
 
     @model_validator(mode="after")
@@ -457,7 +432,7 @@ class CampaignConfig(_Strict):
                     (("constraints", "outcomes", index), f"{name!r} {unmeasured}", text)
                 )
         if problems:
-            _refuse(problems)
+            refuse(problems)
         return self
 
     @model_validator(mode="after")
@@ -467,7 +442,7 @@ class CampaignConfig(_Strict):
         if reference is None:
             return self
         if len(names) < 2:
-            _refuse(
+            refuse(
                 [
                     (
                         ("reference_point",),
@@ -477,12 +452,12 @@ class CampaignConfig(_Strict):
                 ]
             )
         if set(reference) != set(names):
-            _refuse(
+            refuse(
                 [(("reference_point",), f"give one value for each objective {names}", reference)]
             )
         infinite = {name: value for name, value in reference.items() if not math.isfinite(value)}
         if infinite:
-            _refuse([(("reference_point",), "values must be finite numbers", infinite)])
+            refuse([(("reference_point",), "values must be finite numbers", infinite)])
         return self
 
     @model_validator(mode="after")
@@ -490,7 +465,7 @@ class CampaignConfig(_Strict):
         try:
             self.agent.options.check_problem(len(self.objectives), len(self.constraints.outcomes))
         except ValueError as error:
-            _refuse([(("agent",), str(error), self.agent.name)])
+            refuse([(("agent",), str(error), self.agent.name)])
         return self
 
     @model_validator(mode="after")
@@ -498,11 +473,11 @@ class CampaignConfig(_Strict):
         try:
             self.agent_space(pool=False)
         except ValueError as error:
-            _refuse([(("constraints", "linear"), str(error), self.constraints.linear)])
+            refuse([(("constraints", "linear"), str(error), self.constraints.linear)])
         try:
             self.agent_space()
         except (ValueError, OSError) as error:
-            _refuse([(("candidates",), str(error), str(self.candidates))])
+            refuse([(("candidates",), str(error), str(self.candidates))])
         return self
 
     def agent_space(self, pool: bool = True) -> SearchSpace:

@@ -27,6 +27,7 @@ from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
 from sdl.lab.instruments import Instruments, build_instruments
 from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
+from sdl.loop.alerts import Alerts, alert_end, alert_fault, alert_pause
 from sdl.loop.control_server import ControlServer, connection_file
 from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
 from sdl.loop.recording import DecisionRecorder, experiment_metadata
@@ -105,6 +106,7 @@ class CampaignRunner:
         lock_database: str | None = None,
     ) -> None:
         self.config = config
+        self.alerts = Alerts(config.alerts, config.name)  # first: a missing secret stops here
         self.lock_database = lock_database
         self.on_experiment = on_experiment
         self.serve_control = serve_control
@@ -164,7 +166,8 @@ class CampaignRunner:
             locks.enter_context(data_dir_lock(self.data_dir, self.config.name))
             if self.lock_database is not None:
                 locks.enter_context(postgres_lock(self.lock_database, self.config.name))
-            self._run_locked()
+            with self._alerting():
+                self._run_locked()
         if self.writer.error is not None:
             raise CatalogError(
                 f"the campaign stopped because its catalog could not be "
@@ -183,7 +186,7 @@ class CampaignRunner:
             self.result.stopped = str(stop) or f"aborted by {CTRL_C}"
             logger.warning("campaign %s stopped: %s", self.config.name, self.result.stopped)
         finally:
-            self._record_control()
+            self._record_requests()
             self.writer.flush()
             if self.control.pending_injections:
                 logger.warning(
@@ -232,7 +235,7 @@ class CampaignRunner:
         if not self.serve_control:
             yield
             return
-        server = ControlServer(self.control, self.status, self._record_control_durably)
+        server = ControlServer(self.control, self.status, self.record_control)
         server.start(connection_file(self.data_dir, self.config.name))
         logger.info("control requests on %s (sdl control)", server.address)
         try:
@@ -338,7 +341,7 @@ class CampaignRunner:
         catalog can no longer be written: nothing runs unrecorded)."""
         if self.writer.error is not None:
             raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
-        self._record_control()
+        self._record_requests()
         if self.control.paused is not None:
             logger.warning(
                 "campaign %s paused by %s: %s; waiting to be resumed",
@@ -346,8 +349,9 @@ class CampaignRunner:
                 self.control.paused.who,
                 self.control.paused.reason,
             )
+            alert_pause(self.alerts, self.control.paused)
         self.control.wait_while_paused()
-        self._record_control()
+        self._record_requests()
 
     def _pause_stations(self) -> None:
         for station in self.stations:
@@ -365,13 +369,14 @@ class CampaignRunner:
         self.agent.register_failures([proposal])
         self.result.refused += 1
 
-    def _record_control(self) -> None:
+    def _record_requests(self) -> None:
         for request in self.control.take_log():
             self.recorder.control(request)
 
-    def _record_control_durably(self) -> None:
-        """Record the requests taken so far and wait until the catalog has them."""
-        self._record_control()
+    def record_control(self) -> None:
+        """Record the requests taken so far and wait until the catalog has them: the
+        control socket and the dashboard call it before they answer a request."""
+        self._record_requests()
         self.writer.flush()
 
     def _experiment(
@@ -441,6 +446,29 @@ class CampaignRunner:
         with self._lock:
             self.recorder.fault(fault)
             self.result.faults.append(fault)
+        alert_fault(self.alerts, fault)
+
+    @contextlib.contextmanager
+    def _alerting(self) -> Iterator[None]:
+        """Tell the notifiers how the campaign ended, and give them time to deliver it."""
+        error = None
+        try:
+            yield
+        except BaseException as raised:
+            error = f"{type(raised).__name__}: {raised}"
+            raise
+        finally:
+            if self.writer.error is not None:
+                error = error or f"the catalog could not be written: {self.writer.error}"
+            alert_end(
+                self.alerts,
+                self.result,
+                self.config.budget,
+                stopped=self.result.stopped or error,
+                target=self.agent.history.stop_reason(None),  # the objectives' targets only
+                stop_reason=self._stop_reason,
+            )
+            self.alerts.close()
 
     def _tell_agent(self, record: ExperimentRecord) -> None:
         point = {**record.conditions, PROPOSAL_ID: record.proposal_id}

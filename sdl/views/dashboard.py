@@ -144,6 +144,8 @@ class Dashboard:
         Where to listen; loopback and a free port by default.
     token
         The secret every request must carry; a fresh one by default.
+    record
+        Makes the control requests taken so far durable; called before one is answered.
     """
 
     def __init__(
@@ -157,10 +159,12 @@ class Dashboard:
         host: str = "127.0.0.1",
         port: int = 0,
         token: str | None = None,
+        record: Callable[[], None] = lambda: None,
     ) -> None:
         self.log = log
         self.control = control
         self.status = status
+        self.record = record
         self.search_space = {name: dict(p) for name, p in search_space.items()}
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
@@ -211,6 +215,7 @@ class Dashboard:
             host=host,
             port=port,
             token=token,
+            record=runner.record_control,
         )
         runner.subscribe(dashboard.feed)
         return dashboard
@@ -358,6 +363,7 @@ class Dashboard:
             method(conditions, who, reason)
         else:
             method(who, reason)
+        await asyncio.to_thread(self.record)
         logger.info("dashboard: %s requested by %s", action, who)
         return JSONResponse({"ok": True, "action": action, "status": _finite(self.status())})
 
