@@ -49,7 +49,7 @@ from agents.space import Objective, OutcomeConstraint, SearchSpace
 logger = logging.getLogger(__name__)
 
 #: Tag of the weights files this module writes and reads.
-POLICY_FORMAT = "sdl-rl-policy-1"
+POLICY_FORMAT = "sdl-rl-policy-2"
 
 #: Features per history token besides the ``d`` coordinates: rank quantile, z-score, best flag.
 SCORE_FEATURES = 3
@@ -183,8 +183,15 @@ def action_distribution(centre: Tensor, log_std: Tensor) -> torch.distributions.
     return torch.distributions.Normal(torch.logit(centre, eps=LOGIT_EPS), log_std.exp())
 
 
-def save_policy(policy: HistoryPolicy, path: str | Path, training: Mapping[str, Any]) -> None:
-    """Write the policy's weights, its shape and how it was trained (``training``) to ``path``."""
+def save_policy(
+    policy: HistoryPolicy,
+    path: str | Path,
+    space: SearchSpace,
+    objective: Objective,
+    training: Mapping[str, Any],
+) -> None:
+    """Write the policy's weights and shape, the search space and objective it was trained
+    for, and how it was trained (``training``) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
@@ -192,21 +199,26 @@ def save_policy(policy: HistoryPolicy, path: str | Path, training: Mapping[str, 
             "format": POLICY_FORMAT,
             "config": dict(policy.config),
             "state_dict": policy.state_dict(),
+            "problem": _problem(space, objective),
             "training": dict(training),
         },
         path,
     )
 
 
-def load_policy(path: str | Path, dim: int) -> HistoryPolicy:
-    """The policy saved at ``path``, checked to be built for a ``dim``-dimensional space.
+def load_policy(path: str | Path, space: SearchSpace, objective: Objective) -> HistoryPolicy:
+    """The policy saved at ``path``, checked to be trained for this ``space`` and ``objective``.
+
+    A policy acts in the unit cube of the box it was trained on, for the landscape of its
+    objective: in another box, or for another objective, its proposals mean nothing.
 
     Raises
     ------
     FileNotFoundError
         If there is no file, with the command that makes one.
     ValueError
-        If the file is not a policy of this module, or was trained for another dimension.
+        If the file is not a policy of this module, or was trained for another problem (the
+        message lists every difference).
     """
     path = Path(path)
     if not path.is_file():
@@ -215,15 +227,62 @@ def load_policy(path: str | Path, dim: int) -> HistoryPolicy:
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("format") != POLICY_FORMAT:
-        raise ValueError(f"{str(path)!r} is not an RL policy file ({POLICY_FORMAT})")
-    if saved["config"]["dim"] != dim:
         raise ValueError(
-            f"the RL policy in {str(path)!r} was trained for {saved['config']['dim']} "
-            f"parameter(s), but the search space has {dim}; train one for this space"
+            f"{str(path)!r} is not an RL policy file of this version ({POLICY_FORMAT}, which "
+            f"records its search space and objective); train one with 'sdl train-rl'"
+        )
+    differences = _differences(saved["problem"], _problem(space, objective))
+    if differences:
+        raise ValueError(
+            f"the RL policy in {str(path)!r} was trained for another problem than this "
+            f"campaign's: {'; '.join(differences)}; train one for this campaign's search "
+            "space and objective"
         )
     policy = HistoryPolicy(**saved["config"])
     policy.load_state_dict(saved["state_dict"])
     return policy.eval()
+
+
+def _problem(space: SearchSpace, objective: Objective) -> dict[str, Any]:
+    """What a policy is trained for, as plain data for its file."""
+    return {
+        "space": [
+            {"name": p.name, "low": p.low, "high": p.high, "unit": p.unit, "log": p.log_scale}
+            for p in space.parameters
+        ],
+        "objective": {"name": objective.name, "direction": objective.direction},
+    }
+
+
+def _differences(trained: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """How the problem a policy was ``trained`` for differs from the ``wanted`` one."""
+    names, wanted_names = (
+        [p["name"] for p in trained["space"]],
+        [p["name"] for p in wanted["space"]],
+    )
+    if names != wanted_names:
+        order = " (the same, in another order)" if sorted(names) == sorted(wanted_names) else ""
+        return [
+            f"it searches {names} in this order, the campaign {wanted_names}{order}"
+        ] + _objective_differences(trained, wanted)
+    differences = [
+        f"{old['name']}: {old['low']:g} to {old['high']:g} {old['unit']}"
+        f"{' (log)' if old['log'] else ''} in training, {new['low']:g} to {new['high']:g} "
+        f"{new['unit']}{' (log)' if new['log'] else ''} here"
+        for old, new in zip(trained["space"], wanted["space"], strict=True)
+        if old != new
+    ]
+    return differences + _objective_differences(trained, wanted)
+
+
+def _objective_differences(trained: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    old, new = trained["objective"], wanted["objective"]
+    if old == new:
+        return []
+    return [
+        f"objective: {old['direction']} {old['name']} in training, {new['direction']} "
+        f"{new['name']} here"
+    ]
 
 
 class RLAgent(HistoryAgent):
@@ -242,7 +301,8 @@ class RLAgent(HistoryAgent):
     space, objectives, seed, max_evaluations, outcome_constraints
         As for every ``HistoryAgent``; exactly one objective.
     weights
-        Path of the policy file written by ``sdl train-rl``, for this space's dimension.
+        Path of the policy file written by ``sdl train-rl`` for this search space and
+        objective (the file records both; another problem's policy is refused).
         None builds an untrained network (seeded; it proposes scattered points around the
         best so far) and logs a warning: for plumbing and tests, not for campaigns.
 
@@ -274,7 +334,7 @@ class RLAgent(HistoryAgent):
                 torch.manual_seed(self.seed)
                 self.policy = HistoryPolicy(space.dim).eval()
         else:
-            self.policy = load_policy(weights, space.dim)
+            self.policy = load_policy(weights, space, self.objectives[0])
 
     def _history_tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         """The observed points as a batch of one: ``1 x L x d`` unit x, ``1 x L`` score, mask.

@@ -199,6 +199,11 @@ def _assignment(item: str) -> tuple[str, float]:
 
 def _validate(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign)
+    if config.agent.name == "rl":
+        # Whether the policy file was trained for this problem: reading it needs torch.
+        from sdl.campaign.agent import build_agent
+
+        build_agent(config)
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     print(f"{args.campaign}: valid")
     return 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from agents import Objective, Parameter, RLAgent, SearchSpace, make_agent
 from agents.rl import history_tokens, load_policy
@@ -67,12 +70,23 @@ def play(agent: RLAgent, steps: int, seed: int = 0) -> list[dict]:
     return points
 
 
-def test_training_command_writes_a_policy_that_loads_for_its_dimension(weights):
-    policy = load_policy(weights, dim=4)
+def test_training_command_writes_a_policy_that_records_its_problem(weights):
+    policy = load_policy(weights, TIO2_SPACE, TIO2_OBJECTIVE)
     assert policy.dim == 4 and policy.horizon == 4
     saved = torch.load(weights, weights_only=True)
     assert saved["training"]["episodes"] == 8
-    assert saved["training"]["space"] == list(TIO2_SPACE.names)
+    assert [p["name"] for p in saved["problem"]["space"]] == list(TIO2_SPACE.names)
+    assert saved["problem"]["space"][0] == {
+        "name": "temperature_c",
+        "low": 250.0,
+        "high": 950.0,
+        "unit": "degC",
+        "log": False,
+    }
+    assert saved["problem"]["objective"] == {
+        "name": TIO2_OBJECTIVE.name,
+        "direction": "maximize",
+    }
 
 
 def test_proposals_lie_in_the_space_and_report_the_policy_belief(weights):
@@ -106,8 +120,58 @@ def test_same_seed_and_history_give_the_same_proposal(weights):
 
 def test_a_space_of_another_dimension_is_refused(weights):
     space = SearchSpace((Parameter("x1", 0.0, 1.0, ""), Parameter("x2", 0.0, 1.0, "")))
-    with pytest.raises(ValueError, match="trained for 4 parameter.*search space has 2"):
+    with pytest.raises(
+        ValueError, match=r"trained for another problem.*searches \['temperature_c'"
+    ):
         make_agent("rl", space, [Objective("y", "maximize")], weights=weights)
+
+
+def test_the_same_names_in_another_box_or_for_another_objective_are_refused(weights):
+    wider = SearchSpace(
+        tuple(
+            Parameter(p.name, p.low, 1200.0, p.unit) if p.name == "temperature_c" else p
+            for p in TIO2_SPACE.parameters
+        )
+    )
+    with pytest.raises(ValueError) as refusal:
+        make_agent("rl", wider, [Objective("grain_size_nm", "minimize")], weights=weights)
+    message = str(refusal.value)
+    assert "temperature_c: 250 to 950 degC in training, 250 to 1200 degC here" in message
+    assert f"maximize {TIO2_OBJECTIVE.name} in training, minimize grain_size_nm here" in message
+    assert "duration_h" not in message
+    reordered = SearchSpace(tuple(reversed(TIO2_SPACE.parameters)))
+    with pytest.raises(ValueError, match="the same, in another order"):
+        make_agent("rl", reordered, [TIO2_OBJECTIVE], weights=weights)
+
+
+def test_sdl_validate_refuses_a_campaign_whose_policy_was_trained_for_another_box(
+    weights, tmp_path, capsys
+):
+    campaign = yaml.safe_load((Path(__file__).parent.parent / "examples/tio2_bo.yaml").read_text())
+    campaign.update(
+        data_dir=str(tmp_path / "data"),
+        agent={"name": "rl", "options": {"weights": weights}},
+        objectives=[{"name": TIO2_OBJECTIVE.name, "direction": "maximize"}],
+    )
+    path = tmp_path / "rl.yaml"
+    path.write_text(yaml.safe_dump(campaign, sort_keys=False))
+    assert sdl_main(["validate", str(path)]) == 0
+    campaign["search_space"]["ph"]["high"] = 9.0
+    path.write_text(yaml.safe_dump(campaign, sort_keys=False))
+    assert sdl_main(["validate", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "agent (rl)" in error and "ph: 1 to 10 pH in training, 1 to 9 pH here" in error
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_policy_file_that_does_not_record_its_problem_is_refused(weights, tmp_path):
+    saved = torch.load(weights, weights_only=True)
+    del saved["problem"]
+    saved["format"] = "sdl-rl-policy-1"
+    old = tmp_path / "old.pt"
+    torch.save(saved, old)
+    with pytest.raises(ValueError, match="records its search space and objective.*sdl train-rl"):
+        tio2_agent(str(old))
 
 
 def test_missing_weights_say_how_to_make_them(tmp_path):

@@ -398,14 +398,14 @@ def train_policy(
             save_policy(
                 policy,
                 out,
+                TIO2_SPACE,
+                TIO2_OBJECTIVE,
                 {
                     "environment": "tio2-domain-randomised",
                     "seed": seed,
                     "episodes": (index + 1) * batch,
                     "batch": batch,
                     "learning_rate": learning_rate,
-                    "space": list(TIO2_SPACE.names),
-                    "objective": TIO2_OBJECTIVE.name,
                 },
             )
     return policy
