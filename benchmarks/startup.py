@@ -1,10 +1,11 @@
-"""How long the command line takes to start: `sdl --help`, `sdl validate` and importing the
-campaign file's module, in this tree beside the tree before the reorganisation (issue 18).
+"""How long the command line takes to start: `sdl --help`, `sdl validate`, `sdl control` and
+importing the campaign file's module, in this tree beside the tree before the reorganisation
+(issue 18).
 
 The old tree is checked out from git (``BEFORE``, where the module was ``sdl.config``) beside
 this one (:mod:`git_tree`). Each command runs ``--repeats`` times; the table shows the median
-wall time.
-Targets: ``sdl --help`` under 1 s, ``sdl validate`` under 2 s on an idle 2-core machine.
+wall time. Targets: ``sdl --help`` under 1 s, ``sdl validate`` under 2 s on an idle 2-core
+machine (issue 18); ``sdl control`` acting within 1 s (issue 25).
 
 Prints one table and writes ``benchmarks/results/startup.json``.
 """
@@ -27,36 +28,40 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: The last commit before sdl/ was split into subpackages.
 BEFORE = "09b8808~1"
 
-#: What is timed: a label and the Python arguments, with the campaign module's name filled in.
+#: The command line's entry point, given its arguments after the script.
+_CLI = "import sys; from sdl.cli import main; sys.exit(main(sys.argv[1:]))"
+
+#: What is timed: a label, the Python arguments (``{config}``: the campaign module's name,
+#: ``{example}``: the example campaign file) and the exit status the command must give.
 COMMANDS = (
-    ("sdl --help", ["-c", "import sys; from sdl.cli import main; sys.exit(main(['--help']))"]),
-    (
-        "sdl validate examples/tio2_bo.yaml",
-        ["-c", "import sys; from sdl.cli import main; sys.exit(main(sys.argv[1:]))", "validate"],
-    ),
-    ("import the campaign module", ["-c", "import {config}"]),
+    ("sdl --help", ["-c", _CLI, "--help"], 0),
+    ("sdl validate examples/tio2_bo.yaml", ["-c", _CLI, "validate", "{example}"], 0),
+    # No campaign is running: the request is refused after the file is read (exit 1).
+    ("sdl control examples/tio2_bo.yaml status", ["-c", _CLI, "control", "{example}", "status"], 1),
+    ("import the campaign module", ["-c", "import {config}"], 0),
 )
 
 
 def wall_times(tree: Path, config_module: str, repeats: int) -> dict[str, list[float]]:
     """Wall seconds of each command, ``repeats`` times, run on ``tree``'s code."""
     environment = {**os.environ, "PYTHONPATH": str(tree)}
+    example = tree / "examples" / "tio2_bo.yaml"
     times: dict[str, list[float]] = {}
-    for label, arguments in COMMANDS:
-        arguments = [a.format(config=config_module) for a in arguments]
-        if arguments[-1] == "validate":
-            arguments.append(str(tree / "examples" / "tio2_bo.yaml"))
+    for label, arguments, status in COMMANDS:
+        arguments = [a.format(config=config_module, example=example) for a in arguments]
         times[label] = []
         for _ in range(repeats):
             start = time.perf_counter()
-            subprocess.run(
+            finished = subprocess.run(
                 [sys.executable, *arguments],
                 cwd=tree,
                 env=environment,
-                check=True,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             times[label].append(time.perf_counter() - start)
+            if finished.returncode != status:
+                raise RuntimeError(f"{label} on {tree} exited {finished.returncode}")
     return times
 
 
@@ -71,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         f"median wall seconds of {args.repeats} runs; {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}; campaign module: sdl.config before, sdl.campaign.config after"
     )
-    print(f"{'command':<40} {'before':>8} {'after':>8}")
+    print(f"{'command':<44} {'before':>8} {'after':>8}")
     for label in after:
         print(
-            f"{label:<40} {statistics.median(before[label]):8.2f} "
+            f"{label:<44} {statistics.median(before[label]):8.2f} "
             f"{statistics.median(after[label]):8.2f}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
