@@ -11,7 +11,7 @@ from ophyd.status import StatusBase
 
 from devices.signals import LimitedSignal, MeasuredSignal
 from devices.sim_lab import SimulatedLab
-from simulators.xrd import PowderDiffractometer
+from simulators.xrd import EXPOSURE_LIMITS_S, EXPOSURE_S, PowderDiffractometer
 
 
 class Diffractometer(Device):
@@ -20,7 +20,9 @@ class Diffractometer(Device):
     two_theta = Cpt(MeasuredSignal, value=np.zeros(0), units="deg", kind="normal")
     counts = Cpt(MeasuredSignal, value=np.zeros(0), units="counts", kind="normal")
     scan_time_s = Cpt(MeasuredSignal, value=0.0, units="s", kind="normal")
-    exposure_s = Cpt(LimitedSignal, limits=(0.01, 10.0), units="s", value=0.5, kind="config")
+    exposure_s = Cpt(
+        LimitedSignal, limits=EXPOSURE_LIMITS_S, units="s", value=EXPOSURE_S, kind="config"
+    )
 
 
 class SimulatedDiffractometer(Diffractometer):

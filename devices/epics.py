@@ -60,6 +60,11 @@ class EpicsTimeouts:
     action_s: float = 86_400.0
 
 
+def limits_text(limits: tuple[float, float] | None) -> str:
+    """Limits as reports print them, ``none`` where a PV sets none."""
+    return "none" if limits is None else f"[{limits[0]:g}, {limits[1]:g}]"
+
+
 def _connected_or_raise(signal: Any, timeout_s: float, purpose: str) -> None:
     try:
         signal.wait_for_connection(timeout=timeout_s)
@@ -130,11 +135,15 @@ def put_with_completion(
 
     status.add_callback(clean_up)
     timer.start()
-    signal.put(
-        value,
-        use_complete=True,
-        callback=lambda *_, **__: threading.Thread(target=finish, daemon=True).start(),
-    )
+    try:
+        signal.put(
+            value,
+            use_complete=True,
+            callback=lambda *_, **__: threading.Thread(target=finish, daemon=True).start(),
+        )
+    except BaseException:
+        clean_up(status)  # refused before sending (a limit): no timer left waiting a day
+        raise
     return status
 
 
@@ -179,7 +188,8 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
     The safe range is the tighter of the configured limits and the PV's own control limits
     (``lower_ctrl_limit``/``upper_ctrl_limit``, i.e. DRVL/DRVH of an ``ao`` record), read
     fresh from the IOC each time so an operator's change is honoured. Puts wait for
-    completion, as a controller that reports when the setpoint is reached.
+    completion, as a controller that reports when the setpoint is reached, and then check
+    that the PV took the value: the IOC's own defence, should its limits change after the check.
     """
 
     def __init__(
@@ -228,20 +238,37 @@ class EpicsLimitedSignal(_SameDescription, EpicsSignal):
             raise LimitError(
                 f"{self.name}={number:g} {self.declared_units} is outside the safe range "
                 f"[{low:g}, {high:g}] {self.declared_units} (configured "
-                f"{list(self.configured_limits)}, PV {self.setpoint_pvname} control limits "
-                f"{self.pv_limits()}); nothing was sent"
+                f"{limits_text(self.configured_limits)}, PV {self.setpoint_pvname} control "
+                f"limits {limits_text(self.pv_limits())}); nothing was sent"
+            )
+
+    def check_taken(self, value: float) -> None:
+        """Raise :class:`LimitError` if the PV does not hold ``value`` after its put completed.
+
+        An EPICS IOC completes a refused put-callback with ``ECA_PUTFAIL``, which ophyd does
+        not pass on, and an ``ao`` record clamps to DRVL/DRVH: the value held tells both.
+        """
+        held = float(self.get())
+        if abs(held - value) > (self.tolerance or 0.0):
+            raise LimitError(
+                f"PV {self.setpoint_pvname} refused {self.name}={value:g} "
+                f"{self.declared_units}: it holds {held:g} after the put; its control "
+                f"limits are {limits_text(self.pv_limits())}"
             )
 
     def set(
         self, value: Any, *, timeout: float | None = None, settle_time: float | None = None
     ) -> DeviceStatus:
-        """Put with completion; an unsafe value raises :class:`LimitError` before the put."""
+        """Put with completion; an unsafe value raises :class:`LimitError` before the put, and
+        one the IOC refused fails the Status with :class:`LimitError` once the put is answered."""
+        number = float(value)
         return put_with_completion(
             self,
-            float(value),
+            number,
             device=self,
             purpose=f"set {self.name}={value}",
             timeout_s=self.write_timeout if timeout is None else timeout,
+            on_complete=lambda: self.check_taken(number),
         )
 
     def describe(self) -> dict[str, dict[str, Any]]:

@@ -13,10 +13,14 @@ from ophyd.status import StatusBase
 from devices.hdf5_frames import HDF5FrameWriter
 from devices.signals import LimitedSignal, MeasuredSignal
 from devices.sim_lab import SimulatedLab
-from simulators.micrograph import choose_pixel_size_nm, simulate_micrograph
-
-#: Instrument time of one frame: stage move, focus and a slow scan.
-FRAME_TIME_S = 120.0
+from simulators.micrograph import (
+    FRAME_SHAPE,
+    FRAME_TIME_S,
+    TARGET_GRAIN_PX,
+    TARGET_GRAIN_PX_LIMITS,
+    choose_pixel_size_nm,
+    simulate_micrograph,
+)
 
 
 class Microscope(Device):
@@ -28,10 +32,16 @@ class Microscope(Device):
 
     image = Cpt(Signal, value="", kind="normal")
     pixel_size_nm = Cpt(MeasuredSignal, value=0.0, units="nm", kind="normal")
-    target_grain_px = Cpt(LimitedSignal, limits=(8.0, 64.0), units="px", value=24.0, kind="config")
+    target_grain_px = Cpt(
+        LimitedSignal,
+        limits=TARGET_GRAIN_PX_LIMITS,
+        units="px",
+        value=TARGET_GRAIN_PX,
+        kind="config",
+    )
     acquisition_time_s = Cpt(MeasuredSignal, value=0.0, units="s", kind="normal")
 
-    frame_shape: tuple[int, int] = (256, 256)
+    frame_shape: tuple[int, int] = FRAME_SHAPE
 
 
 class FrameWritingMicroscope(Microscope):

@@ -210,7 +210,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_devices(args: argparse.Namespace) -> int:
-    from sdl.lab.instruments import check_devices
+    from sdl.lab.device_check import check_devices
     from sdl.records.catalog import raw_dir
 
     config = load_campaign(args.campaign)
@@ -222,11 +222,11 @@ def _check_devices(args: argparse.Namespace) -> int:
         )
         return 2
     check = check_devices(config, raw_dir(config.data_dir))
-    for line in check.passed if args.verbose else []:
+    for line in check.pvs:
         print(line)
     for line in check.problems:
         print(f"PROBLEM {line}")
-    print(f"{args.campaign}: {len(check.passed)} PVs read, {len(check.problems)} problem(s)")
+    print(f"{args.campaign}: {len(check.pvs)} PVs, {len(check.problems)} problem(s)")
     return 0 if check.ok else 1
 
 

@@ -9,8 +9,11 @@ clients wait with put-completion as they would on an areaDetector ``Acquire``. A
 leaves its reason in the instrument's ``status_message`` PV (put-completion carries no error).
 
 PV names are ``{prefix}{instrument}:{component}``, e.g. ``SDL:reactor:temperature_c``.
-Setpoints are ``ao`` records whose control limits (what CA reports as
-``lower_ctrl_limit``/``upper_ctrl_limit``) are the simulated hardware's safe range.
+Setpoints are ``ao`` records as a beamline's are: ``.EGU`` is the unit, ``.DRVL``/``.DRVH``
+the drive limits (what CA reports as ``lower_ctrl_limit``/``upper_ctrl_limit``, and what the
+record enforces) and ``.LOPR``/``.HOPR`` the display range, all the simulated hardware's safe
+range as the materials system and the devices state it. A put outside the drive limits is
+refused and answered at once (see :class:`RefusingSetpoint`).
 """
 
 from __future__ import annotations
@@ -23,34 +26,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
-from caproto import ChannelType
-from caproto.server import PVGroup, pvproperty, run
+from caproto import CaprotoValueError, CAStatus, ChannelType
+from caproto.server import PVGroup, PvpropertyDouble, pvproperty, run
+from caproto.server.records.utils import link_parent_attribute
 
 from simulators.clock import SimClock
 from simulators.micrograph import (
+    FRAME_SHAPE,
+    FRAME_TIME_S,
     TARGET_GRAIN_PX,
+    TARGET_GRAIN_PX_LIMITS,
     Micrograph,
     choose_pixel_size_nm,
     simulate_micrograph,
 )
 from simulators.sample import SampleState
 from simulators.stage import SampleStage
-from simulators.xrd import PowderDiffractometer
+from simulators.xrd import EXPOSURE_LIMITS_S, EXPOSURE_S, PowderDiffractometer
 
 logger = logging.getLogger(__name__)
-
-#: Safe exposure range of the simulated diffractometer, s per step (as devices/diffractometer.py).
-XRD_EXPOSURE_LIMITS_S = (0.01, 10.0)
-
-#: Range of the microscope's magnification setting, px across a typical grain
-#: (as devices/microscope.py).
-TARGET_GRAIN_PX_LIMITS = (8.0, 64.0)
-
-#: Instrument time of one micrograph: stage move, focus and a slow scan (as devices/microscope.py).
-FRAME_TIME_S = 120.0
-
-#: Frame shape of the simulated microscope, rows x columns.
-FRAME_SHAPE = (256, 256)
 
 #: Longest status message an instrument reports, characters.
 STATUS_MESSAGE_LENGTH = 256
@@ -66,21 +60,57 @@ class SynthesisModel(Protocol):
     def duration_s(self, conditions: Mapping[str, float]) -> float: ...
 
 
+class RefusingSetpoint(PvpropertyDouble):
+    """A setpoint whose refused put is answered as an EPICS IOC answers it.
+
+    caproto answers a put outside the drive limits with a CA error message, which its own
+    threading client (ophyd's) drops: the client would wait for put-completion until its
+    timeout. EPICS's rsrv completes a refused put-callback with status ``ECA_PUTFAIL``;
+    answering the same way ends the put at once for every client, the value unchanged.
+    """
+
+    async def write_from_dbr(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().write_from_dbr(*args, **kwargs)
+        except CaprotoValueError as error:  # caproto's CannotExceedLimits among them
+            logger.warning("%s: put refused: %s", self.pvname, error)
+            return CAStatus.ECA_PUTFAIL
+
+
+#: ``ao`` fields that state the setpoint's own units and limits -> its CA metadata.
+_AO_FIELDS_OF_METADATA = {
+    "engineering_units": "units",
+    "drive_low_limit": "lower_ctrl_limit",
+    "drive_high_limit": "upper_ctrl_limit",
+    "low_operating_range": "lower_disp_limit",
+    "high_operating_range": "upper_disp_limit",
+}
+
+
 def setpoint(
     name: str, low: float, high: float, unit: str, value: float | None = None, doc: str = ""
 ) -> pvproperty:
-    """A float setpoint (``ao`` record) whose control limits are the hardware's safe range."""
-    return pvproperty(
+    """A float setpoint (``ao`` record) whose drive limits are the hardware's safe range.
+
+    The record's ``.EGU``, ``.DRVL``/``.DRVH`` and ``.LOPR``/``.HOPR`` read and write the
+    channel's metadata, so narrowing ``.DRVH`` narrows what the IOC reports and enforces.
+    """
+    prop = pvproperty(
         name=name,
         value=float(low if value is None else value),
-        dtype=ChannelType.DOUBLE,
+        dtype=RefusingSetpoint,
         record="ao",
         lower_ctrl_limit=low,
         upper_ctrl_limit=high,
+        lower_disp_limit=low,
+        upper_disp_limit=high,
         units=unit,
         precision=4,
         doc=doc,
     )
+    for field, metadata in _AO_FIELDS_OF_METADATA.items():
+        link_parent_attribute(getattr(prop.fields, field), metadata)
+    return prop
 
 
 def readback(name: str, unit: str, doc: str = "") -> pvproperty:
@@ -204,7 +234,11 @@ class DiffractometerPVs(InstrumentPVs):
         value=0, dtype=ChannelType.INT, doc="put 1: scan the sample on the stage (put-completion)"
     )
     exposure_s = setpoint(
-        "exposure_s", *XRD_EXPOSURE_LIMITS_S, "s", value=0.5, doc="counting time per 2-theta step"
+        "exposure_s",
+        *EXPOSURE_LIMITS_S,
+        "s",
+        value=EXPOSURE_S,
+        doc="counting time per 2-theta step",
     )
     two_theta = waveform("deg", "2-theta of every step")
     counts = waveform("counts", "the last pattern")

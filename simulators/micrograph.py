@@ -20,8 +20,16 @@ from scipy.spatial import cKDTree
 from physics.phases import AMORPHOUS
 from simulators.sample import SampleState
 
-#: Mean grain diameter, px, an operator aims for when choosing the magnification.
+#: Mean grain diameter, px, an operator aims for when choosing the magnification, and the range
+#: the magnification setting allows (the simulated device's and the IOC's record's limits).
 TARGET_GRAIN_PX = 24.0
+TARGET_GRAIN_PX_LIMITS = (8.0, 64.0)
+
+#: Frame shape of the microscope, rows x columns.
+FRAME_SHAPE = (256, 256)
+
+#: Instrument time of one frame: stage move, focus and a slow scan, s.
+FRAME_TIME_S = 120.0
 
 #: Pixel sizes the microscope offers (R10 preferred numbers, 0.1-100 nm), one per magnification.
 PIXEL_SIZES_NM = tuple(
@@ -150,7 +158,7 @@ def simulate_micrograph(
     sample: SampleState,
     rng: np.random.Generator,
     *,
-    shape: tuple[int, int] = (256, 256),
+    shape: tuple[int, int] = FRAME_SHAPE,
     pixel_size_nm: float | None = None,
     noise: float = 0.05,
     read_noise: float = 0.01,

@@ -56,6 +56,11 @@ from physics.structures import (
 )
 from simulators.sample import SampleState
 
+#: Counting time per 2-theta step, s: the default and the instrument's safe range, which the
+#: simulated device, the IOC's ``exposure_s`` record and its check all take from here.
+EXPOSURE_S = 0.5
+EXPOSURE_LIMITS_S = (0.01, 10.0)
+
 #: Every phase a pattern can contain.
 XRD_PHASES = (AMORPHOUS, *CRYSTALLINE_PHASES)
 

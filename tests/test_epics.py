@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,12 @@ from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 from ophyd.utils.errors import LimitError
 
+from devices.epics import EpicsLimitedSignal
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, parse_campaign
+from sdl.cli import main
 from sdl.facility.ioc_process import IOCStartError, running_ioc
-from sdl.lab.instruments import build_epics_instruments, build_simulated_instruments, check_devices
+from sdl.lab.device_check import check_devices
+from sdl.lab.instruments import build_epics_instruments, build_simulated_instruments
 from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import campaign_runs, open_catalog
 
@@ -37,6 +42,17 @@ def ioc():
             env.setenv(key, value)
         yield ioc
     context.__exit__(None, None, None)
+
+
+@contextmanager
+def narrowed_drive_limit(pv: str, high: float):
+    """Lower the ``.DRVH`` of an ``ao`` setpoint on the IOC for the block, as an operator would."""
+    full = ca_read(f"{pv}.DRVH").data[0]
+    ca_write(f"{pv}.DRVH", high, notify=True)
+    try:
+        yield
+    finally:
+        ca_write(f"{pv}.DRVH", full, notify=True)
 
 
 def campaign(
@@ -93,15 +109,11 @@ def test_value_beyond_the_pvs_control_limit_is_refused_before_any_put(ioc, tmp_p
     reactor = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path).reactor
     pv = reactor.temperature_c.pvname
     before = ca_read(pv).data[0]
-    # caproto's ao reports HOPR as the CA control limit (an EPICS ao reports DRVH there).
-    ca_write(f"{pv}.HOPR", 900.0, notify=True)
-    try:
+    with narrowed_drive_limit(pv, 900.0):
         assert reactor.condition_limits()["temperature_c"][:2] == (200.0, 900.0)
         with pytest.raises(LimitError, match="temperature_c=950.*nothing was sent"):
             reactor.temperature_c.set(950.0)
         assert ca_read(pv).data[0] == before
-    finally:
-        ca_write(f"{pv}.HOPR", 1000.0, notify=True)
 
 
 def test_campaign_over_ca_stores_the_same_documents_as_in_process(ioc, tmp_path):
@@ -131,7 +143,10 @@ def test_dry_run_reports_a_misnamed_pv(ioc, tmp_path):
     (missing,) = [p for p in check.problems if p.startswith("missing")]
     assert f"{ioc.prefix}reactor:temprature_c" in missing
     assert "devices.epics.pv_map.reactor.temperature_c" in missing
-    assert any(f"{ioc.prefix}xrd:counts" in line for line in check.passed)
+    assert any(
+        line.startswith(f"not connected  {ioc.prefix}reactor:temprature_c") for line in check.pvs
+    )
+    assert any(f"connected      {ioc.prefix}xrd:counts" in line for line in check.pvs)
 
 
 def test_pv_map_of_an_unknown_component_is_a_config_error(tmp_path):
@@ -189,3 +204,85 @@ def test_ioc_restarted_mid_campaign_is_retried_by_policy(ioc, tmp_path, monkeypa
     assert {run.metadata["stop"]["exit_status"] for run in runs} <= {"success", "fail"}
     assert [run.metadata["start"]["iteration"] for run in finished] == [0, 1]
     assert [run.metadata["start"]["uid"] for run in finished] == [r.raw_uid for r in result.records]
+
+
+def test_ioc_setpoints_carry_the_units_and_limits_the_devices_describe(ioc, tmp_path):
+    sim = build_simulated_instruments(campaign(tmp_path, "sim"), tmp_path)
+    setpoints = 0
+    for device in (sim.reactor, *sim.detectors):
+        described = {**device.describe(), **device.describe_configuration()}
+        for key, description in described.items():
+            if "lower_ctrl_limit" not in description:
+                continue
+            pv = f"{ioc.prefix}{device.name}:{key.removeprefix(device.name + '_')}"
+            limits = (description["lower_ctrl_limit"], description["upper_ctrl_limit"])
+            assert ca_read(f"{pv}.EGU").data[0].decode() == description["units"], pv
+            assert (ca_read(f"{pv}.DRVL").data[0], ca_read(f"{pv}.DRVH").data[0]) == limits, pv
+            assert (ca_read(f"{pv}.LOPR").data[0], ca_read(f"{pv}.HOPR").data[0]) == limits, pv
+            setpoints += 1
+    assert setpoints == len(sim.reactor.condition_names) + 2
+    assert check_devices(campaign(tmp_path, "epics", ioc.prefix), tmp_path).ok
+
+
+def test_out_of_limits_put_is_answered_with_an_error(ioc, tmp_path, monkeypatch):
+    reactor = build_epics_instruments(campaign(tmp_path, "epics", ioc.prefix), tmp_path).reactor
+    pv = reactor.temperature_c.pvname
+    before = ca_read(pv).data[0]
+    assert ca_write(pv, 5000.0, notify=True).status.name == "ECA_PUTFAIL"
+    # A client whose view of the limits is stale sends the put; the IOC's answer fails it.
+    monkeypatch.setattr(EpicsLimitedSignal, "limits", property(lambda s: s.configured_limits))
+    with narrowed_drive_limit(pv, 900.0):
+        status = reactor.temperature_c.set(950.0)
+        with pytest.raises(
+            LimitError,
+            match=rf"PV {pv} refused reactor_temperature_c=950 .*limits are \[200, 900\]",
+        ):
+            status.wait()
+    assert ca_read(pv).data[0] == before
+
+
+def test_put_refused_by_the_ioc_mid_campaign_keeps_the_catalog(ioc, tmp_path, monkeypatch):
+    monkeypatch.setattr(EpicsLimitedSignal, "limits", property(lambda s: s.configured_limits))
+    config = campaign(
+        tmp_path, "epics", ioc.prefix, on_fault={"instrument_error": {"action": "abort"}}
+    )
+    runner = CampaignRunner(config)
+    pv = f"{ioc.prefix}reactor:temperature_c"
+    with ExitStack() as narrowed:
+        runner.on_experiment = lambda result: narrowed.enter_context(
+            narrowed_drive_limit(pv, 250.0)
+        )
+        result = runner.run()
+    assert len(result.records) == 1 and f"PV {pv} refused" in result.stopped
+    runs = campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
+    assert [run.metadata["stop"]["exit_status"] for run in runs] == ["success", "fail"]
+    assert f"PV {pv} refused" in runs[1].metadata["stop"]["reason"]
+    assert np.asarray(runs[0]["primary"]["xrd_counts"].read()).shape == (1, 2048)
+
+
+def test_check_devices_prints_units_and_limits_and_flags_a_mismatched_ioc(ioc, tmp_path, capsys):
+    path = tmp_path / "campaign.yaml"
+    config = campaign(tmp_path, "epics", ioc.prefix)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    pv = f"{ioc.prefix}reactor:temperature_c"
+    ca_write(f"{pv}.EGU", "K", notify=True)
+    try:
+        with narrowed_drive_limit(pv, 900.0):
+            assert main(["check-devices", str(path)]) == 1
+    finally:
+        ca_write(f"{pv}.EGU", "degC", notify=True)
+    lines = capsys.readouterr().out.splitlines()
+    pv_line = rf"connected +{pv} \(reactor.temperature_c\) = [\d.]+ K, control limits \[200, 900\]"
+    assert any(re.fullmatch(pv_line, line) for line in lines)
+    exposure = rf"connected +{ioc.prefix}xrd:exposure_s .* s, control limits \[0.01, 10\]"
+    assert any(re.fullmatch(exposure, line) for line in lines)
+    problems = [line for line in lines if line.startswith("PROBLEM")]
+    assert (
+        f"PROBLEM units: {pv} (reactor.temperature_c) reports 'K'; the device expects 'degC'"
+        in problems
+    )
+    assert any(
+        line.startswith(f"PROBLEM limits: {pv} (reactor.temperature_c) control limits (DRVL/DRVH)")
+        and "[200, 900] differ from the device's safe range [200, 1000] degC" in line
+        for line in problems
+    )

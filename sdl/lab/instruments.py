@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from devices.diffractometer import SimulatedDiffractometer
 from devices.epics import (
     EPICS_DEVICES,
     EpicsError,
-    EpicsInstrument,
-    EpicsLimitedSignal,
     EpicsTimeouts,
     epics_device_class,
     unconnected_pvs,
@@ -74,7 +70,7 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
     return instruments
 
 
-def _detector_settings(config: CampaignConfig) -> dict[str, tuple[str, float]]:
+def detector_settings(config: CampaignConfig) -> dict[str, tuple[str, float]]:
     """Detector name -> (component, value) of the settings a campaign file fixes."""
     return {
         "xrd": ("exposure_s", config.devices.xrd_exposure_s),
@@ -89,7 +85,7 @@ def apply_detector_settings(
 
     Detectors without a setting in the campaign file (the magnetometer) keep their own.
     """
-    settings = _detector_settings(config)
+    settings = detector_settings(config)
     for detector in detectors:
         if detector.name not in settings:
             continue
@@ -97,7 +93,7 @@ def apply_detector_settings(
         getattr(detector, component).set(value).wait(timeout_s)
 
 
-def _epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]]:
+def epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]]:
     """The EPICS reactor and detectors that ``config`` names, searching for their PVs."""
     use_caproto()
     epics = config.devices.epics
@@ -119,7 +115,8 @@ def _epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any
     return reactor, detectors
 
 
-def _pv_label(signal: Any) -> str:
+def pv_label(signal: Any) -> str:
+    """A PV's name and the component it serves, as reports name it."""
     return f"{signal.pvname} ({signal.parent.name}.{signal.attr_name})"
 
 
@@ -131,13 +128,13 @@ def build_epics_instruments(config: CampaignConfig, raw_dir: Path) -> Instrument
     EpicsError
         Listing every PV that did not connect within ``devices.epics.timeout_s``.
     """
-    reactor, detectors = _epics_devices(config, raw_dir)
+    reactor, detectors = epics_devices(config, raw_dir)
     signals = [s for device in (reactor, *detectors) for s in device.epics_signals()]
     missing = unconnected_pvs(signals, config.devices.epics.timeout_s)
     if missing:
         raise EpicsError(
             "PVs not connected (run `sdl check-devices` for a full report): "
-            + ", ".join(_pv_label(s) for s in missing)
+            + ", ".join(pv_label(s) for s in missing)
         )
     apply_detector_settings(config, detectors, config.devices.epics.action_timeout_s)
     check_search_space(config, reactor)
@@ -154,97 +151,6 @@ BACKENDS: dict[str, Callable[[CampaignConfig, Path], Instruments]] = {
 def build_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
     """The campaign's instruments on the backend its ``devices.backend`` names."""
     return BACKENDS[config.devices.backend](config, raw_dir)
-
-
-@dataclass
-class DeviceCheck:
-    """What a dry run over the PVs found: lines that passed and problems to fix before motion."""
-
-    passed: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def check_devices(config: CampaignConfig, raw_dir: Path) -> DeviceCheck:
-    """Connect to and read every PV of the campaign's EPICS devices; nothing is written.
-
-    Reports PVs that are missing (with the ``pv_map`` entry that would rename them), unit
-    mismatches, control limits that leave no room for the search space or the detector
-    settings, action PVs without write access and waveforms of the wrong length.
-    """
-    check = DeviceCheck()
-    reactor, detectors = _epics_devices(config, raw_dir)
-    devices = [reactor, *detectors]
-    signals = [s for device in devices for s in device.epics_signals()]
-    missing = set(unconnected_pvs(signals, config.devices.epics.timeout_s))
-    for signal in signals:
-        label = _pv_label(signal)
-        if signal in missing:
-            check.problems.append(
-                f"missing: {label} did not connect; fix the name or map it with "
-                f"devices.epics.pv_map.{signal.parent.name}.{signal.attr_name}"
-            )
-            continue
-        try:
-            value = signal.get()
-        except Exception as error:
-            check.problems.append(f"unreadable: {label}: {error}")
-            continue
-        check.passed.append(f"ok: {label} = {_summary(value)}")
-        check.problems += _signal_problems(signal, label, value)
-    if not missing & set(reactor.epics_signals()):
-        try:
-            check_search_space(config, reactor)
-        except CampaignConfigError as error:
-            check.problems.append(str(error))
-    settings = _detector_settings(config)
-    for detector in detectors:
-        component, value = settings[detector.name]
-        signal = getattr(detector, component)
-        if signal not in missing:
-            try:
-                signal.check_value(value)
-            except ValueError as error:
-                check.problems.append(f"devices setting: {error}")
-    return check
-
-
-def _summary(value: Any) -> str:
-    array = np.asarray(value)
-    return f"array of {array.size}" if array.ndim else repr(value)
-
-
-def _signal_problems(signal: Any, label: str, value: Any) -> list[str]:
-    """Units, limits, write access and waveform length of one connected PV."""
-    problems = []
-    pv_units = signal.metadata.get("units") or ""
-    declared = getattr(signal, "declared_units", "")
-    if declared and pv_units and pv_units != declared:
-        problems.append(f"units: {label} reports {pv_units!r}; the device expects {declared!r}")
-    if isinstance(signal, EpicsLimitedSignal):
-        low, high = signal.limits
-        if not low < high:
-            problems.append(
-                f"limits: {label} leaves no safe range: configured "
-                f"{list(signal.configured_limits)}, PV {signal.pv_limits()}"
-            )
-    if (
-        isinstance(signal.parent, EpicsInstrument)
-        and (signal.attr_name == signal.parent.action_component)
-        and not signal.write_access
-    ):
-        problems.append(f"access: {label} is not writable; the action cannot be started")
-    if signal.attr_name == "image_data":
-        expected = int(np.prod(signal.parent.frame_shape))
-        if np.asarray(value).size != expected:
-            problems.append(
-                f"shape: {label} holds {np.asarray(value).size} values; a "
-                f"{signal.parent.frame_shape} frame needs {expected}"
-            )
-    return problems
 
 
 def check_search_space(config: CampaignConfig, reactor: Reactor) -> None:
