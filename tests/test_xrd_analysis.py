@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from physics.phases import TIO2_POLYMORPHS
-from sdl.analysis.features import xrd_features
+from sdl.analysis.features import XRD_FIT_QUALITY, xrd_features
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from simulators.sample import SampleState
 from simulators.xrd import PowderDiffractometer
@@ -65,7 +65,8 @@ def test_features_are_named_as_the_pipeline_expects_and_fractions_sum_to_one():
     features = analyse_pattern(*measure({"anatase": 0.7, "amorphous": 0.3}, {"anatase": 20.0}))
     flat = features.as_dict()
     names = set(xrd_features(PHASES))
-    expected = names | {f"{n}_std" for n in names if n != "rwp"}
+    without_std = {"rwp", *XRD_FIT_QUALITY} | {n for n in names if n.endswith("_detection_limit")}
+    expected = names | {f"{n}_std" for n in names - without_std}
     assert set(flat) == expected
     fractions = [flat[f"{p}_fraction"] for p in ("amorphous", *PHASES)]
     assert all(0.0 <= f <= 1.0 for f in fractions)
@@ -90,6 +91,7 @@ def test_fit_reaches_the_counting_noise():
     features = analyse_pattern(two_theta, counts)
     reduced_chi2 = np.mean((counts - features.fitted_pattern) ** 2 / np.maximum(counts, 1.0))
     assert reduced_chi2 == pytest.approx(1.0, abs=0.15)
+    assert features.reduced_chi2 == pytest.approx(reduced_chi2, rel=0.02)
     assert features.rwp < 0.2
     assert np.all(features.background <= features.fitted_pattern + 1e-9)
 

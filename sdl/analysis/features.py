@@ -13,6 +13,10 @@ MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_i
 #: Features from a magnetometer (saturation polarisation mu0 Ms, tesla).
 MAGNETOMETRY_FEATURES = ("saturation_polarisation_t",)
 
+#: Goodness of fit of the line-compound whole-pattern fit beside its Rwp: reduced chi-square
+#: and 1.0 where the fit is flagged poor (:mod:`sdl.analysis.xrd.whole_pattern`); no ``_std``.
+XRD_FIT_QUALITY = ("xrd_reduced_chi2", "xrd_poor_fit")
+
 #: Properties computed from several instruments' features, with the instruments they need.
 DERIVED_FEATURES = {"photoactive_area_m2_g": frozenset({"xrd", "microscope"})}
 
@@ -33,11 +37,14 @@ def xrd_features(phases: Sequence[str]) -> tuple[str, ...]:
     if lattice_range(phases) > 0:
         fractions = tuple(f"{phase}_fraction" for phase in phases)
         strains = tuple(f"{phase}_lattice_strain" for phase in phases)
+        quality: tuple[str, ...] = ()
     else:
         fractions = tuple(f"{phase}_fraction" for phase in (AMORPHOUS, *phases))
         strains = ()
+        limits = tuple(f"{phase}_detection_limit" for phase in (AMORPHOUS, *phases))
+        quality = (*limits, *XRD_FIT_QUALITY)
     sizes = tuple(f"{phase}_crystallite_size_nm" for phase in phases)
-    return (*fractions, *sizes, *strains, "rwp", "xrd_zero_shift_deg")
+    return (*fractions, *sizes, *strains, "rwp", "xrd_zero_shift_deg", *quality)
 
 
 def has_photoactivity(phases: Sequence[str]) -> bool:
