@@ -7,17 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from physics.diffraction import (
-    CU_KALPHA1_ANGSTROM,
-    bragg_two_theta_deg,
-    caglioti_fwhm2_deg2,
-    d_spacing_angstrom,
-    pseudo_voigt_sum,
-    q_humps_per_deg,
-    scherrer_fwhm_deg,
-    scherrer_size_nm,
-    strain_fwhm_deg,
-)
+from physics import diffraction
 from physics.phases import AMORPHOUS, CRYSTALLINE_PHASES, TIO2_PHASES, TIO2_POLYMORPHS
 
 #: Anatase (101), d = 3.520 angstrom: 2-theta 25.28 deg with Cu K-alpha1 (ICDD PDF 21-1272).
@@ -25,29 +15,33 @@ ANATASE_101_D_ANGSTROM = 3.520
 
 
 def test_bragg_angle_of_anatase_101_with_cu_kalpha1():
-    two_theta = bragg_two_theta_deg(ANATASE_101_D_ANGSTROM, CU_KALPHA1_ANGSTROM)
-    assert two_theta == pytest.approx(25.28, abs=0.01)
-    assert d_spacing_angstrom(two_theta, CU_KALPHA1_ANGSTROM) == pytest.approx(
-        ANATASE_101_D_ANGSTROM
+    two_theta = diffraction.bragg_two_theta_deg(
+        ANATASE_101_D_ANGSTROM, diffraction.CU_KALPHA1_ANGSTROM
     )
+    assert two_theta == pytest.approx(25.28, abs=0.01)
+    assert diffraction.d_spacing_angstrom(
+        two_theta, diffraction.CU_KALPHA1_ANGSTROM
+    ) == pytest.approx(ANATASE_101_D_ANGSTROM)
 
 
 def test_reflection_beyond_the_wavelength_has_no_bragg_angle():
-    assert np.isnan(bragg_two_theta_deg(0.7, CU_KALPHA1_ANGSTROM))
+    assert np.isnan(diffraction.bragg_two_theta_deg(0.7, diffraction.CU_KALPHA1_ANGSTROM))
 
 
 def test_scherrer_width_of_10_nm_crystallites_at_the_anatase_line():
     # K lambda / (D cos theta) = 0.9 * 1.5406 A / (100 A * cos 12.64 deg) = 0.01421 rad.
-    width_deg = scherrer_fwhm_deg(10.0, 25.28, CU_KALPHA1_ANGSTROM)
+    width_deg = diffraction.scherrer_fwhm_deg(10.0, 25.28, diffraction.CU_KALPHA1_ANGSTROM)
     assert width_deg == pytest.approx(0.8142, rel=1e-3)
     breadth_cos_theta_rad = math.radians(width_deg) * math.cos(math.radians(12.64))
-    assert scherrer_size_nm(breadth_cos_theta_rad, CU_KALPHA1_ANGSTROM) == pytest.approx(10.0)
+    assert diffraction.scherrer_size_nm(
+        breadth_cos_theta_rad, diffraction.CU_KALPHA1_ANGSTROM
+    ) == pytest.approx(10.0)
 
 
 def test_strain_and_instrument_widths():
-    assert strain_fwhm_deg(1e-3, 90.0) == pytest.approx(math.degrees(4e-3))
-    assert caglioti_fwhm2_deg2(90.0, 0.004, -0.003, 0.004) == pytest.approx(0.005)
-    assert caglioti_fwhm2_deg2(1e-9, 0.004, -0.003, 0.004) == pytest.approx(0.004)
+    assert diffraction.strain_fwhm_deg(1e-3, 90.0) == pytest.approx(math.degrees(4e-3))
+    assert diffraction.caglioti_fwhm2_deg2(90.0, 0.004, -0.003, 0.004) == pytest.approx(0.005)
+    assert diffraction.caglioti_fwhm2_deg2(1e-9, 0.004, -0.003, 0.004) == pytest.approx(0.004)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +49,7 @@ def test_strain_and_instrument_widths():
 )
 def test_pseudo_voigt_has_unit_area_and_the_expected_width(gauss_fwhm_deg, lorentz_fwhm_deg):
     x_deg = np.linspace(-200.0, 200.0, 800_001)
-    profile = pseudo_voigt_sum(
+    profile = diffraction.pseudo_voigt_sum(
         x_deg,
         np.array([0.0]),
         np.array([1.0]),
@@ -71,10 +65,12 @@ def test_pseudo_voigt_has_unit_area_and_the_expected_width(gauss_fwhm_deg, loren
 
 def test_hump_in_q_keeps_its_area_on_a_two_theta_axis():
     two_theta = np.linspace(1.0, 179.0, 20_001)
-    profile = q_humps_per_deg(two_theta, [(2.0, 0.5, 3.0)], CU_KALPHA1_ANGSTROM)
+    profile = diffraction.q_humps_per_deg(
+        two_theta, [(2.0, 0.5, 3.0)], diffraction.CU_KALPHA1_ANGSTROM
+    )
     assert np.trapezoid(profile, two_theta) == pytest.approx(3.0, rel=1e-3)
     peak_q = 4 * math.pi * math.sin(math.radians(0.5 * two_theta[profile.argmax()]))
-    assert peak_q / CU_KALPHA1_ANGSTROM == pytest.approx(2.0, abs=0.01)
+    assert peak_q / diffraction.CU_KALPHA1_ANGSTROM == pytest.approx(2.0, abs=0.01)
 
 
 def test_phase_lists_are_consistent():

@@ -514,15 +514,10 @@ def condition_problems(
     """Where the campaign's conditions leave the reactor's ``device_limits`` (safe range and
     unit of each condition): ``(field path, message, bad value)`` for each."""
     problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+    unknown = f"the reactor has no such condition; it has {sorted(device_limits)}"
     for name, parameter in config.search_space.items():
         if name not in device_limits:
-            problems.append(
-                (
-                    ("search_space", name),
-                    f"the reactor has no such condition; it has {sorted(device_limits)}",
-                    name,
-                )
-            )
+            problems.append((("search_space", name), unknown, name))
             continue
         low, high, unit = device_limits[name]
         if parameter.unit != unit:
@@ -540,13 +535,7 @@ def condition_problems(
             )
     for name, value in config.fixed_conditions.items():
         if name not in device_limits:
-            problems.append(
-                (
-                    ("fixed_conditions", name),
-                    f"the reactor has no such condition; it has {sorted(device_limits)}",
-                    value,
-                )
-            )
+            problems.append((("fixed_conditions", name), unknown, value))
         elif not device_limits[name][0] <= value <= device_limits[name][1]:
             low, high, unit = device_limits[name]
             problems.append(

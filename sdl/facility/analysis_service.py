@@ -22,19 +22,10 @@ from typing import Any
 from sdl.analysis.pipeline import AnalysedRun, RawRun
 from sdl.campaign.config import CampaignConfig
 from sdl.lab.stations import build_analysis
+from sdl.records import vocabulary
 from sdl.records.catalog import campaign_runs, exit_status
 from sdl.records.routing import RunCallbacks, RunCollector, RunFollower
-from sdl.records.vocabulary import (
-    ATTEMPT,
-    CAMPAIGN_ID,
-    ITERATION,
-    PROPOSAL_ID,
-    PURPOSE,
-    RAW_UID,
-    SUCCESS,
-    DocumentCallback,
-    Purpose,
-)
+from sdl.records.vocabulary import DocumentCallback, Purpose
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +61,17 @@ class AnalysisService:
 
     def _follow(self, name: str, start: Mapping[str, Any]) -> RunCallbacks:
         """Collect the campaign's raw runs; ignore every other run."""
-        if start.get(PURPOSE) != Purpose.EXPERIMENT or start.get(CAMPAIGN_ID) != self.config.name:
+        if (
+            start.get(vocabulary.PURPOSE) != Purpose.EXPERIMENT
+            or start.get(vocabulary.CAMPAIGN_ID) != self.config.name
+        ):
             return [], []
         return [RunCollector(self._ended)], []
 
     def _ended(self, documents: list[tuple[str, Mapping[str, Any]]]) -> None:
         """A raw run ended: analyse it if it ended well."""
         start, stop = documents[0][1], documents[-1][1]
-        if stop.get("exit_status") == SUCCESS:
+        if stop.get("exit_status") == vocabulary.SUCCESS:
             self._queue(start, partial(RawRun.from_documents, documents))
 
     def catch_up(self, client: Any) -> int:
@@ -85,12 +79,14 @@ class AnalysisService:
         yet (they ended while the service was down); how many there were."""
         name = self.config.name
         analysed = {
-            run.metadata["start"][RAW_UID] for run in campaign_runs(client, name, Purpose.ANALYSIS)
+            run.metadata["start"][vocabulary.RAW_UID]
+            for run in campaign_runs(client, name, Purpose.ANALYSIS)
         }
         missing = [
             run
             for run in campaign_runs(client, name, Purpose.EXPERIMENT)
-            if exit_status(run) == SUCCESS and run.metadata["start"]["uid"] not in analysed
+            if exit_status(run) == vocabulary.SUCCESS
+            and run.metadata["start"]["uid"] not in analysed
         ]
         return sum(
             self._queue(run.metadata["start"], partial(RawRun.from_catalog, run)) for run in missing
@@ -129,12 +125,14 @@ class AnalysisService:
                 logger.warning(
                     "run %s (%s attempt %s): %s: %s",
                     start["uid"],
-                    start.get(PROPOSAL_ID),
-                    start.get(ATTEMPT),
+                    start.get(vocabulary.PROPOSAL_ID),
+                    start.get(vocabulary.ATTEMPT),
                     analysed.problem_kind,
                     analysed.reason,
                 )
             for name, doc in analysed.documents():
                 self._emit(name, doc)
             self.analysed += 1
-            logger.info("analysed run %s (iteration %s)", start["uid"], start.get(ITERATION))
+            logger.info(
+                "analysed run %s (iteration %s)", start["uid"], start.get(vocabulary.ITERATION)
+            )

@@ -13,17 +13,9 @@ from sdl.analysis.pipeline import RawRun, SampleAnalysis, instrument_time_s, rea
 from sdl.campaign.control import ControlAction
 from sdl.campaign.results import ExperimentRecord, Fault
 from sdl.loop.faults import redo_fault
+from sdl.records import vocabulary
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
-from sdl.records.vocabulary import (
-    PROPOSAL_ID,
-    PURPOSE,
-    RAW_UID,
-    REQUEST_ID,
-    STATION,
-    SUCCESS,
-    DocumentCallback,
-    Purpose,
-)
+from sdl.records.vocabulary import DocumentCallback, Purpose
 
 
 def resumed_records(
@@ -42,50 +34,52 @@ def resumed_records(
     count: its experiment is done again with a new proposal.
     """
     analysed = {
-        run.metadata["start"][RAW_UID]: recorded_features(run)
+        run.metadata["start"][vocabulary.RAW_UID]: recorded_features(run)
         for run in campaign_runs(client, name, Purpose.ANALYSIS)
-        if exit_status(run) == SUCCESS
+        if exit_status(run) == vocabulary.SUCCESS
     }
     faults = campaign_runs(client, name, Purpose.FAULT)
-    judged = {run.metadata["start"][RAW_UID] for run in faults}
+    judged = {run.metadata["start"][vocabulary.RAW_UID] for run in faults}
     skips = [run for run in faults if run.metadata["start"]["action"] == "skip"]
     history = sorted(
         [*campaign_runs(client, name, Purpose.EXPERIMENT), *skips],
         key=lambda run: run.metadata["start"]["time"],
     )
     experiment_stations = {
-        run.metadata["start"][PROPOSAL_ID]: run.metadata["start"].get(STATION, "")
+        run.metadata["start"][vocabulary.PROPOSAL_ID]: run.metadata["start"].get(
+            vocabulary.STATION, ""
+        )
         for run in history
-        if run.metadata["start"][PURPOSE] == Purpose.EXPERIMENT
+        if run.metadata["start"][vocabulary.PURPOSE] == Purpose.EXPERIMENT
     }
     kept: set[str] = set()
     for run in history:
         start = run.metadata["start"]
-        if start[PROPOSAL_ID] in kept:
+        if start[vocabulary.PROPOSAL_ID] in kept:
             continue
-        if start[PURPOSE] == Purpose.FAULT:
-            kept.add(start[PROPOSAL_ID])
+        if start[vocabulary.PURPOSE] == Purpose.FAULT:
+            kept.add(start[vocabulary.PROPOSAL_ID])
             yield ExperimentRecord(
                 len(kept) - 1,
-                start[PROPOSAL_ID],
+                start[vocabulary.PROPOSAL_ID],
                 start.get("conditions", {}),
                 {},
-                start[RAW_UID] or "",
+                start[vocabulary.RAW_UID] or "",
                 0.0,
-                experiment_stations.get(start[PROPOSAL_ID], ""),
+                experiment_stations.get(start[vocabulary.PROPOSAL_ID], ""),
             )
             continue
         features = _features(run, analysed, judged, analysis, emit, record_fault)
         if features is not None:
-            kept.add(start[PROPOSAL_ID])
+            kept.add(start[vocabulary.PROPOSAL_ID])
             yield ExperimentRecord(
                 len(kept) - 1,
-                start[PROPOSAL_ID],
+                start[vocabulary.PROPOSAL_ID],
                 start["conditions"],
                 features,
                 start["uid"],
                 instrument_time_s(read_primary(run, measurements=False)),
-                start.get(STATION, ""),
+                start.get(vocabulary.STATION, ""),
             )
 
 
@@ -108,7 +102,7 @@ def _features(
                 "the campaign stopped during this run (it has no stop document)",
             )
         )
-    if status != SUCCESS:
+    if status != vocabulary.SUCCESS:
         return None
     if start["uid"] in analysed or start["uid"] in judged:
         return analysed.get(start["uid"])
@@ -125,7 +119,7 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
     """A person's injections into campaign ``name`` that no finished experiment and no
     refusal carried out: an earlier run of the campaign took them, then stopped first."""
     carried = {
-        run.metadata["start"].get(REQUEST_ID)
+        run.metadata["start"].get(vocabulary.REQUEST_ID)
         for purpose in (Purpose.EXPERIMENT, Purpose.REFUSED_PROPOSAL)
         for run in campaign_runs(client, name, purpose)
         if purpose == Purpose.REFUSED_PROPOSAL or exit_status(run) is not None
@@ -133,7 +127,10 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
     pending = []
     for run in campaign_runs(client, name, Purpose.CONTROL):
         start = run.metadata["start"]
-        if start["action"] == "inject" and start.get(REQUEST_ID, None) not in (None, *carried):
+        if start["action"] == "inject" and start.get(vocabulary.REQUEST_ID, None) not in (
+            None,
+            *carried,
+        ):
             pending.append(
                 ControlAction(
                     "inject",
@@ -141,7 +138,7 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
                     start["reason"],
                     start["requested_at"],
                     start["conditions"],
-                    start[REQUEST_ID],
+                    start[vocabulary.REQUEST_ID],
                 )
             )
     return pending

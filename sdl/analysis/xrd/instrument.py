@@ -48,23 +48,20 @@ class ProfileShape:
     ----------
     wavelength_angstrom, wavelength2_angstrom, kalpha2_ratio
         K-alpha1 and K-alpha2 wavelengths and their intensity ratio (0.5 for Cu).
-    caglioti_u_deg2, caglioti_v_deg2, caglioti_w_deg2
-        Instrument FWHM^2 = U tan^2(theta) + V tan(theta) + W, deg^2, as calibrated on a
-        line-profile standard (e.g. LaB6).
+    caglioti_uvw_deg2
+        Caglioti U, V, W: instrument FWHM^2 = U tan^2(theta) + V tan(theta) + W, deg^2, as
+        calibrated on a line-profile standard (e.g. LaB6); the default is a typical laboratory
+        Bragg-Brentano instrument.
     """
 
     wavelength_angstrom: float = CU_KALPHA1_ANGSTROM
     wavelength2_angstrom: float = CU_KALPHA2_ANGSTROM
     kalpha2_ratio: float = CU_KALPHA2_RATIO
-    caglioti_u_deg2: float = 0.004
-    caglioti_v_deg2: float = -0.003
-    caglioti_w_deg2: float = 0.004
+    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.003, 0.004)
 
     def instrument_fwhm_deg(self, two_theta_deg: np.ndarray | float) -> np.ndarray:
         """Gaussian instrument FWHM at these 2-theta, deg."""
-        fwhm2 = caglioti_fwhm2_deg2(
-            two_theta_deg, self.caglioti_u_deg2, self.caglioti_v_deg2, self.caglioti_w_deg2
-        )
+        fwhm2 = caglioti_fwhm2_deg2(two_theta_deg, *self.caglioti_uvw_deg2)
         return np.sqrt(np.maximum(fwhm2, _MIN_FWHM2_DEG2))
 
 
