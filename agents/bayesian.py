@@ -480,6 +480,11 @@ class BayesianOptimizationAgent(HistoryAgent):
             "inequality_constraints": self._unit_inequalities(),
         }
         if levels:
+            # BoTorch wants each discrete dimension's bounds to be its first and last level.
+            for column, coordinates in levels.items():
+                unit_cube[:, column] = torch.tensor(
+                    [min(coordinates), max(coordinates)], dtype=torch.double
+                )
             categorical = {c: v for c, v in levels.items() if self.space.parameters[c].categorical}
             candidates, _ = optimize_acqf_mixed_alternating(
                 acquisition,

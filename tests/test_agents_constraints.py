@@ -148,12 +148,21 @@ def test_reference_point_must_cover_every_objective(box):
         make_agent("bayesian", box, objectives, reference_point={"f1": 0.0})
 
 
-def test_discrete_and_categorical_parameters_only_take_their_levels():
+@pytest.mark.parametrize(
+    "layers, solvent",
+    [
+        (Parameter.integer("layers", 1, 4), (0, 1, 2)),
+        # Levels that stop short of the bounds (BoTorch's mixed optimiser once refused them).
+        (Parameter("layers", 0.0, 10.0, "", values=(1, 2, 3, 4)), (1, 2)),
+    ],
+    ids=["levels-at-the-bounds", "levels-inside-the-bounds"],
+)
+def test_discrete_and_categorical_parameters_only_take_their_levels(layers, solvent):
     space = SearchSpace(
         (
             Parameter("temperature", 100.0, 200.0, "degC"),
-            Parameter.integer("layers", 1, 4),
-            Parameter("solvent", 0.0, 2.0, "", values=(0, 1, 2), categorical=True),
+            layers,
+            Parameter("solvent", 0.0, 3.0, "", values=solvent, categorical=True),
         )
     )
     with pytest.raises(ValueError, match=r"layers = 2.5 is not one of its levels"):

@@ -50,6 +50,32 @@ def test_short_campaign_is_recorded_run_by_run_and_reads_back(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_agent_proposes_batch_size_points_at_once_and_each_run_keeps_its_belief(
+    tmp_path, caplog
+):
+    agent = {
+        "name": "bayesian",
+        "batch_size": 3,
+        "options": {"n_initial": 3, "num_restarts": 2, "raw_samples": 64},
+    }
+    config = _config(tmp_path, budget=5, agent=agent)
+    with caplog.at_level("INFO", logger="sdl.loop.runner"):
+        result = CampaignRunner(config).run()
+    assert len(result.records) == 5 and not any(r.failed for r in result.records)
+    # Three Sobol points, then a model-based batch cut to the two the budget has room for.
+    batches = [m for m in caplog.messages if m.startswith("agent proposed a batch")]
+    assert batches == ["agent proposed a batch of 3", "agent proposed a batch of 2"]
+    starts = [
+        run.metadata["start"]
+        for run in campaign_runs(open_catalog(config.data_dir), config.name, "experiment")
+    ]
+    beliefs = [start["agent_belief"] for start in starts]
+    assert all("photoactive_area_m2_g_predicted_mean" in belief for belief in beliefs[3:])
+    points = {tuple(r.conditions.values()) for r in result.records}
+    assert len(points) == 5
+
+
+@pytest.mark.slow
 def test_rerunning_a_campaign_resumes_it_from_the_catalog(tmp_path):
     first = CampaignRunner(_config(tmp_path, budget=3, agent={"name": "sobol"})).run()
     resumed = CampaignRunner(_config(tmp_path, budget=5, agent={"name": "sobol"})).run()

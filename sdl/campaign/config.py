@@ -77,6 +77,13 @@ class AgentConfig(StrictModel):
 
     name: Literal[tuple(AGENT_OPTIONS)] = "bayesian"  # type: ignore[valid-type]
     options: SerializeAsAny[AgentOptions] = Field(default_factory=dict, validate_default=True)
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="points the agent proposes at once (a batch chosen jointly); free stations "
+        "take them in turn",
+    )
 
     @field_validator("options", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -120,6 +121,8 @@ class CampaignRunner:
         self._watchers: list[Callable[[str, Mapping[str, Any]], Any]] = []
         self._lock = threading.RLock()  # the agent, the result and the count of experiments
         self._started = 0  # experiments begun (kept or still running)
+        # The rest of the agent's latest batch, with its beliefs, in the order proposed.
+        self._batch: deque[tuple[dict[str, Any], dict[str, float]]] = deque()
         self._stop_reason: str | None = None
         self.control = CampaignControl(on_pause=self._pause_stations)
         self.stations = list(stations(self) if stations else self._local_stations())
@@ -285,7 +288,7 @@ class CampaignRunner:
                         logger.info("agent stopped the campaign: %s", reason)
                         self._stop_reason = f"agent: {reason}"
                         return
-                proposal, proposed_by, injection_id = self._next_proposal()
+                proposal, proposed_by, injection_id, beliefs = self._next_proposal()
                 conditions = {name: float(proposal[name]) for name in self.config.search_space}
                 problem = with_disconnect_retries(
                     partial(refusal_reason, conditions, self.config.search_space, self._reactor),
@@ -312,7 +315,7 @@ class CampaignRunner:
                     proposal[PROPOSAL_ID],
                     proposed_by,
                     station.name,
-                    self.agent.report().get(proposal[PROPOSAL_ID], {}),
+                    beliefs,
                     injection_id,
                 )
                 self._started += 1
@@ -320,21 +323,35 @@ class CampaignRunner:
             if self.on_experiment:
                 self.on_experiment(self.result)
 
-    def _next_proposal(self) -> tuple[dict[str, Any], str, str | None]:
+    def _next_proposal(self) -> tuple[dict[str, Any], str, str | None, dict[str, float]]:
         """A person's injected point if one waits (and the search space takes it), else the
-        agent's next proposal; who proposed it, and the injection's request id."""
+        agent's next proposal; who proposed it, the injection's request id and the agent's
+        beliefs about the point.
+
+        The agent proposes ``agent.batch_size`` points at once (fewer when the budget has less
+        room left); the rest of a batch waits here for the next stations that are free.
+        """
         injection = self.control.take_injection()
         if injection is not None:
             conditions = dict(injection.conditions or {})
             try:
                 (proposal,) = self.agent.register_suggestions([conditions])
-                return proposal, injection.who, injection.request_id
+                return proposal, injection.who, injection.request_id, {}
             except ValueError as error:  # e.g. it breaks a linear constraint of the space
                 reason = f"injected by {injection.who}, refused by the search space: {error}"
                 self.recorder.refused(None, conditions, reason, injection.request_id)
                 self.result.refused += 1
-        (proposal,) = self.agent.suggest(1)
-        return proposal, "agent", None
+        if not self._batch:
+            size = min(self.config.agent.batch_size, self.config.budget - self._started)
+            if self.agent.space.is_pool:
+                size = max(1, min(size, len(self.agent.remaining_candidates())))
+            batch = self.agent.suggest(size)
+            report = self.agent.report()
+            self._batch.extend((point, report.get(point[PROPOSAL_ID], {})) for point in batch)
+            if size > 1:
+                logger.info("agent proposed a batch of %d", size)
+        proposal, beliefs = self._batch.popleft()
+        return proposal, "agent", None, beliefs
 
     def checkpoint(self) -> None:
         """Between steps: record requests, wait out a pause, stop on an abort (or when the
