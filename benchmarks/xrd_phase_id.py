@@ -18,7 +18,10 @@ Reported: phase-ID accuracy (exact set of crystalline phases; presence = a fract
 reports above zero), fraction MAE, crystallite size median relative error and mean signed
 error, seconds per pattern, false and missed phases, flagged fits.
 
-    python benchmarks/xrd_phase_id.py [--n 100] [--seed 20250] [--json PATH]
+    python benchmarks/xrd_phase_id.py [--n 100] [--seed 20250] [--json PATH] [--before COMMIT]
+
+Prints each figure before (the analysis at ``BEFORE``, or ``--before``) and after (the working
+tree) side by side, with issue 20's goal where it sets one.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ import argparse
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from git_tree import ROOT, checked_out
 from scipy.special import voigt_profile
 
 from physics.diffraction import (
@@ -49,7 +57,6 @@ from physics.structures import (
     reflections_per_weight_fraction,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 REAL_DIR = ROOT.parent / "shared" / "data" / "xrd_real_dara"
 COMPONENTS = (AMORPHOUS, *TIO2_POLYMORPHS)
 
@@ -162,7 +169,11 @@ def score(patterns: list[Pattern]) -> dict:
         sizes = np.array(
             [math.nan] + [fit.crystallite_size_nm[p] for p in TIO2_POLYMORPHS], dtype=float
         )
-        rows.append((pattern, found, sizes, seconds, fit))
+        fraction_std = np.array([fit.phase_fractions_std[c] for c in COMPONENTS])
+        size_std = np.array(
+            [math.nan] + [fit.crystallite_size_nm_std[p] for p in TIO2_POLYMORPHS], dtype=float
+        )
+        rows.append((pattern, found, sizes, seconds, fit, fraction_std, size_std))
     return summarise(rows)
 
 
@@ -178,6 +189,12 @@ def summarise(rows) -> dict:
     relative = (sizes[both] - true_sizes[both]) / true_sizes[both]
     minor = (truth > 0) & (truth < 0.04)
     fits = [r[4] for r in rows]
+    # 2-sigma coverage: every component that is there or was reported.
+    fraction_std = np.array([r[5] for r in rows])
+    judged = present | called
+    fraction_z = np.abs(found - truth)[judged] / np.maximum(fraction_std[judged], 1e-12)
+    size_std = np.array([r[6] for r in rows])[both]
+    size_z = np.abs(sizes[both] - true_sizes[both]) / np.maximum(size_std, 1e-12)
     return {
         "n": len(rows),
         "id_accuracy_crystalline": float(
@@ -191,6 +208,9 @@ def summarise(rows) -> dict:
         "fraction_mae": float(np.mean(np.abs(found - truth))),
         "size_rel_error_median": float(np.median(np.abs(relative))),
         "size_rel_error_mean_signed": float(np.mean(relative)),
+        "fraction_2sigma_coverage": float(np.mean(fraction_z <= 2)),
+        "fraction_std_median": float(np.median(fraction_std[judged])),
+        "size_2sigma_coverage": float(np.mean(size_z <= 2)),
         "cpu_s_per_pattern": float(np.mean([r[3] for r in rows])),
         "flagged_poor_fit": int(sum("poor_fit" in getattr(f, "fit_flags", ()) for f in fits)),
         "reduced_chi2_median": float(
@@ -226,28 +246,77 @@ def real_rows() -> list[dict]:
     return rows
 
 
+#: The analysis before its uncertainties took the residuals' serial correlation into account.
+BEFORE = "5a086ac"
+#: Issue 20's goals, beside the figures they judge.
+GOALS = {
+    "id_accuracy_crystalline": ">= 0.97",
+    "fraction_mae": "<= 0.03",
+    "fraction_2sigma_coverage": "0.90-0.98",
+    "size_2sigma_coverage": "0.90-0.98",
+    "cpu_s_per_pattern": "<= 0.2",
+}
+
+
+def fitted_sets(sets: list[str], n: int, seed: int) -> dict:
+    """The scores of each named set with the analysis this Python imports."""
+    report: dict = {}
+    if "simulator" in sets:
+        report["simulator"] = score(simulator_set(n, seed))
+    if "independent" in sets:
+        report["independent"] = score(independent_set(n, seed))
+    if "real" in sets:
+        report["real"] = real_rows()
+    return report
+
+
+def before_sets(commit: str, sets: list[str], n: int, seed: int) -> dict:
+    """The same scores with the analysis of ``commit`` (this script, that tree's packages)."""
+    with checked_out(commit) as tree, tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "before.json"
+        command = [sys.executable, __file__, "--n", str(n), "--seed", str(seed)]
+        command += ["--sets", ",".join(sets), "--before", "", "--json", str(out)]
+        subprocess.run(command, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+        return json.loads(out.read_text())
+
+
+def print_table(after: dict, before: dict) -> None:
+    """Each set's figures, before and after, with the goal where the issue sets one."""
+    for name in ("simulator", "independent"):
+        if name not in after:
+            continue
+        print(f"\n{name} (n={after[name]['n']})")
+        print(f"{'figure':<30} {'goal':>10} {'before':>10} {'after':>10}")
+        for key, value in after[name].items():
+            if key == "n":
+                continue
+            old = before.get(name, {}).get(key, "")
+            print(f"{key:<30} {GOALS.get(key, ''):>10} {_cell(old):>10} {_cell(value):>10}")
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20250)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--sets", default="simulator,independent,real")
+    parser.add_argument("--before", default=BEFORE, help="commit to compare against ('' for none)")
     args = parser.parse_args()
-    report: dict = {}
     sets = args.sets.split(",")
-    if "simulator" in sets:
-        report["simulator"] = score(simulator_set(args.n, args.seed))
-    if "independent" in sets:
-        report["independent"] = score(independent_set(args.n, args.seed))
-    if "real" in sets:
-        report["real"] = real_rows()
-    for name in ("simulator", "independent"):
-        if name in report:
-            print(name, json.dumps(report[name]))
-    for row in report.get("real", []):
-        print(json.dumps(row))
+    report = fitted_sets(sets, args.n, args.seed)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    if not args.before:
+        return
+    before = before_sets(args.before, [s for s in sets if s != "real"], args.n, args.seed)
+    print(f"before: {args.before}; after: the working tree")
+    print_table(report, before)
+    for row in report.get("real", []):
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

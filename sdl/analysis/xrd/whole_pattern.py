@@ -19,7 +19,9 @@ and the goniometer zero shift are the nonlinear parameters; for each trial value
 scale factors are solved exactly with bounds (variable projection, Golub & Pereyra), so
 ``least_squares`` only searches a few dimensions. Points are weighted by ``1/max(counts, 1)``
 (Poisson); uncertainties are the linearised covariance of all parameters at the optimum,
-scaled by the reduced chi-square so they stay honest when the counts are not raw counts.
+scaled by the reduced chi-square so they stay honest when the counts are not raw counts,
+and by the residuals' serial correlation, so a misfit profile widens them
+(``serial_correlation_factor``).
 Every component must earn its place by an F-test of the fit with and without it (see
 ``_fit_and_prune``), because a very broad profile of an absent phase can always absorb a
 little misfit; a phase whose size sits at the lower bound, where its lines are humps, must
@@ -466,7 +468,11 @@ def analyse_pattern(
     )
     jacobian = (full.sqrt_weight[:, None] * full.model_jacobian(linear, full_nonlinear))[:, keep]
     dof = max(counts.size - int(keep.sum()), 1)
-    covariance = np.linalg.pinv(jacobian.T @ jacobian) * (residual @ residual / dof)
+    covariance = (
+        np.linalg.pinv(jacobian.T @ jacobian)
+        * (residual @ residual / dof)
+        * serial_correlation_factor(residual)
+    )
     # w = s / sum(s): dw_i/ds_j = (delta_ij - w_i) / sum(s).
     gradient = (np.eye(scale.size) - fractions[:, None]) / total
     scale_covariance = covariance[: scale.size, : scale.size]
@@ -504,6 +510,27 @@ def analyse_pattern(
         detection_limit=detection_limit,
         fit_flags=_fit_flags(rwp, reduced_chi2, model.sizes_nm(nonlinear)),
     )
+
+
+def serial_correlation_factor(residual: np.ndarray) -> float:
+    """How much neighbouring residuals' correlation inflates the parameters' variances.
+
+    Least-squares variances assume independent residuals. A profile the model does not quite
+    have (another line shape, a line outside the library, a background wiggle) leaves
+    residuals that run in long same-signed stretches, and then the linearised variances are
+    too small by about the residuals' integrated autocorrelation time, ``1 + 2 sum rho_k``
+    (Berar & Lelann 1991, J. Appl. Cryst. 24, 1), summed here over lags until the
+    autocorrelation first turns negative. One for white noise; never below one.
+    """
+    centred = residual - residual.mean()
+    power = np.abs(np.fft.rfft(centred, 2 * centred.size)) ** 2
+    autocovariance = np.fft.irfft(power)[: centred.size]
+    if autocovariance[0] <= 0:
+        return 1.0
+    rho = autocovariance[1:] / autocovariance[0]
+    negative = np.flatnonzero(rho <= 0)
+    lags = rho[: negative[0]] if negative.size else rho
+    return max(1.0, 1.0 + 2.0 * float(lags.sum()))
 
 
 def _fit_and_prune(model: _PatternModel, zero_shift_deg: float) -> tuple[_PatternModel, np.ndarray]:
