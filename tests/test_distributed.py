@@ -260,3 +260,32 @@ def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, 
         assert [
             (run.metadata["start"]["action"], run.metadata["start"]["who"]) for run in controls
         ] == [("pause", "night-shift"), ("resume", "night-shift")]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_a_plan_hung_in_a_queueserver_is_aborted_and_retried(tmp_path, database):
+    config = _campaign(
+        tmp_path,
+        budget=2,
+        agent={"name": "random"},
+        instruments=["xrd"],
+        objectives=[{"name": "anatase_fraction", "direction": "maximize"}],
+        # The first scan never ends and the instrument's own timeout is off: only the
+        # watchdog sees it (10 s is far beyond a healthy experiment at speedup inf).
+        devices={"faults": {"timeout": {"at": [0], "devices": ["xrd"]}}, "action_timeout_s": None},
+        watchdog={"expected_s": 1.0, "factor": 2, "min_s": 10},
+    )
+    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
+        agent = stack.start_services()
+        assert agent.wait(timeout=400) == 0, agent.log_path.read_text()[-3000:]
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        faults = [run.metadata["start"] for run in campaign_runs(client, config.name, "fault")]
+        assert [(f["kind"], f["action"]) for f in faults] == [("hang", "retry")]
+        assert "watchdog" in faults[0]["reason"]
+        experiments = campaign_runs(client, config.name, "experiment")
+        assert [run.metadata["stop"]["exit_status"] for run in experiments] == [
+            "abort",
+            "success",
+            "success",
+        ]

@@ -189,6 +189,31 @@ class FaultPolicies(StrictModel):
     corrupt_data: FaultPolicy = _policy("retry", retries=1)
     analysis_error: FaultPolicy = _policy("skip")
     drift: FaultPolicy = _policy("pause")
+    hang: FaultPolicy = _policy("retry", retries=1)
+
+
+class WatchdogConfig(StrictModel):
+    """When a running experiment counts as hung: its plan is aborted and the ``hang`` fault
+    policy decides what happens next (the instruments' own timeouts stay as they are)."""
+
+    enabled: bool = True
+    factor: float = Field(
+        default=5.0,
+        ge=1.5,
+        le=1000,
+        description="hung once it has run this many times longer than expected",
+    )
+    min_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="never hung sooner than this many wall seconds (a busy machine is slow)",
+    )
+    expected_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="wall seconds one experiment is expected to take until one has finished "
+        "(None: nothing is flagged before then); after, the median of the last 20",
+    )
 
 
 class AnalysisConfig(StrictModel):
@@ -349,6 +374,7 @@ class CampaignConfig(StrictModel):
     budget: int = Field(gt=0, le=100_000, description="number of experiments")
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     on_fault: FaultPolicies = Field(default_factory=FaultPolicies)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 

@@ -27,6 +27,7 @@ from sdl.analysis.pipeline import instrument_time_s
 from sdl.campaign.config import QueueserverConfig
 from sdl.campaign.control import CampaignAborted
 from sdl.lab.stations import Failed, Measured, fault_kind_of_reason
+from sdl.lab.watchdog import ExpectedDuration
 from sdl.records.routing import RunCallbacks, RunFollower
 from sdl.records.vocabulary import (
     ATTEMPT,
@@ -40,6 +41,9 @@ from sdl.records.vocabulary import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a hung plan's RunEngine has to pause before it is aborted.
+HANG_PAUSE_WAIT_S = 60.0
 
 T = TypeVar("T")
 
@@ -281,6 +285,14 @@ def _holds_attempt(api: Any, key: tuple[str, int]) -> bool:
     return any(_attempt_of(item) == key for item in items)
 
 
+def _queued_uid(api: Any, key: tuple[str, int]) -> str | None:
+    """The queue item uid of attempt ``key``'s plan while it waits in the queue."""
+    for item in api.queue_get(reload=True)["items"]:
+        if _attempt_of(item) == key:
+            return str(item["item_uid"])
+    return None
+
+
 def _attempt_of(item: Mapping[str, Any]) -> tuple[str, int] | None:
     """The (proposal ``_id``, attempt) of a queue item's ``sdl_experiment`` plan, if it is one."""
     md = item.get("kwargs", {}).get("md", {})
@@ -328,6 +340,9 @@ class QueueStation:
     api
         The queueserver's client (default: an ``REManagerAPI`` at ``address`` with the
         request timeout of ``requests``).
+    expected
+        What an experiment takes: a plan that runs far longer is aborted as hung (the
+        campaign's watchdog; None: none).
     """
 
     def __init__(
@@ -339,8 +354,10 @@ class QueueStation:
         timeout_s: float = 3600.0,
         requests: QueueserverConfig | None = None,
         api: Any | None = None,
+        expected: ExpectedDuration | None = None,
     ) -> None:
         self.name = name
+        self._expected = expected
         self.address = address
         self._outcomes = outcomes
         self._checkpoint = checkpoint
@@ -375,18 +392,70 @@ class QueueStation:
         return None
 
     def _await_outcome(self, key: tuple[str, int]) -> Measured | Failed:
-        """Attempt ``key``'s outcome from the stream, riding out pauses of the campaign."""
+        """Attempt ``key``'s outcome from the stream, riding out pauses of the campaign; a
+        plan that runs past the watchdog's limit is aborted and the attempt is a ``hang``."""
         deadline = time.monotonic() + self._timeout_s
+        running_s, last, stopping = 0.0, time.monotonic(), False
         while time.monotonic() < deadline:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
             if outcome is not None:
+                if self._expected is not None and isinstance(outcome, Measured):
+                    self._expected.record(running_s)
                 return outcome
-            if self._ride_out_pause() != "idle":  # a synthesis may take hours: wait it out
+            state = self._ride_out_pause()
+            now = time.monotonic()
+            if state == "executing_queue":
+                running_s += now - last
+            last = now
+            limit = self._expected.limit_s() if self._expected is not None else None
+            if limit is not None and running_s > limit and not stopping:
+                stopping = True  # once: a plan that ended meanwhile sends its outcome
+                hung = self._abort_hung(key, running_s, limit)
+                if hung is not None:
+                    return hung
+            if state != "idle":  # a synthesis may take hours: wait it out
                 deadline = time.monotonic() + self._timeout_s
         return Failed(
             "timeout",
             f"no outcome from {self.name} within {self._timeout_s:g} s of its queue going idle",
         )
+
+    def _abort_hung(self, key: tuple[str, int], running_s: float, limit_s: float) -> Failed | None:
+        """Stop the hung plan (pause at once, then abort) and say why; None if it ended
+        meanwhile (its outcome is on the way)."""
+        reason = (
+            f"{self.name} hung: its plan ran for {running_s:.0f} s, over the watchdog's "
+            f"{limit_s:.0f} s"
+        )
+        logger.warning("%s; aborting it", reason)
+        try:
+            self._requests.tell(
+                "re_pause", lambda api: api.re_pause(option="immediate"), _pause_taken
+            )
+            self._requests.ask(
+                "wait for the pause",
+                lambda api: api.wait_for_idle_or_paused(timeout=HANG_PAUSE_WAIT_S),
+            )
+            if self._requests.ask("status", _manager_state) != "paused":
+                return None
+            self._requests.tell("re_abort", lambda api: api.re_abort(), _left_pause)
+            # The queueserver puts an aborted plan back at the front of its queue; the fault
+            # policy, not the queue, decides whether it runs again.
+            self._requests.ask(
+                "wait for the abort", lambda api: api.wait_for_idle(timeout=HANG_PAUSE_WAIT_S)
+            )
+            uid = self._requests.ask("queue", lambda api: _queued_uid(api, key))
+            if uid is not None:
+                self._requests.tell(
+                    "item_remove",
+                    lambda api: api.item_remove(uid=uid),
+                    lambda api: _queued_uid(api, key) is None,
+                )
+        except REManagerAPI.RequestFailedError:  # nothing left running to stop
+            return None
+        except REManagerAPI.WaitTimeoutError:
+            reason += f"; it did not pause within {HANG_PAUSE_WAIT_S:g} s and may still be stuck"
+        return Failed("hang", reason)
 
     def _ride_out_pause(self) -> str:
         """While the campaign is paused, keep the plan it paused paused; resume it after, abort

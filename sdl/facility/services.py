@@ -111,6 +111,7 @@ def agent_service(
                 runner.checkpoint,
                 timeout_s=timeout_s,
                 requests=config.devices.queueserver,
+                expected=runner.expected_duration,
             )
             for name, address in stations.items()
         ]

@@ -10,13 +10,15 @@ runs the analysis service analyses).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, cast
 
 from bluesky import RunEngine
-from bluesky.utils import FailedStatus, RunEngineInterrupted
+from bluesky.utils import FailedStatus, RunEngineInterrupted, TransitionError
 
 from devices.epics import EpicsError
 from plans.experiment import device_error, error_text, synthesize_and_measure
@@ -27,11 +29,15 @@ from sdl.campaign.config import CampaignConfig
 from sdl.campaign.control import CampaignAborted
 from sdl.campaign.systems import get_system
 from sdl.lab.instruments import Instruments
+from sdl.lab.watchdog import ExpectedDuration, ExperimentHung, Watchdog
 from sdl.records.vocabulary import DocumentCallback
 from simulators.faults import InstrumentFault, SetpointMissed
 
+logger = logging.getLogger(__name__)
+
 #: Fault kind of each error an instrument may raise (checked in order; subclasses first).
 FAULT_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (ExperimentHung, "hang"),
     (EpicsError, "disconnect"),
     (TimeoutError, "timeout"),
     (SetpointMissed, "setpoint_miss"),
@@ -140,6 +146,9 @@ class LocalStation:
         (the catalog writer).
     checkpoint
         Called while a plan is paused; raises :class:`CampaignAborted` to abort it.
+    expected
+        What an experiment takes: a plan that runs far longer is aborted as hung (the
+        campaign's watchdog; None: none).
     """
 
     def __init__(
@@ -149,12 +158,15 @@ class LocalStation:
         analysis: SampleAnalysis,
         emit: DocumentCallback,
         checkpoint: Callable[[], None],
+        expected: ExpectedDuration | None = None,
     ) -> None:
         self.name = name
         self.instruments = instruments
         self.analysis = analysis
         self._emit = emit
         self._checkpoint = checkpoint
+        self._expected = expected
+        self._hung: str | None = None
         self.RE = RunEngine({}, call_returns_result=False)
         self.RE.context_managers = []  # Ctrl-C is the campaign's to handle
         self.RE.subscribe(emit)
@@ -162,12 +174,11 @@ class LocalStation:
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         documents: list[tuple[str, Mapping[str, Any]]] = []
         token = self.RE.subscribe(lambda name, doc: documents.append((name, doc)))
+        plan = synthesize_and_measure(
+            self.instruments.reactor, self.instruments.detectors, conditions, md=md
+        )
         try:
-            uid = self._run_plan(
-                synthesize_and_measure(
-                    self.instruments.reactor, self.instruments.detectors, conditions, md=md
-                )
-            )
+            uid = self._watched(plan)
         except (CampaignAborted, KeyboardInterrupt):
             raise
         except Exception as error:
@@ -192,6 +203,25 @@ class LocalStation:
     def state(self) -> str:
         return str(self.RE.state)
 
+    def _watched(self, plan: Any) -> str:
+        """Run ``plan`` under the campaign's watchdog: aborted, and :class:`ExperimentHung`
+        raised, once it has run far longer than experiments take."""
+        if self._expected is None:
+            return self._run_plan(plan)
+        self._hung = None
+        with Watchdog(
+            self._expected, lambda: self.RE.state == "running", self._abort_hung, self.name
+        ) as watchdog:
+            uid = self._run_plan(plan)
+        self._expected.record(watchdog.running_s)
+        return uid
+
+    def _abort_hung(self, reason: str) -> None:
+        logger.warning("%s; aborting its plan", reason)
+        self._hung = reason
+        with contextlib.suppress(TransitionError):  # it ended meanwhile
+            self.RE.abort(reason)
+
     def _run_plan(self, plan: Any) -> str:
         """Run a plan on the RunEngine, riding out pauses; Ctrl-C or an abort stops it."""
         try:
@@ -199,7 +229,8 @@ class LocalStation:
             (uid,) = cast(tuple[str, ...], self.RE(plan))
             return uid
         except RunEngineInterrupted:
-            pass
+            if self._hung is not None:
+                raise ExperimentHung(self._hung) from None
         while True:
             try:
                 self._checkpoint()

@@ -259,9 +259,10 @@ class Alerts:
 
 
 def alert_fault(alerts: Alerts, fault: Fault) -> None:
-    """A fault and what the policy did about it; one alert per kind and action a window."""
+    """A fault (a hang is its own kind of alert) and what the policy did about it; one alert
+    per kind and action a window."""
     alerts.alert(
-        "fault",
+        "hang" if fault.kind == "hang" else "fault",
         f"{fault.kind} in experiment {fault.iteration} (attempt {fault.attempt}): "
         f"{fault.reason}; the policy's action: {fault.action}",
         key=f"{fault.kind} -> {fault.action}",

@@ -28,6 +28,7 @@ from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
 from sdl.lab.instruments import Instruments, build_instruments
 from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
+from sdl.lab.watchdog import ExpectedDuration
 from sdl.loop.alerts import Alerts, alert_end, alert_fault, alert_pause
 from sdl.loop.control_server import ControlServer, connection_file
 from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
@@ -125,6 +126,7 @@ class CampaignRunner:
         self._batch: deque[tuple[dict[str, Any], dict[str, float]]] = deque()
         self._stop_reason: str | None = None
         self.control = CampaignControl(on_pause=self._pause_stations)
+        self.expected_duration = ExpectedDuration(config.watchdog)
         self.stations = list(stations(self) if stations else self._local_stations())
         # Proposals are checked against a reactor in this process before any station gets
         # them; queue stations' reactors live in their queueservers and check there.
@@ -144,6 +146,7 @@ class CampaignRunner:
                 self.analysis,
                 self.writer,
                 self.checkpoint,
+                self.expected_duration,
             )
             for index in range(count)
         ]
@@ -359,14 +362,15 @@ class CampaignRunner:
         if self.writer.error is not None:
             raise CampaignAborted(f"the catalog could not be written: {self.writer.error}")
         self._record_requests()
-        if self.control.paused is not None:
+        paused = self.control.paused  # once: a person may resume it meanwhile
+        if paused is not None:
             logger.warning(
                 "campaign %s paused by %s: %s; waiting to be resumed",
                 self.config.name,
-                self.control.paused.who,
-                self.control.paused.reason,
+                paused.who,
+                paused.reason,
             )
-            alert_pause(self.alerts, self.control.paused)
+            alert_pause(self.alerts, paused)
         self.control.wait_while_paused()
         self._record_requests()
 
