@@ -19,16 +19,32 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
 def test_the_limit_is_a_multiple_of_the_expected_duration_with_a_floor():
     expected = ExpectedDuration(WatchdogConfig(factor=4, min_s=10))
-    assert expected.limit_s() is None  # nothing known: nothing flagged
+    assert expected.limit_s({}) is None  # nothing known: nothing flagged
     expected = ExpectedDuration(WatchdogConfig(factor=4, min_s=10, expected_s=100))
-    assert expected.limit_s() == 400
+    assert expected.limit_s({}) == 400
     for seconds in (1.0, 2.0, 30.0):
-        expected.record(seconds)
-    assert expected.limit_s() == 10  # 4 x the median (2 s) is under the floor
+        expected.record(seconds, {})
+    assert expected.limit_s({}) == 10  # 4 x the median (2 s) is under the floor
     for seconds in (40.0, 50.0):
-        expected.record(seconds)
-    assert expected.limit_s() == 4 * 30
-    assert ExpectedDuration(WatchdogConfig(enabled=False, expected_s=1)).limit_s() is None
+        expected.record(seconds, {})
+    assert expected.limit_s({}) == 4 * 30
+    assert ExpectedDuration(WatchdogConfig(enabled=False, expected_s=1)).limit_s({}) is None
+
+
+def test_a_long_synthesis_after_short_ones_is_not_a_hang():
+    # Real pace: an experiment is its synthesis plus ten minutes of measuring.
+    expected = ExpectedDuration(
+        WatchdogConfig(factor=3, min_s=60),
+        synthesis_s=lambda conditions: 3600.0 * conditions["duration_h"],
+        wall_per_instrument_s=1.0,
+    )
+    for _ in range(5):
+        expected.record(3600.0 + 600.0, {"duration_h": 1.0})
+    assert expected.limit_s({"duration_h": 1.0}) == 3 * 4200
+    assert expected.limit_s({"duration_h": 12.0}) == 3 * (12 * 3600 + 600)
+    # At a simulated clock 3600 times faster, an hour of synthesis is one wall second.
+    fast = ExpectedDuration(WatchdogConfig(expected_s=2.0), lambda c: 3600.0, 1 / 3600)
+    assert fast.limit_s({}) == 300  # the floor
 
 
 def test_only_running_time_counts_and_the_hang_is_called_once():
@@ -41,7 +57,7 @@ def test_only_running_time_counts_and_the_hang_is_called_once():
         hangs.append(reason)
         called.set()
 
-    with Watchdog(expected, running.is_set, on_hang, "station-0") as watchdog:
+    with Watchdog(expected, {}, running.is_set, on_hang, "station-0") as watchdog:
         time.sleep(1.0)  # paused: twice the limit passes, and is not counted
         assert not hangs and watchdog.running_s == 0
         running.set()

@@ -372,7 +372,7 @@ class QueueStation:
         key = (md[PROPOSAL_ID], int(md[ATTEMPT]))
         try:
             refused = self._submit(key, BPlan(EXPERIMENT_PLAN, dict(conditions), md=dict(md)))
-            return refused or self._await_outcome(key)
+            return refused or self._await_outcome(key, conditions)
         except QueueserverNotAnswering as error:
             return Failed("disconnect", str(error))
 
@@ -391,7 +391,9 @@ class QueueStation:
             )
         return None
 
-    def _await_outcome(self, key: tuple[str, int]) -> Measured | Failed:
+    def _await_outcome(
+        self, key: tuple[str, int], conditions: Mapping[str, float]
+    ) -> Measured | Failed:
         """Attempt ``key``'s outcome from the stream, riding out pauses of the campaign; a
         plan that runs past the watchdog's limit is aborted and the attempt is a ``hang``."""
         deadline = time.monotonic() + self._timeout_s
@@ -400,14 +402,14 @@ class QueueStation:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
             if outcome is not None:
                 if self._expected is not None and isinstance(outcome, Measured):
-                    self._expected.record(running_s)
+                    self._expected.record(running_s, conditions)
                 return outcome
             state = self._ride_out_pause()
             now = time.monotonic()
             if state == "executing_queue":
                 running_s += now - last
             last = now
-            limit = self._expected.limit_s() if self._expected is not None else None
+            limit = self._expected.limit_s(conditions) if self._expected is not None else None
             if limit is not None and running_s > limit and not stopping:
                 stopping = True  # once: a plan that ended meanwhile sends its outcome
                 hung = self._abort_hung(key, running_s, limit)

@@ -178,7 +178,7 @@ class LocalStation:
             self.instruments.reactor, self.instruments.detectors, conditions, md=md
         )
         try:
-            uid = self._watched(plan)
+            uid = self._watched(plan, conditions)
         except (CampaignAborted, KeyboardInterrupt):
             raise
         except Exception as error:
@@ -203,18 +203,19 @@ class LocalStation:
     def state(self) -> str:
         return str(self.RE.state)
 
-    def _watched(self, plan: Any) -> str:
+    def _watched(self, plan: Any, conditions: Mapping[str, float]) -> str:
         """Run ``plan`` under the campaign's watchdog: aborted, and :class:`ExperimentHung`
-        raised, once it has run far longer than experiments take."""
+        raised, once it has run far longer than an experiment at ``conditions`` should."""
         if self._expected is None:
             return self._run_plan(plan)
         self._hung = None
-        with Watchdog(
-            self._expected, lambda: self.RE.state == "running", self._abort_hung, self.name
-        ) as watchdog:
+        with Watchdog(self._expected, conditions, self._runs, self._abort_hung, self.name) as dog:
             uid = self._run_plan(plan)
-        self._expected.record(watchdog.running_s)
+        self._expected.record(dog.running_s, conditions)
         return uid
+
+    def _runs(self) -> bool:
+        return bool(self.RE.state == "running")
 
     def _abort_hung(self, reason: str) -> None:
         logger.warning("%s; aborting its plan", reason)

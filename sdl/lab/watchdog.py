@@ -1,12 +1,14 @@
-"""Hang detection: an experiment that runs far longer than experiments take is flagged.
+"""Hang detection: an experiment that runs far longer than it should is flagged.
 
 An instrument's own timeout catches an action that never answers, but it must allow for the
 longest legitimate action (a 12-hour calcination), so a step stuck for an hour goes unseen
-all night. The watchdog knows what this campaign's experiments take (the median wall time of
-the last ones, or what the campaign file expects before the first has finished) and flags
-one that has *run* (paused time does not count) ``factor`` times longer, but never sooner
-than ``min_s``. The station then aborts the plan and the attempt is a ``hang`` fault, which
-the campaign's fault policy handles like any other.
+all night. The watchdog knows what this experiment should take: the synthesis time its
+recipe needs (the synthesis model's own estimate, at the instruments' pace) plus what the
+rest of an experiment took lately (the median over the last ones, or what the campaign file
+expects before the first has finished). It flags one that has *run* (paused time does not
+count) ``factor`` times longer, but never sooner than ``min_s``. The station then aborts the
+plan and the attempt is a ``hang`` fault, which the campaign's fault policy handles like any
+other.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
-from sdl.campaign.config import WatchdogConfig
+from sdl.campaign.config import CampaignConfig, WatchdogConfig
+from sdl.campaign.systems import get_system
 
 #: How many recent experiments the expected duration is the median of.
 RECENT = 20
@@ -37,32 +40,63 @@ class ExpectedDuration:
     ----------
     config
         The campaign's ``watchdog`` section.
+    synthesis_s
+        Instrument seconds the synthesis of given conditions takes (the model's estimate);
+        None: unknown, the whole experiment is learnt from the earlier ones.
+    wall_per_instrument_s
+        Wall seconds per instrument second (``1 / speedup`` simulated; 1 on real hardware).
     """
 
-    def __init__(self, config: WatchdogConfig) -> None:
+    def __init__(
+        self,
+        config: WatchdogConfig,
+        synthesis_s: Callable[[Mapping[str, float]], float] | None = None,
+        wall_per_instrument_s: float = 0.0,
+    ) -> None:
         self.config = config
-        self._recent: deque[float] = deque(maxlen=RECENT)
+        self._synthesis_s = synthesis_s
+        self._scale = wall_per_instrument_s
+        self._rest: deque[float] = deque(maxlen=RECENT)  # wall seconds beyond the synthesis
         self._lock = threading.Lock()
 
-    def record(self, running_s: float) -> None:
-        """An experiment finished after ``running_s`` wall seconds of running."""
-        with self._lock:
-            self._recent.append(running_s)
+    def _synthesis_wall_s(self, conditions: Mapping[str, float]) -> float:
+        if self._synthesis_s is None or self._scale == 0:
+            return 0.0
+        return self._scale * self._synthesis_s(conditions)
 
-    def limit_s(self) -> float | None:
-        """Running seconds after which an experiment is hung; None: none is flagged yet."""
+    def record(self, running_s: float, conditions: Mapping[str, float]) -> None:
+        """An experiment at ``conditions`` finished after ``running_s`` wall seconds."""
+        with self._lock:
+            self._rest.append(max(0.0, running_s - self._synthesis_wall_s(conditions)))
+
+    def limit_s(self, conditions: Mapping[str, float]) -> float | None:
+        """Running seconds after which an experiment at ``conditions`` is hung; None: none
+        is flagged (the watchdog is off, or nothing is known yet)."""
         if not self.config.enabled:
             return None
         with self._lock:
-            expected = statistics.median(self._recent) if self._recent else self.config.expected_s
-        if expected is None:
-            return None
+            rest = statistics.median(self._rest) if self._rest else None
+        if rest is None:
+            if self.config.expected_s is None:
+                return None
+            expected = max(self.config.expected_s, self._synthesis_wall_s(conditions))
+        else:
+            expected = rest + self._synthesis_wall_s(conditions)
         return max(self.config.min_s, self.config.factor * expected)
 
 
+def expected_duration(config: CampaignConfig) -> ExpectedDuration:
+    """The campaign's expected durations: its system's synthesis model estimates the
+    synthesis, at the simulated clock's pace (``1 / speedup``) or, on real hardware, at the
+    wall clock's."""
+    model = get_system(config.devices.system).make_model()
+    scale = 1.0 if config.devices.backend == "epics" else 1.0 / config.devices.speedup
+    return ExpectedDuration(config.watchdog, model.duration_s, scale)
+
+
 class Watchdog:
-    """Watches one experiment: counts the seconds ``running()`` says it runs and calls
-    ``on_hang(reason)`` once, from its own thread, when they pass the limit.
+    """Watches one experiment at ``conditions``: counts the seconds ``running()`` says it
+    runs and calls ``on_hang(reason)`` once, from its own thread, when they pass the limit.
 
     Use it as a context manager around the experiment; ``running_s`` is what it ran.
     """
@@ -70,11 +104,13 @@ class Watchdog:
     def __init__(
         self,
         expected: ExpectedDuration,
+        conditions: Mapping[str, float],
         running: Callable[[], bool],
         on_hang: Callable[[str], None],
         what: str,
     ) -> None:
         self.expected = expected
+        self.conditions = conditions
         self._running = running
         self._on_hang = on_hang
         self._what = what
@@ -106,7 +142,7 @@ class Watchdog:
             if self._running():
                 self.running_s += now - last
             last = now
-            limit = self.expected.limit_s()
+            limit = self.expected.limit_s(self.conditions)
             if limit is not None and self.running_s > limit:
                 self.hung = (
                     f"{self._what} hung: running for {self.running_s:.0f} s, over the "

@@ -28,7 +28,7 @@ from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
 from sdl.lab.instruments import Instruments, build_instruments
 from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
-from sdl.lab.watchdog import ExpectedDuration
+from sdl.lab.watchdog import expected_duration
 from sdl.loop.alerts import Alerts, alert_end, alert_fault, alert_pause
 from sdl.loop.control_server import ControlServer, connection_file
 from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
@@ -126,7 +126,7 @@ class CampaignRunner:
         self._batch: deque[tuple[dict[str, Any], dict[str, float]]] = deque()
         self._stop_reason: str | None = None
         self.control = CampaignControl(on_pause=self._pause_stations)
-        self.expected_duration = ExpectedDuration(config.watchdog)
+        self.expected_duration = expected_duration(config)
         self.stations = list(stations(self) if stations else self._local_stations())
         # Proposals are checked against a reactor in this process before any station gets
         # them; queue stations' reactors live in their queueservers and check there.
