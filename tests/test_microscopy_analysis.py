@@ -70,7 +70,9 @@ def test_features_are_named_scalars_with_an_uncertainty():
         "grain_count",
         "grain_intercept_nm",
         "grain_intercept_nm_std",
+        "micrograph_implausible",
     ]
+    assert scalars["micrograph_implausible"] == 0.0 and features.boundaries == "bright"
     assert all(isinstance(v, float) for v in scalars.values())
     assert features.grain_count > 20
     assert 0.0 < features.grain_size_nm_std < 0.1 * features.grain_size_nm
@@ -172,3 +174,37 @@ def test_a_custom_segmenter_is_used():
         micrograph.image, micrograph.pixel_size_nm, segmenter=lambda image: micrograph.labels
     )
     np.testing.assert_array_equal(truth.labels, micrograph.labels)
+
+
+def _unevenly_lit(image):
+    """The image with its illumination falling off by 60 % across the frame."""
+    rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    return image * (1.0 - 0.6 * (rows + cols) / (rows.max() + cols.max()))
+
+
+@pytest.mark.parametrize("particle_size_nm", [30.0, 60.0, 120.0])
+def test_dark_boundaries_and_uneven_light_give_the_grains_of_the_bright_image(particle_size_nm):
+    micrograph = simulate_micrograph(make_sample(particle_size_nm), np.random.default_rng(3))
+    bright = analyse_micrograph(micrograph.image, micrograph.pixel_size_nm)
+    dark = analyse_micrograph(
+        _unevenly_lit(micrograph.image.max() - micrograph.image), micrograph.pixel_size_nm
+    )
+    truth_nm = grain_statistics(micrograph.labels, micrograph.pixel_size_nm).grain_size_nm
+    assert (bright.boundaries, dark.boundaries) == ("bright", "dark")
+    assert dark.grain_size_nm == pytest.approx(truth_nm, rel=0.2)
+    assert dark.grain_size_nm == pytest.approx(bright.grain_size_nm, rel=0.1)
+    assert not dark.warnings
+
+
+def test_noise_is_named_an_implausible_segmentation(caplog):
+    noise = np.random.default_rng(0).normal(size=(256, 256))
+    features = analyse_micrograph(noise, 10.0)
+    assert features.warnings and features.as_dict()["micrograph_implausible"] == 1.0
+    assert "implausible micrograph segmentation" in caplog.text
+
+
+def test_one_grain_filling_the_frame_is_named_implausible():
+    image = np.zeros((64, 64))
+    image[:, 31:33] = 1.0  # one boundary: two grains, both touching the frame
+    features = analyse_micrograph(image + 0.01 * np.random.default_rng(1).random((64, 64)), 5.0)
+    assert any("wholly inside the frame" in warning for warning in features.warnings)

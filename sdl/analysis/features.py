@@ -7,8 +7,15 @@ from collections.abc import Iterable, Sequence
 from physics.phases import AMORPHOUS, LATTICE_RANGE
 from sdl.analysis.properties import PHASE_PHOTOACTIVITY
 
-#: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`).
-MICROSCOPY_FEATURES = ("grain_size_nm", "grain_size_cv", "grain_count", "grain_intercept_nm")
+#: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`); the last is
+#: 1.0 where the segmentation is implausible as grains, and has no ``_std``.
+MICROSCOPY_FEATURES = (
+    "grain_size_nm",
+    "grain_size_cv",
+    "grain_count",
+    "grain_intercept_nm",
+    "micrograph_implausible",
+)
 
 #: Features from a magnetometer (saturation polarisation mu0 Ms, tesla).
 MAGNETOMETRY_FEATURES = ("saturation_polarisation_t",)

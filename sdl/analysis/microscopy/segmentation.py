@@ -17,6 +17,7 @@ same statistics: the size distribution and mean equivalent-circle diameter
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,15 @@ from skimage.measure import regionprops_table
 from skimage.morphology import h_minima
 from skimage.segmentation import watershed
 
-from sdl.analysis.microscopy.common import MIN_DYNAMIC_RANGE, boundary_map, normalise_image
+from sdl.analysis.microscopy.common import MIN_DYNAMIC_RANGE, boundary_map
+from sdl.analysis.microscopy.preparation import (
+    Polarity,
+    boundary_polarity,
+    implausibility,
+    prepared_for_segmentation,
+)
+
+logger = logging.getLogger(__name__)
 
 #: ASTM E112 grain-size number from the mean lineal intercept l (mm):
 #: ``G = -6.643856 log10(l) - 3.288`` (table 6 of E112-13, planar equiaxed grains).
@@ -73,6 +82,11 @@ class MicrographFeatures:
     phase_area_fractions, phase_area_fractions_std
         Area fraction of each phase from grey-level contrast and its uncertainty (empty
         unless phase grey levels were given).
+    boundaries
+        Whether the image showed its boundaries bright or dark (detected).
+    warnings
+        Why the segmentation is implausible as grains (empty if nothing is); the feature
+        ``micrograph_implausible`` is 1.0 then.
     """
 
     grain_size_nm: float
@@ -86,6 +100,8 @@ class MicrographFeatures:
     intercept_nm_std: float = math.nan
     phase_area_fractions: Mapping[str, float] = field(default_factory=dict)
     phase_area_fractions_std: Mapping[str, float] = field(default_factory=dict)
+    boundaries: Polarity = "bright"
+    warnings: tuple[str, ...] = ()
 
     @property
     def astm_grain_size_number(self) -> float:
@@ -106,6 +122,7 @@ class MicrographFeatures:
         for phase, fraction in self.phase_area_fractions.items():
             scalars[f"{phase}_area_fraction"] = float(fraction)
             scalars[f"{phase}_area_fraction_std"] = float(self.phase_area_fractions_std[phase])
+        scalars["micrograph_implausible"] = float(bool(self.warnings))
         return scalars
 
 
@@ -138,12 +155,14 @@ def _watershed_grains(normalised: np.ndarray, smoothing_px: float, noise: float)
 
 
 def segment_grains(image: np.ndarray) -> np.ndarray:
-    """Grain labels (1..N, no background) of a micrograph with bright grain boundaries.
+    """Grain labels (1..N, no background) of a micrograph, boundaries bright or dark.
 
-    Two passes, so nothing is tuned to one magnification: a heavily smoothed pass measures
-    the typical grain diameter, and the final pass smooths by a tenth of it.
+    The image is first turned bright-boundaried and flattened
+    (:func:`~sdl.analysis.microscopy.preparation.prepared_for_segmentation`). Two passes,
+    so nothing is tuned to one magnification: a heavily smoothed pass measures the typical
+    grain diameter, and the final pass smooths by a tenth of it.
     """
-    normalised = normalise_image(image)
+    normalised, _ = prepared_for_segmentation(image)
     noise = _noise_std(normalised)
     survey = _watershed_grains(normalised, _SURVEY_SMOOTHING_PX, noise)
     typical_diameter_px = 2.0 * math.sqrt(survey.size / survey.max() / math.pi)
@@ -321,7 +340,8 @@ def analyse_micrograph(
     Parameters
     ----------
     image
-        2-D intensity image (any scale), grain boundaries brighter than grain interiors.
+        2-D intensity image (any scale), grain boundaries brighter or darker than the grain
+        interiors (detected).
     pixel_size_nm
         Pixel edge on the sample, nm.
     segmenter
@@ -336,8 +356,14 @@ def analyse_micrograph(
         On a blank, non-finite or non-2-D image, or a non-positive pixel size.
     """
     image = _check_image(image, pixel_size_nm)
-    labels = (segmenter or segment_grains)(image)
+    polarity = boundary_polarity(image)
+    # Every segmenter sees bright boundaries (the U-Net was trained on them).
+    oriented = image if polarity == "bright" else image.max() + image.min() - image
+    labels = (segmenter or segment_grains)(oriented)
     statistics = grain_statistics(labels, pixel_size_nm)
+    warnings = implausibility(labels)
+    for warning in warnings:
+        logger.warning("implausible micrograph segmentation: %s", warning)
     intercept_nm, intercept_nm_std = mean_lineal_intercept(labels, pixel_size_nm)
     fractions: dict[str, float] = {}
     fractions_std: dict[str, float] = {}
@@ -349,4 +375,6 @@ def analyse_micrograph(
         intercept_nm_std=intercept_nm_std,
         phase_area_fractions=fractions,
         phase_area_fractions_std=fractions_std,
+        boundaries=polarity,
+        warnings=warnings,
     )
