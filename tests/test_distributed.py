@@ -3,10 +3,12 @@ analysis and agent services in their own processes; read back from the server ru
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from bluesky_queueserver_api.zmq import REManagerAPI
@@ -15,7 +17,7 @@ from tiled.client import from_uri
 
 from sdl.campaign.config import parse_campaign
 from sdl.facility.queue_station import StreamOutcomes
-from sdl.facility.stack import Stack, StackSettings, drop_database, preflight
+from sdl.facility.stack import Stack, StackError, StackSettings, drop_database, preflight
 from sdl.lab.stations import Failed, Measured, fault_kind_of_reason
 from sdl.loop.control_server import connection_file, send_request
 from sdl.records.catalog import campaign_runs
@@ -49,6 +51,27 @@ def test_missing_services_are_named_with_the_option_that_points_elsewhere():
     assert len(problems) == 2
     assert "Redis is not answering at 127.0.0.1:1" in problems[0] and "--redis" in problems[0]
     assert "PostgreSQL is not usable" in problems[1] and "--postgres" in problems[1]
+
+
+@pytest.mark.services
+def test_a_start_refused_for_a_missing_redis_creates_nothing(tmp_path):
+    if preflight(StackSettings(postgres=f"{POSTGRES}/test")):
+        pytest.skip("needs PostgreSQL on 127.0.0.1:5432 to see that nothing is created there")
+    uri = f"{POSTGRES}/sdl_test_{uuid.uuid4().hex[:12]}"
+    settings = StackSettings(redis="127.0.0.1:1", postgres=uri)
+    with pytest.raises(StackError, match="Redis is not answering"):
+        Stack(_campaign(tmp_path), settings).__enter__()
+    assert not (tmp_path / "data").exists()
+
+    async def exists() -> bool:
+        admin = await asyncpg.connect(f"{POSTGRES}/postgres")
+        try:
+            name = uri.rsplit("/", 1)[1]
+            return bool(await admin.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", name))
+        finally:
+            await admin.close()
+
+    assert not asyncio.run(exists())
 
 
 def _raw_run(outcomes, proposal_id, attempt, *, exit_status="success", reason="", campaign="c"):

@@ -76,7 +76,9 @@ def _redis_problem(address: str) -> str | None:
     return None
 
 
-async def _ensure_database(uri: str) -> None:
+async def _ensure_database(uri: str, *, create: bool) -> None:
+    """Check that the database at ``uri`` can be used: it answers, or (when it does not exist
+    yet) the server does; with ``create`` a missing database is created."""
     import asyncpg
 
     parts = urlsplit(uri)
@@ -86,10 +88,11 @@ async def _ensure_database(uri: str) -> None:
     except asyncpg.InvalidCatalogNameError:
         admin = await asyncpg.connect(parts._replace(path="/postgres").geturl(), timeout=5)
         try:
-            await admin.execute(f'CREATE DATABASE "{database}"')
+            if create:
+                await admin.execute(f'CREATE DATABASE "{database}"')
+                logger.info("created PostgreSQL database %s", database)
         finally:
             await admin.close()
-        logger.info("created PostgreSQL database %s", database)
         return
     await connection.close()
 
@@ -112,7 +115,7 @@ def drop_database(uri: str) -> None:
 
 def _postgres_problem(uri: str) -> str | None:
     try:
-        asyncio.run(_ensure_database(uri))
+        asyncio.run(_ensure_database(uri, create=False))
     except Exception as error:
         return (
             f"PostgreSQL is not usable at {uri} ({type(error).__name__}: {error}); the "
@@ -123,7 +126,8 @@ def _postgres_problem(uri: str) -> str | None:
 
 
 def preflight(settings: StackSettings) -> list[str]:
-    """What is missing for the stack to come up (empty when Redis and PostgreSQL answer)."""
+    """What is missing for the stack to come up (empty when Redis and PostgreSQL answer);
+    it changes nothing, so a refused start leaves nothing behind."""
     return [
         problem
         for problem in (_redis_problem(settings.redis), _postgres_problem(settings.postgres))
@@ -189,6 +193,7 @@ class Stack:
         problems = preflight(self.settings)
         if problems:
             raise StackError("the stack cannot start:\n  " + "\n  ".join(problems))
+        asyncio.run(_ensure_database(self.settings.postgres, create=True))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.campaign_file.write_text(yaml.safe_dump(self.config.model_dump(mode="json")))
         try:
