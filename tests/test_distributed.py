@@ -13,6 +13,7 @@ import httpx
 import pytest
 from bluesky_queueserver_api.zmq import REManagerAPI
 from event_model import compose_run
+from test_watchdog import FIRST_SCAN_HANGS
 from tiled.client import from_uri
 
 from sdl.campaign.config import parse_campaign
@@ -288,17 +289,7 @@ def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, 
 @pytest.mark.slow
 @pytest.mark.services
 def test_a_plan_hung_in_a_queueserver_is_aborted_and_retried(tmp_path, database):
-    config = _campaign(
-        tmp_path,
-        budget=2,
-        agent={"name": "random"},
-        instruments=["xrd"],
-        objectives=[{"name": "anatase_fraction", "direction": "maximize"}],
-        # The first scan never ends and the instrument's own timeout is off: only the
-        # watchdog sees it (10 s is far beyond a healthy experiment at speedup inf).
-        devices={"faults": {"timeout": {"at": [0], "devices": ["xrd"]}}, "action_timeout_s": None},
-        watchdog={"expected_s": 1.0, "factor": 2, "min_s": 10},
-    )
+    config = _campaign(tmp_path, budget=2, **FIRST_SCAN_HANGS)
     with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
         agent = stack.start_services()
         assert agent.wait(timeout=400) == 0, agent.log_path.read_text()[-3000:]

@@ -16,6 +16,17 @@ from sdl.records.catalog import campaign_runs, open_catalog
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
+#: Campaign settings under which the first XRD scan never ends and the instrument's own
+#: timeout is off, so only the watchdog can see it; its 10 s are far beyond a healthy
+#: experiment at speedup inf.
+FIRST_SCAN_HANGS = {
+    "agent": {"name": "random"},
+    "instruments": ["xrd"],
+    "objectives": [{"name": "anatase_fraction", "direction": "maximize"}],
+    "devices": {"faults": {"timeout": {"at": [0], "devices": ["xrd"]}}, "action_timeout_s": None},
+    "watchdog": {"expected_s": 1.0, "factor": 2, "min_s": 10},
+}
+
 
 def test_the_limit_is_a_multiple_of_the_expected_duration_with_a_floor():
     expected = ExpectedDuration(WatchdogConfig(factor=4, min_s=10))
@@ -72,13 +83,7 @@ def test_a_hung_instrument_is_aborted_handled_by_the_hang_policy_and_alerted(tmp
     data.update(
         data_dir=str(tmp_path / "data"),
         budget=1,
-        agent={"name": "random"},
-        instruments=["xrd"],
-        objectives=[{"name": "anatase_fraction", "direction": "maximize"}],
-        # The first scan never ends and the instrument's own timeout is off: only the
-        # watchdog can see it. 10 s is far beyond a healthy experiment at speedup inf.
-        devices={"faults": {"timeout": {"at": [0], "devices": ["xrd"]}}, "action_timeout_s": None},
-        watchdog={"expected_s": 1.0, "factor": 2, "min_s": 10},
+        **FIRST_SCAN_HANGS,
         on_fault={"hang": {"action": "retry", "retries": 1, "then": "skip"}},
         alerts={"notifiers": [{"kind": "log", "events": ["hang"]}]},
     )

@@ -197,17 +197,10 @@ class WatchdogConfig(StrictModel):
     policy decides what happens next (the instruments' own timeouts stay as they are)."""
 
     enabled: bool = True
-    factor: float = Field(
-        default=5.0,
-        ge=1.5,
-        le=1000,
-        description="hung once it has run this many times longer than expected",
-    )
-    min_s: float = Field(
-        default=300.0,
-        gt=0,
-        description="never hung sooner than this many wall seconds (a busy machine is slow)",
-    )
+    #: Hung once it has run this many times longer than expected.
+    factor: float = Field(default=5.0, ge=1.5, le=1000, description="multiple of the expected")
+    #: Never hung sooner than this many wall seconds (a busy machine is slow).
+    min_s: float = Field(default=300.0, gt=0, description="shortest time before a hang, s")
     expected_s: float | None = Field(
         default=None,
         gt=0,

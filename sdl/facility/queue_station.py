@@ -341,8 +341,8 @@ class QueueStation:
         The queueserver's client (default: an ``REManagerAPI`` at ``address`` with the
         request timeout of ``requests``).
     expected
-        What an experiment takes: a plan that runs far longer is aborted as hung (the
-        campaign's watchdog; None: none).
+        The campaign's watchdog (:class:`~sdl.lab.watchdog.ExpectedDuration`), which says
+        when a running plan counts as hung; None: no hang is ever flagged.
     """
 
     def __init__(
@@ -357,7 +357,6 @@ class QueueStation:
         expected: ExpectedDuration | None = None,
     ) -> None:
         self.name = name
-        self._expected = expected
         self.address = address
         self._outcomes = outcomes
         self._checkpoint = checkpoint
@@ -367,6 +366,7 @@ class QueueStation:
             api = REManagerAPI(zmq_control_addr=address, timeout_recv=policy.request_timeout_s)
         self._requests = QueueRequests(api, f"{name}'s queueserver at {address}", policy)
         self._paused_here = threading.Event()  # the campaign paused this station's plan
+        self._expected = expected
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         key = (md[PROPOSAL_ID], int(md[ATTEMPT]))

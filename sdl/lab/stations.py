@@ -165,11 +165,11 @@ class LocalStation:
         self.analysis = analysis
         self._emit = emit
         self._checkpoint = checkpoint
-        self._expected = expected
-        self._hung: str | None = None
         self.RE = RunEngine({}, call_returns_result=False)
         self.RE.context_managers = []  # Ctrl-C is the campaign's to handle
         self.RE.subscribe(emit)
+        self._expected = expected
+        self._hung: str | None = None  # why the watchdog aborted the running plan
 
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         documents: list[tuple[str, Mapping[str, Any]]] = []

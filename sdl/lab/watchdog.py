@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from dataclasses import dataclass, field
 
 from sdl.campaign.config import CampaignConfig, WatchdogConfig
 from sdl.campaign.systems import get_system
@@ -94,6 +94,7 @@ def expected_duration(config: CampaignConfig) -> ExpectedDuration:
     return ExpectedDuration(config.watchdog, model.duration_s, scale)
 
 
+@dataclass
 class Watchdog:
     """Watches one experiment at ``conditions``: counts the seconds ``running()`` says it
     runs and calls ``on_hang(reason)`` once, from its own thread, when they pass the limit.
@@ -101,36 +102,23 @@ class Watchdog:
     Use it as a context manager around the experiment; ``running_s`` is what it ran.
     """
 
-    def __init__(
-        self,
-        expected: ExpectedDuration,
-        conditions: Mapping[str, float],
-        running: Callable[[], bool],
-        on_hang: Callable[[str], None],
-        what: str,
-    ) -> None:
-        self.expected = expected
-        self.conditions = conditions
-        self._running = running
-        self._on_hang = on_hang
-        self._what = what
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.running_s = 0.0
-        self.hung: str | None = None
+    expected: ExpectedDuration
+    conditions: Mapping[str, float]
+    running: Callable[[], bool]
+    on_hang: Callable[[str], None]
+    what: str
+    running_s: float = 0.0
+    hung: str | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def __enter__(self) -> Watchdog:
-        self._thread = threading.Thread(target=self._watch, name=f"watchdog {self._what}")
+        self._thread = threading.Thread(target=self._watch, name=f"watchdog {self.what}")
         self._thread.daemon = True
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
@@ -139,15 +127,15 @@ class Watchdog:
         last = time.monotonic()
         while not self._done.wait(POLL_S):
             now = time.monotonic()
-            if self._running():
+            if self.running():
                 self.running_s += now - last
             last = now
             limit = self.expected.limit_s(self.conditions)
             if limit is not None and self.running_s > limit:
                 self.hung = (
-                    f"{self._what} hung: running for {self.running_s:.0f} s, over the "
+                    f"{self.what} hung: running for {self.running_s:.0f} s, over the "
                     f"watchdog's {limit:.0f} s ({self.expected.config.factor:g}x the expected "
                     "duration)"
                 )
-                self._on_hang(self.hung)
+                self.on_hang(self.hung)
                 return
