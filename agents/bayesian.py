@@ -17,7 +17,6 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.exceptions.errors import ModelFittingError
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import (
     Bilog,
@@ -41,6 +40,7 @@ from linear_operator.utils.errors import NotPSDError
 
 from agents.base import HistoryAgent
 from agents.baselines import sobol_box_points, sobol_pool_rows
+from agents.hyperparameters import HyperparameterMemory
 from agents.options import BayesianOptions, checked_options
 from agents.protocol import derived_seed
 from agents.space import Objective, OutcomeConstraint, SearchSpace
@@ -197,6 +197,12 @@ class BayesianOptimizationAgent(HistoryAgent):
         (default), BoTorch's ``LogNormal(-4, 1)``, best for nearly noiseless results;
         ``"gamma"``, BoTorch's earlier ``Gamma(1.1, 0.05)``, broad, for results with much
         scatter (on the Liang et al. P3HT pool it raised the AF from 2.98 to 3.33).
+    noise
+        ``"inferred"`` (default): one noise level per outcome, fitted with the other
+        hyperparameters. ``"measured"``: each result's own reported uncertainty
+        (``<outcome>_std``, as the analysis records it) is its noise variance, a fixed and
+        heteroskedastic noise model; where a result reported none, the fitted noise is used
+        for that proposal instead (logged).
     torch_threads
         Torch's intra-op threads while a proposal is computed (the caller's setting is
         restored afterwards); None leaves torch's setting alone. The default, 1, is the fast
@@ -236,6 +242,8 @@ class BayesianOptimizationAgent(HistoryAgent):
         kernel: str = DEFAULTS.kernel,
         kernel_prior: str = DEFAULTS.kernel_prior,
         noise_prior: str = DEFAULTS.noise_prior,
+        noise: str = DEFAULTS.noise,
+        refit_growth: float = DEFAULTS.refit_growth,
     ) -> None:
         super().__init__(
             space,
@@ -266,6 +274,8 @@ class BayesianOptimizationAgent(HistoryAgent):
                 "kernel": kernel,
                 "kernel_prior": kernel_prior,
                 "noise_prior": noise_prior,
+                "noise": noise,
+                "refit_growth": refit_growth,
             },
         )
         options.check_problem(len(self.objectives), len(self.history.outcome_constraints))
@@ -277,12 +287,14 @@ class BayesianOptimizationAgent(HistoryAgent):
         self.kernel = options.kernel
         self.kernel_prior = options.kernel_prior
         self.noise_prior = options.noise_prior
+        self.noise = options.noise
         self.ucb_beta = options.ucb_beta
         self.outcome_transform = options.outcome_transform
         self.num_restarts = options.num_restarts
         self.raw_samples = options.raw_samples
         self.mc_samples = options.mc_samples
         self.torch_threads = options.torch_threads
+        self.hyperparameters = HyperparameterMemory(options.refit_growth)
 
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
         return self._model_or_sobol(
@@ -338,15 +350,26 @@ class BayesianOptimizationAgent(HistoryAgent):
         qLogNEHVI. Outcome constraints enter both as feasibility weights on the samples.
         """
         train_X, train_Y = self._training_data()
+        train_Yvar = self._measured_variances()
         categorical = [i for i, p in enumerate(self.space.parameters) if p.categorical]
-        outputs = [self._gp(train_X, y[:, None], categorical) for y in train_Y.unbind(-1)]
-        model: SingleTaskGP | ModelListGP = (
-            outputs[0] if len(outputs) == 1 else ModelListGP(*outputs)
-        )
-        if len(outputs) == 1:
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        else:
-            fit_gpytorch_mll(SumMarginalLogLikelihood(model.likelihood, model))
+
+        def mll_on(k: int) -> ExactMarginalLogLikelihood | SumMarginalLogLikelihood:
+            """The (unfitted) marginal likelihood of the GP on the first ``k`` results."""
+            outputs = [
+                self._gp(
+                    train_X[:k],
+                    y[:k, None],
+                    categorical,
+                    None if train_Yvar is None else train_Yvar[:k, column, None],
+                )
+                for column, y in enumerate(train_Y.unbind(-1))
+            ]
+            if len(outputs) == 1:
+                return ExactMarginalLogLikelihood(outputs[0].likelihood, outputs[0])
+            joint = ModelListGP(*outputs)
+            return SumMarginalLogLikelihood(joint.likelihood, joint)
+
+        model: SingleTaskGP | ModelListGP = self.hyperparameters.fit(mll_on, len(train_X)).model
         sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=proposal_seed)
         n_objectives = len(self.objectives)
         constraints = [
@@ -385,10 +408,14 @@ class BayesianOptimizationAgent(HistoryAgent):
         )
 
     def _gp(
-        self, train_X: torch.Tensor, train_y: torch.Tensor, categorical: list[int]
+        self,
+        train_X: torch.Tensor,
+        train_y: torch.Tensor,
+        categorical: list[int],
+        train_yvar: torch.Tensor | None = None,
     ) -> SingleTaskGP:
         """One outcome's GP (``train_y`` is ``n x 1``): ARD Matern 5/2 or RBF, or mixed if
-        categorical."""
+        categorical; with ``train_yvar`` (``n x 1``) the noise of each result is fixed."""
         transform: OutcomeTransform
         if self.outcome_transform == "bilog":
             transform = ChainedOutcomeTransform(
@@ -396,16 +423,19 @@ class BayesianOptimizationAgent(HistoryAgent):
             )
         else:
             transform = Standardize(m=1)
-        likelihood = (
-            get_gaussian_likelihood_with_gamma_prior()
-            if self.noise_prior == "gamma"
-            else get_gaussian_likelihood_with_lognormal_prior()
-        )
+        likelihood = None
+        if train_yvar is None:
+            likelihood = (
+                get_gaussian_likelihood_with_gamma_prior()
+                if self.noise_prior == "gamma"
+                else get_gaussian_likelihood_with_lognormal_prior()
+            )
         if categorical:
             return MixedSingleTaskGP(
                 train_X,
                 train_y,
                 cat_dims=categorical,
+                train_Yvar=train_yvar,
                 likelihood=likelihood,
                 outcome_transform=transform,
             )
@@ -418,6 +448,7 @@ class BayesianOptimizationAgent(HistoryAgent):
         return SingleTaskGP(
             train_X,
             train_y,
+            train_Yvar=train_yvar,
             covar_module=covar_module,
             likelihood=likelihood,
             outcome_transform=transform,
@@ -532,6 +563,25 @@ class BayesianOptimizationAgent(HistoryAgent):
             for obs in observations
         ]
         return torch.from_numpy(unit_X), torch.tensor(outcomes, dtype=torch.float64)
+
+    def _measured_variances(self) -> torch.Tensor | None:
+        """``n x m`` variances of the results as measured (``noise="measured"``); None when
+        the noise is inferred, or some result reported no uncertainty for some outcome."""
+        if self.noise != "measured":
+            return None
+        observations = list(self.history.observations.values())
+        names = self.history.outcome_names
+        if not all(name in obs.uncertainties for obs in observations for name in names):
+            logger.warning(
+                "noise: measured, but some results reported no uncertainty for %s; the GP "
+                "infers the noise for this proposal",
+                list(names),
+            )
+            return None
+        return torch.tensor(
+            [[obs.uncertainties[name] ** 2 for name in names] for obs in observations],
+            dtype=torch.float64,
+        )
 
     def _pending_unit(self) -> torch.Tensor | None:
         """``m x d`` unit-cube locations of pending and failed trials (None if there are none)."""

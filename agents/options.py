@@ -29,6 +29,9 @@ KernelPrior = Literal["dim_scaled", "gamma"]
 #: Values of the bayesian ``noise_prior`` option.
 NoisePrior = Literal["lognormal", "gamma"]
 
+#: Values of the bayesian ``noise`` option.
+Noise = Literal["inferred", "measured"]
+
 #: Values of the bayesian ``outcome_transform`` option.
 OutcomeTransform = Literal["standardize", "bilog"]
 
@@ -85,6 +88,18 @@ class BayesianOptions(AgentOptions):
     kernel: Kernel = "matern52"
     kernel_prior: KernelPrior = "dim_scaled"
     noise_prior: NoisePrior = "lognormal"
+    noise: Noise = Field(
+        default="inferred",
+        description="inferred: the GP fits one noise level; measured: each result's reported "
+        "uncertainty (<outcome>_std) is its noise",
+    )
+    refit_growth: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="refit the GP's hyperparameters only once the results have grown by this "
+        "fraction since the last fit (0: every proposal; each fit starts from the last)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BayesianOptions:

@@ -16,7 +16,7 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -79,10 +79,12 @@ def derived_seed(seed: int, *keys: int) -> int:
 
 @dataclass(frozen=True)
 class Observation:
-    """One learned trial: parameter values and objective values, by name."""
+    """One learned trial: parameter values and outcome values, by name, and the standard
+    uncertainty the measurement reported for each outcome (``<name>_std``), where it did."""
 
     parameters: dict[str, float]
     outcomes: dict[str, float]
+    uncertainties: dict[str, float] = field(default_factory=dict)
 
 
 class History:
@@ -185,7 +187,12 @@ class History:
                 )
                 self.failures[trial_id] = parameters
             else:
-                self.observations[trial_id] = Observation(parameters, outcomes)
+                uncertainties = {
+                    name: std
+                    for name in self.outcome_names
+                    if (std := _finite_or_nan(point.get(f"{name}_std"))) > 0
+                }
+                self.observations[trial_id] = Observation(parameters, outcomes, uncertainties)
 
     def fail(self, suggestions: Sequence[Mapping[str, Any]]) -> None:
         """Record failed trials; see ``Agent.register_failures``."""

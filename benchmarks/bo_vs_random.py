@@ -5,6 +5,9 @@ and seed, then scores every campaign on the simulator's ground truth: the true o
 the conditions the campaign believed best, and the simple regret against the true optimum.
 
     python benchmarks/bo_vs_random.py --seeds 5 --budget 30
+    python benchmarks/bo_vs_random.py --agents bayesian bayesian:noise=measured
+
+An agent may carry options after a colon (``name:option=value,...``).
 
 Prints one table and writes ``benchmarks/results/bo_vs_random.{json,png}``.
 """
@@ -55,14 +58,23 @@ def true_optimum(config) -> float:
     return sign * found.fun
 
 
+def agent_section(variant: str) -> dict:
+    """The campaign file's ``agent`` section of ``name[:option=value,...]``, e.g.
+    ``bayesian:noise=measured``."""
+    name, _, options = variant.partition(":")
+    pairs = (option.split("=", 1) for option in options.split(",") if option)
+    return {"name": name, "options": {key: yaml.safe_load(value) for key, value in pairs}}
+
+
 def run_campaign(agent: str, seed: int, budget: int, work_dir: str) -> dict:
     data = yaml.safe_load(EXAMPLE.read_text())
+    folder = agent.replace(":", "-").replace("=", "-").replace(",", "-")
     data.update(
-        name=f"bench-{agent}-{seed}",
+        name=f"bench-{folder}-{seed}",
         seed=seed,
         budget=budget,
-        data_dir=f"{work_dir}/{agent}-{seed}",
-        agent={"name": agent},
+        data_dir=f"{work_dir}/{folder}-{seed}",
+        agent=agent_section(agent),
     )
     config = parse_campaign(data)
     started = time.perf_counter()
@@ -112,7 +124,7 @@ def main() -> None:
         f"true optimum {optimum:.2f}"
     )
     header = (
-        f"{'agent':<10} {'true best (mean ± sd)':>22} {'simple regret':>14} "
+        f"{'agent':<26} {'true best (mean ± sd)':>22} {'simple regret':>14} "
         f"{'regret @ n/2':>13} {'wall s/campaign':>16}"
     )
     print(header)
@@ -133,7 +145,7 @@ def main() -> None:
         }
         s = summary[agent]
         print(
-            f"{agent:<10} {s['true_best_mean']:>13.2f} ± {s['true_best_sd']:<6.2f} "
+            f"{agent:<26} {s['true_best_mean']:>13.2f} ± {s['true_best_sd']:<6.2f} "
             f"{s['simple_regret_mean']:>14.2f} {s['regret_half_budget_mean']:>13.2f} "
             f"{s['wall_s_mean']:>16.1f}"
         )

@@ -7,9 +7,12 @@ it (the installed packages stay the same); it is removed afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +35,16 @@ def checked_out(commit: str) -> Iterator[Path]:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True
             )
+
+
+def results_at(commit: str, script: str | Path, args: Sequence[str]) -> dict:
+    """What ``script`` (this tree's copy) writes to ``--json`` when it runs with ``args`` on
+    the packages of ``commit``: the "before" column of a benchmark, measured in the same run."""
+    with checked_out(commit) as tree, tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "before.json"
+        subprocess.run(
+            [sys.executable, str(script), *args, "--json", str(out)],
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            check=True,
+        )
+        return json.loads(out.read_text())

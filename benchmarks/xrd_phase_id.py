@@ -30,16 +30,12 @@ import argparse
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from git_tree import ROOT, checked_out
+from git_tree import ROOT, results_at
 from scipy.special import voigt_profile
 
 from physics.diffraction import (
@@ -272,12 +268,8 @@ def fitted_sets(sets: list[str], n: int, seed: int) -> dict:
 
 def before_sets(commit: str, sets: list[str], n: int, seed: int) -> dict:
     """The same scores with the analysis of ``commit`` (this script, that tree's packages)."""
-    with checked_out(commit) as tree, tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "before.json"
-        command = [sys.executable, __file__, "--n", str(n), "--seed", str(seed)]
-        command += ["--sets", ",".join(sets), "--before", "", "--json", str(out)]
-        subprocess.run(command, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
-        return json.loads(out.read_text())
+    args = ["--n", str(n), "--seed", str(seed), "--sets", ",".join(sets), "--before", ""]
+    return results_at(commit, __file__, args)
 
 
 def print_table(after: dict, before: dict) -> None:

@@ -19,6 +19,7 @@ from botorch.exceptions.errors import ModelFittingError
 from gpytorch.kernels import MaternKernel, RBFKernel
 
 import agents.bayesian
+import agents.hyperparameters
 from agents import (
     AGENTS,
     Agent,
@@ -247,7 +248,7 @@ def test_gp_failure_falls_back_to_sobol_with_a_warning(space, objectives, monkey
     def failing_fit(mll):
         raise ModelFittingError("all attempts to fit the model have failed")
 
-    monkeypatch.setattr(agents.bayesian, "fit_gpytorch_mll", failing_fit)
+    monkeypatch.setattr(agents.hyperparameters, "fit_gpytorch_mll", failing_fit)
     agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=3)
     run_campaign(agent, branin, 3)
     with caplog.at_level(logging.WARNING, logger="agents.bayesian"):
@@ -359,13 +360,13 @@ def test_bayesian_proposes_on_its_own_threads_and_restores_the_callers(
     space, objectives, monkeypatch
 ):
     threads_while_fitting = []
-    fit = agents.bayesian.fit_gpytorch_mll
+    fit = agents.hyperparameters.fit_gpytorch_mll
 
     def recording_fit(mll):
         threads_while_fitting.append(torch.get_num_threads())
         return fit(mll)
 
-    monkeypatch.setattr(agents.bayesian, "fit_gpytorch_mll", recording_fit)
+    monkeypatch.setattr(agents.hyperparameters, "fit_gpytorch_mll", recording_fit)
     agent = BayesianOptimizationAgent(space, objectives, seed=0, n_initial=3)
     run_campaign(agent, branin, 4)
     assert threads_while_fitting == [1]
