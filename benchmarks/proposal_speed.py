@@ -46,6 +46,7 @@ AFTER = {
     "after (default)": {},
     "after, refit_growth 0.1": {"refit_growth": 0.1},
     "after, refit_growth 0.25": {"refit_growth": 0.25},
+    "after, 0.1 + 5 restarts": {"refit_growth": 0.1, "num_restarts": 5, "raw_samples": 256},
 }
 
 
