@@ -154,13 +154,20 @@ def _agent_service(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sdl.records.catalog import open_catalog
+    from sdl.records.catalog import CATALOG_FILE, open_catalog
     from sdl.views.report_html import write_report
 
     config = _with_overrides(args.campaign, args)
     out = args.out or Path(config.data_dir) / f"{config.name}-report.html"
     try:
-        path = write_report(open_catalog(config.data_dir), config.name, config.data_dir, out)
+        if args.tiled:
+            from sdl.facility.services import tiled_client
+
+            client, where = tiled_client(args.tiled), args.tiled
+        else:
+            client = open_catalog(config.data_dir)
+            where = str(Path(config.data_dir).resolve() / CATALOG_FILE)
+        path = write_report(client, config.name, where, out)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -395,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag in ("--data-dir", "--name"):
         report.add_argument(flag, help=f"as given to sdl run {flag}")
+    report.add_argument(
+        "--tiled",
+        help="read the catalog from this tiled server instead (the facility deployment's, "
+        "on PostgreSQL); API key from $SDL_TILED_API_KEY",
+    )
     report.set_defaults(func=_report, budget=None, seed=None, agent=None)
 
     for name, (_, help_text) in TRAINERS.items():

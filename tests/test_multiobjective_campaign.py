@@ -214,7 +214,7 @@ def test_a_two_objective_campaign_runs_records_and_reports_its_pareto_front(tmp_
     assert "hypervolume" in text and f"experiment {pareto[0].iteration + 1}" in text
     png = plot_report(result, client, tmp_path / "report.png")
     assert png.stat().st_size > 10_000
-    page = write_report(client, config.name, config.data_dir, tmp_path / "report.html")
+    page = write_report(client, config.name, str(config.data_dir), tmp_path / "report.html")
     html = page.read_text()
     assert f"<h2>Pareto front ({len(pareto)} experiments)</h2>" in html
     assert 'id="pareto"' in html and html.count(pareto[0].raw_uid) >= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -135,6 +136,29 @@ def test_a_report_of_a_campaign_the_catalog_does_not_hold_says_so(data_dir, caps
     campaign_file.write_text(EXAMPLE.read_text())
     assert main(["report", str(campaign_file), "--data-dir", str(data_dir)]) == 1
     assert "no campaign named 'tio2-photoactive-bo'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sdl_report_reads_a_campaign_from_a_tiled_server(tmp_path, monkeypatch):
+    from tiled.client import from_uri
+    from tiled.server import SimpleTiledServer
+
+    (tmp_path / "data").mkdir()  # the campaign's lock and raw files; the catalog is the server
+    # On 127.0.0.1, with its own key; it reads the micrographs the campaign writes as files.
+    server = SimpleTiledServer(tmp_path / "server", readable_storage=[tmp_path / "data"])
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(data_dir=str(tmp_path / "data"), budget=1, agent={"name": "random"})
+    CampaignRunner(parse_campaign(data), client=from_uri(server.uri)).run()
+    campaign_file = tmp_path / "campaign.yaml"
+    campaign_file.write_text(yaml.safe_dump(data))
+    base_uri, _, key = server.uri.partition("?api_key=")
+    monkeypatch.setenv("SDL_TILED_API_KEY", unquote(key))
+    out = tmp_path / "report.html"
+    args = ["report", str(campaign_file), "--tiled", base_uri, "--out", str(out)]
+    assert main(args) == 0
+    page = out.read_text()
+    assert base_uri in page and "tio2-photoactive-bo" in page
+    assert not (tmp_path / "data" / CATALOG_FILE).exists()  # nothing read from a file
 
 
 def _start(uid, iteration, time, belief=None, **extra):

@@ -30,7 +30,6 @@ from sdl.campaign.results import (
     pareto_mask,
 )
 from sdl.campaign.systems import get_system
-from sdl.records.catalog import CATALOG_FILE
 from sdl.records.vocabulary import ATTEMPT, ITERATION, PROPOSAL_ID, RAW_UID
 from sdl.views.campaign_log import CampaignLog, campaign_log_from_catalog
 from sdl.views.figures import (
@@ -88,7 +87,7 @@ def _table(
 
 
 def _experiment_rows(
-    log: CampaignLog, catalog_path: Path
+    log: CampaignLog, catalog_path: str
 ) -> tuple[list[str], list[list[Any]], list[str]]:
     space = list(log.config.get("search_space", {}))
     fixed = list(log.config.get("fixed_conditions", {}))
@@ -352,16 +351,17 @@ def _decisions(log: CampaignLog) -> str:
     )
 
 
-def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
-    """The whole report of campaign ``campaign_id`` in ``client`` as one HTML document."""
+def report_html(client: Any, campaign_id: str, catalog: str) -> str:
+    """The whole report of campaign ``campaign_id`` in ``client`` as one HTML document;
+    ``catalog`` says where the catalog is (its file, or its tiled server's URI)."""
     log = campaign_log_from_catalog(client, campaign_id)
     if not log.config:
         raise ValueError(
-            f"the catalog in {data_dir} has no campaign named {campaign_id!r} "
+            f"the catalog {catalog} has no campaign named {campaign_id!r} "
             "(no run with purpose 'campaign')"
         )
     summary = log.summary()
-    catalog_path = Path(data_dir).resolve() / CATALOG_FILE
+    catalog_path = catalog
     phases = get_system(log.config.get("devices", {}).get("system", "tio2_solgel")).phases
     agent = log.config.get("agent", {})
     header, rows, classes = _experiment_rows(log, catalog_path)
@@ -414,9 +414,9 @@ def report_html(client: Any, campaign_id: str, data_dir: Path | str) -> str:
     )
 
 
-def write_report(client: Any, campaign_id: str, data_dir: Path | str, path: Path | str) -> Path:
+def write_report(client: Any, campaign_id: str, catalog: str, path: Path | str) -> Path:
     """Write :func:`report_html` to ``path`` (folders made as needed) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(client, campaign_id, data_dir), encoding="utf-8")
+    path.write_text(report_html(client, campaign_id, catalog), encoding="utf-8")
     return path
