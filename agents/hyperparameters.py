@@ -63,14 +63,14 @@ class HyperparameterMemory:
         if set(dict(mll.model.named_parameters())) != set(self._values):
             self._anchor = 0  # another kind of model (e.g. measured noise came or went)
         if k != self._anchor:
-            prefix = mll_on(k)
+            prefix = mll if k == n else mll_on(k)
             self._fit(prefix)
             self._values = {
                 name: value.detach().clone() for name, value in prefix.model.named_parameters()
             }
             self._anchor = k
             if k == n:
-                return prefix
+                return mll
         self._load(mll.model)
         if self.refit_growth:
             mll.eval()

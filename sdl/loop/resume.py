@@ -127,10 +127,8 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
     pending = []
     for run in campaign_runs(client, name, Purpose.CONTROL):
         start = run.metadata["start"]
-        if start["action"] == "inject" and start.get(vocabulary.REQUEST_ID, None) not in (
-            None,
-            *carried,
-        ):
+        request_id = start.get(vocabulary.REQUEST_ID)
+        if start["action"] == "inject" and request_id is not None and request_id not in carried:
             pending.append(
                 ControlAction(
                     "inject",
@@ -138,7 +136,7 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
                     start["reason"],
                     start["requested_at"],
                     start["conditions"],
-                    start[vocabulary.REQUEST_ID],
+                    request_id,
                 )
             )
     return pending

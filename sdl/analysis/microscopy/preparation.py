@@ -44,15 +44,20 @@ def boundary_polarity(image: np.ndarray) -> Polarity:
     return "bright" if -low >= high else "dark"
 
 
-def prepared_for_segmentation(image: np.ndarray) -> tuple[np.ndarray, Polarity]:
-    """The image flattened, scaled to [0, 1] and turned so its boundaries are bright (what
-    the watershed expects), and the polarity it had."""
+def bright_boundaried(image: np.ndarray) -> tuple[np.ndarray, Polarity]:
+    """The image, in its own units, turned so its boundaries are bright (what every segmenter
+    expects), and the polarity it had."""
     polarity = boundary_polarity(image)
-    normalised = normalise_image(image)
     if polarity == "dark":
-        normalised = 1.0 - normalised
+        return image.max() + image.min() - image, polarity
+    return image, polarity
+
+
+def flattened(image: np.ndarray) -> np.ndarray:
+    """The image scaled to [0, 1] with its slow illumination trend removed."""
+    normalised = normalise_image(image)
     trend = ndi.gaussian_filter(normalised, _ILLUMINATION_SCALE * max(normalised.shape))
-    return normalise_image(normalised - trend), polarity
+    return normalise_image(normalised - trend)
 
 
 def implausibility(labels: np.ndarray) -> tuple[str, ...]:

@@ -31,9 +31,9 @@ from skimage.segmentation import watershed
 from sdl.analysis.microscopy.common import MIN_DYNAMIC_RANGE, boundary_map
 from sdl.analysis.microscopy.preparation import (
     Polarity,
-    boundary_polarity,
+    bright_boundaried,
+    flattened,
     implausibility,
-    prepared_for_segmentation,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,14 +155,14 @@ def _watershed_grains(normalised: np.ndarray, smoothing_px: float, noise: float)
 
 
 def segment_grains(image: np.ndarray) -> np.ndarray:
-    """Grain labels (1..N, no background) of a micrograph, boundaries bright or dark.
+    """Grain labels (1..N, no background) of a micrograph with bright grain boundaries
+    (:func:`analyse_micrograph` turns dark ones bright first).
 
-    The image is first turned bright-boundaried and flattened
-    (:func:`~sdl.analysis.microscopy.preparation.prepared_for_segmentation`). Two passes,
-    so nothing is tuned to one magnification: a heavily smoothed pass measures the typical
-    grain diameter, and the final pass smooths by a tenth of it.
+    The illumination is flattened first (:func:`~sdl.analysis.microscopy.preparation.flattened`).
+    Two passes, so nothing is tuned to one magnification: a heavily smoothed pass measures the
+    typical grain diameter, and the final pass smooths by a tenth of it.
     """
-    normalised, _ = prepared_for_segmentation(image)
+    normalised = flattened(image)
     noise = _noise_std(normalised)
     survey = _watershed_grains(normalised, _SURVEY_SMOOTHING_PX, noise)
     typical_diameter_px = 2.0 * math.sqrt(survey.size / survey.max() / math.pi)
@@ -356,9 +356,8 @@ def analyse_micrograph(
         On a blank, non-finite or non-2-D image, or a non-positive pixel size.
     """
     image = _check_image(image, pixel_size_nm)
-    polarity = boundary_polarity(image)
     # Every segmenter sees bright boundaries (the U-Net was trained on them).
-    oriented = image if polarity == "bright" else image.max() + image.min() - image
+    oriented, polarity = bright_boundaried(image)
     labels = (segmenter or segment_grains)(oriented)
     statistics = grain_statistics(labels, pixel_size_nm)
     warnings = implausibility(labels)
