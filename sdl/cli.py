@@ -180,13 +180,20 @@ def _control(args: argparse.Namespace) -> int:
 
     config = _with_overrides(args.campaign, args)
     fields: dict[str, Any] = {"who": args.who, "reason": args.reason}
-    if args.action == "inject":
-        if not args.set:
+    if args.action == "inject" and not args.set:
+        print("error: inject needs the conditions, e.g. --set temperature_c=600", file=sys.stderr)
+        return 2
+    if args.set:
+        fields["conditions"] = dict(_assignment(item) for item in args.set)
+    if args.action in ("approve", "reject"):
+        if not args.proposal:
             print(
-                "error: inject needs the conditions, e.g. --set temperature_c=600", file=sys.stderr
+                f"error: {args.action} needs --proposal ID (sdl control ... status lists "
+                "the proposals awaiting approval)",
+                file=sys.stderr,
             )
             return 2
-        fields["conditions"] = dict(_assignment(item) for item in args.set)
+        fields["proposal_id"] = args.proposal
     try:
         reply = send_request(connection_file(config.data_dir, config.name), args.action, **fields)
     except (FileNotFoundError, TimeoutError) as error:
@@ -373,15 +380,24 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(func=func)
 
     control = commands.add_parser(
-        "control", help="pause, resume, abort, veto or inject into a running campaign"
+        "control",
+        help="pause, resume, abort, veto, inject into, or approve and reject proposals of a "
+        "running campaign",
     )
     control.add_argument("campaign", help="the running campaign's YAML file")
-    control.add_argument("action", choices=["status", "pause", "resume", "abort", "veto", "inject"])
+    control.add_argument(
+        "action",
+        choices=["status", "pause", "resume", "abort", "veto", "inject", "approve", "reject"],
+    )
     control.add_argument(
         "--set",
         action="append",
         metavar="NAME=VALUE",
-        help="a condition of the experiment to inject (repeat for each)",
+        help="a condition of the experiment to inject, or an approved proposal's edit "
+        "(repeat for each)",
+    )
+    control.add_argument(
+        "--proposal", metavar="ID", help="the waiting proposal to approve or reject"
     )
     control.add_argument(
         "--who",

@@ -163,8 +163,8 @@ def _points(page, plot: str) -> int:
 
 @contextlib.contextmanager
 def _running_page(url: str):
-    """Chromium showing the dashboard at ``url`` once it says the campaign runs; confirms
-    dialogs (the abort button asks first)."""
+    """Chromium showing the dashboard at ``url`` once it says the campaign runs (or waits for
+    approval); confirms dialogs (the abort button asks first)."""
     sync_api = _browser_or_skip()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -174,7 +174,9 @@ def _running_page(url: str):
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(url)
         page.wait_for_function(
-            "document.getElementById('state').textContent === 'running'", timeout=30_000
+            "['running', 'waiting for approval']"
+            ".includes(document.getElementById('state').textContent)",
+            timeout=30_000,
         )
         try:
             yield page
@@ -228,10 +230,11 @@ def _watch_and_steer(
         page.screenshot(path=shots / "dashboard-resumed.png", full_page=True)
 
 
-def _campaign_steered_in_browser(data_dir, budget: int, steer, on_failure: str):
-    """Run a short campaign while ``steer(url, runner, page_open)`` drives its dashboard
-    from another thread; the campaign starts once the page is up. Returns the runner, the
-    result and the dashboard; the browser thread's error, if any, is raised here."""
+def _campaign_steered_in_browser(data_dir, budget: int, steer, on_failure: str, **sections):
+    """Run a short campaign (with these campaign-file ``sections``) while
+    ``steer(url, runner, page_open)`` drives its dashboard from another thread; the campaign
+    starts once the page is up. Returns the runner, the result and the dashboard; the browser
+    thread's error, if any, is raised here."""
     _browser_or_skip()
     data = yaml.safe_load(EXAMPLE.read_text())
     data["search_space"]["duration_h"] = {"low": 1.0, "high": 2.0, "unit": "h"}
@@ -240,6 +243,7 @@ def _campaign_steered_in_browser(data_dir, budget: int, steer, on_failure: str):
         budget=budget,
         agent={"name": "random"},
         devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0},
+        **sections,
     )
     runner = CampaignRunner(parse_campaign(data))
     dashboard = Dashboard.for_runner(runner)
@@ -361,3 +365,55 @@ def test_veto_inject_and_abort_from_the_browser_act_on_the_campaign(data_dir, tm
     by_person = [run for run in experiments if run.metadata["start"]["proposed_by"] == "e2e-steer"]
     assert [run.metadata["start"]["conditions"]["temperature_c"] for run in by_person] == [612.5]
     assert (tmp_path / "dashboard-aborted.png").stat().st_size > 20_000
+
+
+def _approve_edit_reject(
+    url: str, runner: CampaignRunner, shots: Path, page_open: threading.Event
+) -> None:
+    """Approve a proposal as it is, approve one with an edit, reject one: all by clicks."""
+    with _running_page(url) as page:
+        page_open.set()
+        page.fill("#who", "e2e-approver")
+        for step in ("as proposed", "edited", "rejected", "as proposed", "as proposed"):
+            card = page.locator("#waiting .proposal").first
+            card.wait_for(timeout=60_000)
+            proposal = card.get_attribute("id")
+            if step == "as proposed" and not (shots / "dashboard-approval.png").exists():
+                page.screenshot(path=shots / "dashboard-approval.png", full_page=True)
+            if step == "edited":
+                card.locator("input[data-condition=temperature_c]").fill("444")
+            page.fill("#reason", step)
+            card.locator("button.reject" if step == "rejected" else "button.approve").click()
+            action = "reject" if step == "rejected" else "approve"
+            page.wait_for_function(
+                f"document.getElementById('message').textContent === '{action} requested'"
+                f" && !document.getElementById('{proposal}')",
+                timeout=10_000,
+            )
+            page.evaluate("document.getElementById('message').textContent = ''")
+            if len(runner.result.records) >= 4:
+                return
+
+
+@pytest.mark.slow
+def test_proposals_are_approved_edited_and_rejected_by_clicks(data_dir, tmp_path):
+    runner, result, dashboard = _campaign_steered_in_browser(
+        data_dir,
+        4,
+        lambda url, runner, page_open: _approve_edit_reject(url, runner, tmp_path, page_open),
+        on_failure="abort",
+        approval={"mode": "all"},
+    )
+    assert result.stopped is None and len(result.records) == 4
+    decisions = [(a["action"], a["who"], a["reason"]) for a in dashboard.log.controls]
+    assert decisions == [
+        ("approve", "e2e-approver", "as proposed"),
+        ("approve", "e2e-approver", "edited"),
+        ("reject", "e2e-approver", "rejected"),
+        ("approve", "e2e-approver", "as proposed"),
+        ("approve", "e2e-approver", "as proposed"),
+    ]
+    assert result.records[1].conditions["temperature_c"] == 444.0
+    (refused,) = campaign_runs(runner.client, runner.config.name, "refused-proposal")
+    assert refused.metadata["start"]["reason"] == "rejected by e2e-approver: rejected"
+    assert (tmp_path / "dashboard-approval.png").stat().st_size > 20_000

@@ -303,3 +303,59 @@ def test_a_plan_hung_in_a_queueserver_is_aborted_and_retried(tmp_path, database)
             "success",
             "success",
         ]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_agent_service_sends_a_plan_only_once_a_person_approved_it(tmp_path, database):
+    config = _campaign(
+        tmp_path,
+        budget=1,
+        agent={"name": "random"},
+        devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0},
+        approval={"mode": "all"},
+    )
+    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
+        agent = stack.start_services()
+        station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
+        control_file = connection_file(stack.data_dir, config.name)
+        try:
+            _wait(lambda: control_file.exists(), "the agent service's control socket")
+            _wait(
+                lambda: send_request(control_file, "status")["awaiting_approval"],
+                "a proposal waiting for approval",
+            )
+            first = send_request(control_file, "status")["awaiting_approval"][0]
+            time.sleep(1.0)  # had the plan been sent, the queueserver would have it by now
+            assert station.queue_get()["items"] == [] and station.history_get()["items"] == []
+            assert send_request(
+                control_file, "reject", who="night-shift", proposal_id=first["proposal_id"]
+            )["ok"]
+            _wait(
+                lambda: any(
+                    w["proposal_id"] != first["proposal_id"]
+                    for w in send_request(control_file, "status")["awaiting_approval"]
+                ),
+                "the next proposal",
+            )
+            (second,) = send_request(control_file, "status")["awaiting_approval"]
+            assert send_request(
+                control_file,
+                "approve",
+                who="night-shift",
+                proposal_id=second["proposal_id"],
+                conditions={"temperature_c": 555.0},
+            )["ok"]
+            assert agent.wait(timeout=300) == 0, agent.log_path.read_text()[-3000:]
+            (plan,) = station.history_get()["items"]
+        finally:
+            station.close()
+        assert plan["args"][0]["temperature_c"] == 555.0
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        decisions = [run.metadata["start"] for run in campaign_runs(client, config.name, "control")]
+        assert [(d["action"], d["_id"]) for d in decisions] == [
+            ("reject", first["proposal_id"]),
+            ("approve", second["proposal_id"]),
+        ]
+        (experiment,) = campaign_runs(client, config.name, "experiment")
+        assert experiment.metadata["start"]["request_id"] == decisions[1]["request_id"]

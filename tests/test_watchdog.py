@@ -91,7 +91,7 @@ def test_a_hung_instrument_is_aborted_handled_by_the_hang_policy_and_alerted(tmp
     with caplog.at_level("WARNING", logger="sdl.loop.alerts"):
         result = CampaignRunner(config).run()
     alerts = [m for m in caplog.messages if m.startswith("ALERT")]
-    assert len(alerts) == 1 and "hang in experiment 0" in alerts[0]
+    assert len(alerts) == 1 and "hang in experiment 1 (attempt 1)" in alerts[0]
 
     hang = result.faults[0]
     assert (hang.kind, hang.action, hang.iteration, hang.attempt) == ("hang", "retry", 0, 1)

@@ -23,6 +23,7 @@ from agents.options import AGENT_OPTIONS, AgentOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
 from sdl.analysis.features import features_for
 from sdl.campaign.alerts import AlertsConfig
+from sdl.campaign.approval import ApprovalConfig, approval_problems
 from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
 from sdl.campaign.systems import get_system
 from simulators.faults import FAULT_TARGETS
@@ -370,6 +371,7 @@ class CampaignConfig(StrictModel):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
 
     @field_validator("instruments")
     @classmethod
@@ -457,6 +459,15 @@ class CampaignConfig(StrictModel):
                 problems.append(
                     (("constraints", "outcomes", index), f"{name!r} {unmeasured}", text)
                 )
+        if problems:
+            refuse(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _approval_rules_name_what_there_is(self) -> CampaignConfig:
+        problems = approval_problems(
+            self.approval, list(self.search_space), [o.name for o in self.objectives]
+        )
         if problems:
             refuse(problems)
         return self

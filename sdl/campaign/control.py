@@ -1,4 +1,5 @@
-"""Steering a running campaign: pause, resume, abort, veto the next proposal, inject a point.
+"""Steering a running campaign: pause, resume, abort, veto the next proposal, inject a point,
+approve or reject a proposal waiting at the approval gate.
 
 :class:`CampaignControl` is the one place these requests meet the campaign loop. Any thread
 may call it (a dashboard, a control socket, the fault policy); the campaign's own thread
@@ -15,6 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 #: Who asked, when the request came from the keyboard of the campaign's own terminal.
 CTRL_C = "Ctrl-C"
@@ -35,6 +37,31 @@ class ControlAction:
     conditions: Mapping[str, float] | None = None
     #: Joins an injection's control run to the experiment (or refusal) that carried it out.
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The proposal an approval or a rejection decides.
+    proposal_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitingProposal:
+    """An agent's proposal held at the approval gate until a person decides."""
+
+    proposal_id: str
+    conditions: Mapping[str, float]
+    belief: Mapping[str, float]
+    reasons: tuple[str, ...]
+    station: str
+    since: float = field(default_factory=time.time)
+
+    def as_json(self) -> dict[str, Any]:
+        """What a person is shown: the point, why it waits, the agent's belief, since when."""
+        return {
+            "proposal_id": self.proposal_id,
+            "conditions": dict(self.conditions),
+            "belief": dict(self.belief),
+            "reasons": list(self.reasons),
+            "station": self.station,
+            "since": self.since,
+        }
 
 
 class CampaignControl:
@@ -45,10 +72,18 @@ class CampaignControl:
     on_pause
         Called (from the requesting thread) when a pause is requested, so the RunEngine can
         be asked to pause at its next checkpoint.
+    check_conditions
+        Why conditions a person edited into a waiting proposal cannot run (outside the search
+        space or a device's limits), or None; an approval with such an edit is refused.
     """
 
-    def __init__(self, on_pause: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_pause: Callable[[], None] | None = None,
+        check_conditions: Callable[[Mapping[str, float]], str | None] = lambda conditions: None,
+    ) -> None:
         self.on_pause = on_pause
+        self.check_conditions = check_conditions
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._paused: ControlAction | None = None
@@ -56,6 +91,8 @@ class CampaignControl:
         self._vetoes: deque[ControlAction] = deque()
         self._injections: deque[ControlAction] = deque()
         self._log: list[ControlAction] = []
+        self._waiting: dict[str, WaitingProposal] = {}
+        self._decisions: dict[str, ControlAction] = {}
 
     @property
     def paused(self) -> ControlAction | None:
@@ -103,6 +140,91 @@ class CampaignControl:
             self._changed.notify_all()
 
     @property
+    def waiting(self) -> list[WaitingProposal]:
+        """Proposals waiting for a person's decision, oldest first."""
+        with self._lock:
+            return sorted(self._waiting.values(), key=lambda waiting: waiting.since)
+
+    def approve(
+        self,
+        proposal_id: str,
+        who: str,
+        reason: str = "",
+        conditions: Mapping[str, float] | None = None,
+    ) -> None:
+        """Let a waiting proposal run, as proposed or with ``conditions`` edited in (those
+        named; the rest stay as proposed).
+
+        Raises ``ValueError`` (and nothing is recorded) when no such proposal waits, or the
+        edit names a condition the proposal does not have or goes past the search space or
+        a device's limit.
+        """
+        waiting = self._waiting_for(proposal_id)
+        final = dict(waiting.conditions)
+        if conditions:
+            unknown = sorted(set(conditions) - set(final))
+            if unknown:
+                raise ValueError(
+                    f"unknown condition(s) {unknown}; the proposal has {sorted(final)}"
+                )
+            final.update({name: float(value) for name, value in conditions.items()})
+            problem = self.check_conditions(final)
+            if problem:
+                raise ValueError(f"the edited conditions cannot run: {problem}")
+        self._decide(
+            ControlAction("approve", who, reason, conditions=final, proposal_id=proposal_id)
+        )
+
+    def reject(self, proposal_id: str, who: str, reason: str = "") -> None:
+        """Refuse a waiting proposal (the agent is told it failed, as for a veto)."""
+        waiting = self._waiting_for(proposal_id)
+        self._decide(
+            ControlAction(
+                "reject", who, reason, conditions=dict(waiting.conditions), proposal_id=proposal_id
+            )
+        )
+
+    def hold(self, waiting: WaitingProposal) -> None:
+        """Put a proposal at the gate; :meth:`await_decision` waits for its decision."""
+        with self._changed:
+            self._waiting[waiting.proposal_id] = waiting
+            self._changed.notify_all()
+
+    def await_decision(self, proposal_id: str, timeout_s: float | None) -> ControlAction:
+        """The approval or rejection of a held proposal. Raises ``TimeoutError`` after
+        ``timeout_s`` (None: no limit), the proposal still waiting; raises
+        :class:`CampaignAborted` on an abort, the proposal leaving the gate undecided."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._changed:
+            while proposal_id not in self._decisions:
+                if self._aborted is not None:
+                    self._waiting.pop(proposal_id, None)
+                    _aborted_by(self._aborted)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"proposal {proposal_id} waited {timeout_s:g} s")
+                self._changed.wait(left)
+            return self._decisions.pop(proposal_id)
+
+    def _waiting_for(self, proposal_id: str) -> WaitingProposal:
+        with self._lock:
+            waiting = self._waiting.get(proposal_id)
+            if waiting is None:
+                raise ValueError(
+                    f"no proposal {proposal_id!r} is waiting for approval; waiting: "
+                    f"{sorted(self._waiting) or 'none'}"
+                )
+            return waiting
+
+    def _decide(self, decision: ControlAction) -> None:
+        with self._changed:
+            if self._waiting.pop(str(decision.proposal_id), None) is None:
+                raise ValueError(f"proposal {decision.proposal_id!r} was decided meanwhile")
+            self._log.append(decision)
+            self._decisions[str(decision.proposal_id)] = decision
+            self._changed.notify_all()
+
+    @property
     def pending_injections(self) -> int:
         """Injections waiting for a station."""
         return len(self._injections)
@@ -141,10 +263,12 @@ class CampaignControl:
         with self._changed:
             while True:
                 if self._aborted is not None:
-                    raise CampaignAborted(
-                        f"aborted by {self._aborted.who}: "
-                        f"{self._aborted.reason or 'no reason given'}"
-                    )
+                    _aborted_by(self._aborted)
                 if self._paused is None:
                     return
                 self._changed.wait()
+
+
+def _aborted_by(abort: ControlAction) -> NoReturn:
+    """Stop the waiting thread: ``abort`` is in force."""
+    raise CampaignAborted(f"aborted by {abort.who}: {abort.reason or 'no reason given'}")

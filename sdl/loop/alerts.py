@@ -36,7 +36,7 @@ from sdl.campaign.alerts import (
     LogNotifier,
     WebhookNotifier,
 )
-from sdl.campaign.control import ControlAction
+from sdl.campaign.control import ControlAction, WaitingProposal
 from sdl.campaign.results import CampaignResult, Fault
 from sdl.campaign.schema import CampaignConfigError
 
@@ -47,6 +47,9 @@ CAMPAIGN_ENDS = ("finished", "aborted")
 
 #: Alerts a notifier holds while it delivers; beyond that they are dropped, and logged.
 QUEUE_SIZE = 100
+
+#: Alerts kept for the dashboard, newest last.
+RECENT_ALERTS = 50
 
 _HOUR_S = 3600.0
 
@@ -224,6 +227,8 @@ class Alerts:
         self._clock = clock
         self._lock = threading.Lock()
         self._last_sent: dict[tuple[str, str], float] = {}
+        #: The latest alerts raised (sent or not: a notifier may not take their kind).
+        self.recent: collections.deque[Alert] = collections.deque(maxlen=RECENT_ALERTS)
         self._outboxes = [
             _Outbox(f"alerts.notifiers.{index} ({notifier.kind})", notifier, config)
             for index, notifier in enumerate(config.notifiers)
@@ -247,6 +252,7 @@ class Alerts:
                 return
             self._last_sent[(kind, key)] = now
             alert = Alert(kind, self.campaign, message, dict(details or {}))
+            self.recent.append(alert)
             for outbox in self._outboxes:
                 outbox.offer(alert, now)
 
@@ -260,10 +266,10 @@ class Alerts:
 
 def alert_fault(alerts: Alerts, fault: Fault) -> None:
     """A fault (a hang is its own kind of alert) and what the policy did about it; one alert
-    per kind and action a window."""
+    per kind and action a window. Experiments are counted from 1, as the dashboard does."""
     alerts.alert(
         "hang" if fault.kind == "hang" else "fault",
-        f"{fault.kind} in experiment {fault.iteration} (attempt {fault.attempt}): "
+        f"{fault.kind} in experiment {fault.iteration + 1} (attempt {fault.attempt}): "
         f"{fault.reason}; the policy's action: {fault.action}",
         key=f"{fault.kind} -> {fault.action}",
         details=dataclasses.asdict(fault),
@@ -278,6 +284,18 @@ def alert_pause(alerts: Alerts, paused: ControlAction) -> None:
         "waiting for a person to resume it",
         key=paused.request_id,
         details={"who": paused.who, "reason": paused.reason},
+    )
+
+
+def alert_approval_waiting(alerts: Alerts, waiting: WaitingProposal) -> None:
+    """A proposal held at the approval gate: one alert per proposal."""
+    conditions = ", ".join(f"{name} = {value:g}" for name, value in waiting.conditions.items())
+    alerts.alert(
+        "approval_waiting",
+        f"proposal {waiting.proposal_id} ({conditions}) waits for approval: "
+        + "; ".join(waiting.reasons),
+        key=waiting.proposal_id,
+        details=waiting.as_json(),
     )
 
 

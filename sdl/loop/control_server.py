@@ -36,6 +36,8 @@ ACTIONS = {
     "abort": ("reason",),
     "veto": ("reason",),
     "inject": ("conditions", "reason"),
+    "approve": ("proposal_id", "conditions", "reason"),
+    "reject": ("proposal_id", "reason"),
 }
 
 
@@ -165,23 +167,38 @@ class ControlServer:
 
     def _act(self, action: str, who: str, request: Mapping[str, Any]) -> None:
         reason = str(request.get("reason") or "")
+        given = request.get("conditions")
+        needed = action == "inject" or (action == "approve" and given is not None)
+        conditions = condition_numbers(given) if needed else None
         if action == "inject":
-            conditions = request.get("conditions")
-            if not isinstance(conditions, dict) or not conditions:
-                raise ValueError("conditions must be a mapping of condition name to number")
-            numbers = {
-                str(name): value
-                for name, value in conditions.items()
-                if isinstance(value, int | float) and not isinstance(value, bool)
-            }
-            if len(numbers) != len(conditions):
-                bad = sorted(set(map(str, conditions)) - set(numbers))
-                raise ValueError(f"conditions {bad} must be numbers")
-            self.control.inject(numbers, who, reason)
+            self.control.inject(conditions or {}, who, reason)
+        elif action in ("approve", "reject"):
+            proposal_id = str(request.get("proposal_id") or "")
+            if not proposal_id:
+                raise ValueError("proposal_id names the waiting proposal (see status)")
+            if action == "approve":
+                self.control.approve(proposal_id, who, reason, conditions)
+            else:
+                self.control.reject(proposal_id, who, reason)
         elif action == "veto":
             self.control.veto_next(who, reason)
         elif action != "status":
             getattr(self.control, action)(who, reason)
+
+
+def condition_numbers(conditions: Any) -> dict[str, float]:
+    """A request's conditions: a non-empty mapping of name to number, or a ``ValueError``."""
+    if not isinstance(conditions, dict) or not conditions:
+        raise ValueError("conditions must be a mapping of condition name to number")
+    numbers = {
+        str(name): float(value)
+        for name, value in conditions.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if len(numbers) != len(conditions):
+        bad = sorted(set(map(str, conditions)) - set(numbers))
+        raise ValueError(f"conditions {bad} must be numbers")
+    return numbers
 
 
 def write_private_json(path: Path, content: Mapping[str, Any]) -> None:

@@ -148,6 +148,7 @@ class DecisionRecorder:
                 "requested_at": request.time,
                 REQUEST_ID: request.request_id,
                 **({"conditions": dict(request.conditions)} if request.conditions else {}),
+                **({PROPOSAL_ID: request.proposal_id} if request.proposal_id else {}),
             },
         )
 

@@ -116,8 +116,9 @@ def _features(
 
 
 def pending_injections(client: Any, name: str) -> list[ControlAction]:
-    """A person's injections into campaign ``name`` that no finished experiment and no
-    refusal carried out: an earlier run of the campaign took them, then stopped first."""
+    """A person's injections into campaign ``name``, and proposals a person approved, that no
+    finished experiment and no refusal carried out: an earlier run of the campaign took them,
+    then stopped first. Each is run as an injection by the person who asked."""
     carried = {
         run.metadata["start"].get(vocabulary.REQUEST_ID)
         for purpose in (Purpose.EXPERIMENT, Purpose.REFUSED_PROPOSAL)
@@ -128,7 +129,11 @@ def pending_injections(client: Any, name: str) -> list[ControlAction]:
     for run in campaign_runs(client, name, Purpose.CONTROL):
         start = run.metadata["start"]
         request_id = start.get(vocabulary.REQUEST_ID)
-        if start["action"] == "inject" and request_id is not None and request_id not in carried:
+        if (
+            start["action"] in ("inject", "approve")
+            and request_id is not None
+            and request_id not in carried
+        ):
             pending.append(
                 ControlAction(
                     "inject",

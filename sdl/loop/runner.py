@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from sdl.campaign.agent import build_agent
+from sdl.campaign.approval import approval_reasons
 from sdl.campaign.config import CampaignConfig
-from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl
+from sdl.campaign.control import CTRL_C, CampaignAborted, CampaignControl, WaitingProposal
 from sdl.campaign.results import CampaignResult, ExperimentRecord, Fault
 from sdl.lab.instruments import Instruments, build_instruments
 from sdl.lab.stations import LocalStation, Measured, Station, build_analysis
 from sdl.lab.watchdog import expected_duration
 from sdl.loop.alerts import Alerts, alert_end, alert_fault, alert_pause
+from sdl.loop.approval_gate import ApprovalGate
 from sdl.loop.control_server import ControlServer, connection_file
 from sdl.loop.faults import ExperimentFaults, with_disconnect_retries
 from sdl.loop.recording import DecisionRecorder, experiment_metadata
@@ -122,10 +124,14 @@ class CampaignRunner:
         self._watchers: list[Callable[[str, Mapping[str, Any]], Any]] = []
         self._lock = threading.RLock()  # the agent, the result and the count of experiments
         self._started = 0  # experiments begun (kept or still running)
+        self._awaiting = 0  # proposals waiting at the approval gate
         # The rest of the agent's latest batch, with its beliefs, in the order proposed.
         self._batch: deque[tuple[dict[str, Any], dict[str, float]]] = deque()
         self._stop_reason: str | None = None
-        self.control = CampaignControl(on_pause=self._pause_stations)
+        self.control = CampaignControl(
+            on_pause=self._pause_stations, check_conditions=self._limits_problem
+        )
+        self.gate = ApprovalGate(config.approval, self.control, self.alerts)
         self.expected_duration = expected_duration(config)
         self.stations = list(stations(self) if stations else self._local_stations())
         # Proposals are checked against a reactor in this process before any station gets
@@ -217,12 +223,15 @@ class CampaignRunner:
     def status(self) -> dict[str, Any]:
         """Where the campaign stands, for people watching it."""
         paused, aborted = self.control.paused, self.control.aborted
+        waiting = self.control.waiting
         if self.result.stopped is not None:
             state = "stopped"
         elif len(self.result.records) >= self.config.budget:
             state = "finished"
+        elif aborted or paused:
+            state = "aborting" if aborted else "paused"
         else:
-            state = "aborting" if aborted else "paused" if paused else "running"
+            state = "waiting for approval" if len(waiting) >= len(self.stations) else "running"
         return {
             "campaign": self.config.name,
             "state": state,
@@ -231,6 +240,7 @@ class CampaignRunner:
             "faults": len(self.result.faults),
             "refused": self.result.refused,
             "pending_injections": self.control.pending_injections,
+            "awaiting_approval": [proposal.as_json() for proposal in waiting],
             "stopped": self.result.stopped,
             "paused_by": paused.who if paused else None,
             "paused_because": paused.reason if paused else None,
@@ -283,7 +293,7 @@ class CampaignRunner:
         while True:
             self.checkpoint()
             with self._lock:
-                if self._stop_reason or self._started >= self.config.budget:
+                if self._stop_reason or self._started + self._awaiting >= self.config.budget:
                     return
                 if self.result.records:
                     stop, reason = self.agent.should_stop()
@@ -291,40 +301,83 @@ class CampaignRunner:
                         logger.info("agent stopped the campaign: %s", reason)
                         self._stop_reason = f"agent: {reason}"
                         return
-                proposal, proposed_by, injection_id, beliefs = self._next_proposal()
+                proposal, proposed_by, request_id, beliefs = self._next_proposal()
                 conditions = {name: float(proposal[name]) for name in self.config.search_space}
-                problem = with_disconnect_retries(
-                    partial(refusal_reason, conditions, self.config.search_space, self._reactor),
-                    "checking the proposal against the device limits",
-                    self.config.on_fault.disconnect,
+                problem = self._problem(conditions, proposed_by)
+                held_because = (
+                    self._approval_reasons(conditions, beliefs)
+                    if problem is None and proposed_by == "agent"
+                    else []
                 )
-                veto = (
-                    self.control.take_veto() if problem is None and proposed_by == "agent" else None
+                self._awaiting += bool(held_because)
+            if held_because:
+                decision = self.gate.decide(
+                    WaitingProposal(
+                        proposal[PROPOSAL_ID],
+                        conditions,
+                        beliefs,
+                        tuple(held_because),
+                        station.name,
+                    )
                 )
-                if veto is not None:
-                    problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
+                self._record_requests()
+                request_id = decision.request_id
+                if decision.action == "reject":
+                    problem = f"rejected by {decision.who}: {decision.reason or 'no reason given'}"
+                else:
+                    conditions = dict(decision.conditions or conditions)
+                    self.checkpoint()  # a pause during the wait holds the approved experiment
+            with self._lock:
+                self._awaiting -= bool(
+                    held_because
+                )  # in the same step as the slot it frees or takes
                 if problem:
                     refusals += 1
-                    self._refuse(proposal, conditions, problem, injection_id)
-                    if refusals >= MAX_CONSECUTIVE_REFUSALS:
-                        raise CampaignAborted(
-                            f"{refusals} proposals in a row were refused; last: {problem}"
-                        )
-                    continue
-                refusals = 0
-                md = experiment_metadata(
-                    self.config,
-                    self._started,
-                    proposal[PROPOSAL_ID],
-                    proposed_by,
-                    station.name,
-                    beliefs,
-                    injection_id,
+                    self._refuse(proposal, conditions, problem, request_id)
+                else:
+                    refusals = 0
+                    md = experiment_metadata(
+                        self.config,
+                        self._started,
+                        proposal[PROPOSAL_ID],
+                        proposed_by,
+                        station.name,
+                        beliefs,
+                        request_id,
+                    )
+                    self._started += 1
+            if refusals >= MAX_CONSECUTIVE_REFUSALS:
+                raise CampaignAborted(
+                    f"{refusals} proposals in a row were refused; last: {problem}"
                 )
-                self._started += 1
+            if problem:
+                continue
             self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
             if self.on_experiment:
                 self.on_experiment(self.result)
+
+    def _problem(self, conditions: Mapping[str, float], proposed_by: str) -> str | None:
+        """Why this proposal must not run: past a limit, or a person's veto of the agent's."""
+        problem = with_disconnect_retries(
+            partial(self._limits_problem, conditions),
+            "checking the proposal against the device limits",
+            self.config.on_fault.disconnect,
+        )
+        veto = self.control.take_veto() if problem is None and proposed_by == "agent" else None
+        if veto is not None:
+            problem = f"vetoed by {veto.who}: {veto.reason or 'no reason given'}"
+        return problem
+
+    def _limits_problem(self, conditions: Mapping[str, float]) -> str | None:
+        return refusal_reason(conditions, self.config.search_space, self._reactor)
+
+    def _approval_reasons(
+        self, conditions: Mapping[str, float], beliefs: Mapping[str, float]
+    ) -> list[str]:
+        explored = [record.conditions for record in self.result.records if not record.failed]
+        return approval_reasons(
+            self.config.approval, conditions, beliefs, explored, self.config.search_space
+        )
 
     def _next_proposal(self) -> tuple[dict[str, Any], str, str | None, dict[str, float]]:
         """A person's injected point if one waits (and the search space takes it), else the
@@ -345,7 +398,8 @@ class CampaignRunner:
                 self.recorder.refused(None, conditions, reason, injection.request_id)
                 self.result.refused += 1
         if not self._batch:
-            size = min(self.config.agent.batch_size, self.config.budget - self._started)
+            room = self.config.budget - self._started - self._awaiting
+            size = min(self.config.agent.batch_size, room)
             if self.agent.space.is_pool:
                 size = max(1, min(size, len(self.agent.remaining_candidates())))
             batch = self.agent.suggest(size)

@@ -57,6 +57,8 @@ CONTROL_METHODS = {
     "abort": "abort",
     "veto": "veto_next",
     "inject": "inject",
+    "approve": "approve",
+    "reject": "reject",
 }
 
 
@@ -204,6 +206,7 @@ class Dashboard:
                     f"{station.name}: {station.state}" for station in runner.stations
                 ),
                 "instrument_hours": runner.result.instrument_hours,
+                "alerts": [alert.as_json() for alert in list(runner.alerts.recent)[-TABLE_ROWS:]],
             }
 
         dashboard = cls(
@@ -355,17 +358,31 @@ class Dashboard:
             )
         who = str(body.get("who") or "dashboard")[:80]
         reason = str(body.get("reason") or "")[:500]
-        method = getattr(self.control, CONTROL_METHODS[action])
-        if action == "inject":
-            conditions, problem = self._conditions(body.get("conditions"))
-            if problem:
-                return JSONResponse({"error": problem}, status_code=422)
-            method(conditions, who, reason)
-        else:
-            method(who, reason)
+        try:
+            await asyncio.to_thread(self._request, action, body, who, reason)
+        except ValueError as error:
+            return JSONResponse({"error": str(error)}, status_code=422)
         await asyncio.to_thread(self.record)
         logger.info("dashboard: %s requested by %s", action, who)
         return JSONResponse({"ok": True, "action": action, "status": _finite(self.status())})
+
+    def _request(self, action: str, body: Mapping[str, Any], who: str, reason: str) -> None:
+        """Hand one request to the campaign's control; ``ValueError`` says why it is refused
+        (an approval's edit is checked against the limits, which may ask the devices)."""
+        method = getattr(self.control, CONTROL_METHODS[action])
+        conditions = None
+        if action == "inject" or (action == "approve" and body.get("conditions") is not None):
+            conditions, problem = self._conditions(body.get("conditions"))
+            if problem:
+                raise ValueError(problem)
+        if action == "inject":
+            method(conditions, who, reason)
+        elif action == "approve":
+            method(str(body.get("proposal_id") or ""), who, reason, conditions)
+        elif action == "reject":
+            method(str(body.get("proposal_id") or ""), who, reason)
+        else:
+            method(who, reason)
 
     def _conditions(self, given: Any) -> tuple[dict[str, float], str | None]:
         """The injected conditions as numbers, or why they are refused.
