@@ -359,3 +359,42 @@ def test_the_agent_service_sends_a_plan_only_once_a_person_approved_it(tmp_path,
         ]
         (experiment,) = campaign_runs(client, config.name, "experiment")
         assert experiment.metadata["start"]["request_id"] == decisions[1]["request_id"]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_a_plan_that_fails_in_a_queueserver_never_stalls_its_queue(tmp_path, database):
+    config = _campaign(
+        tmp_path,
+        budget=2,
+        agent={"name": "random"},
+        instruments=["xrd"],
+        objectives=[{"name": "anatase_fraction", "direction": "maximize"}],
+        devices={
+            "backend": "sim",
+            "system": "tio2_solgel",
+            "speedup": 5000.0,
+            "faults": {"instrument_error": {"at": [0], "devices": ["xrd"]}},
+        },
+        on_fault={"instrument_error": {"action": "skip"}},
+    )
+    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
+        agent = stack.start_services()
+        assert agent.wait(timeout=300) == 0, agent.log_path.read_text()[-3000:]
+        station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
+        try:
+            history = [item["result"]["exit_status"] for item in station.history_get()["items"]]
+            queue, status = station.queue_get()["items"], station.status()
+        finally:
+            station.close()
+        assert history == ["failed", "completed", "completed"]
+        assert queue == [] and status["manager_state"] == "idle"  # the failed plan is not rerun
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        faults = [run.metadata["start"] for run in campaign_runs(client, config.name, "fault")]
+        assert [(f["kind"], f["action"]) for f in faults] == [("instrument_error", "skip")]
+        experiments = campaign_runs(client, config.name, "experiment")
+        assert [run.metadata["stop"]["exit_status"] for run in experiments] == [
+            "fail",
+            "success",
+            "success",
+        ]

@@ -405,6 +405,8 @@ class QueueStation:
                     self._expected.record(running_s, conditions)
                 return outcome
             state = self._ride_out_pause()
+            if state == "idle":
+                self._start_if_stalled(key)
             now = time.monotonic()
             if state == "executing_queue":
                 running_s += now - last
@@ -421,6 +423,17 @@ class QueueStation:
             "timeout",
             f"no outcome from {self.name} within {self._timeout_s:g} s of its queue going idle",
         )
+
+    def _start_if_stalled(self, key: tuple[str, int]) -> None:
+        """Start the queue if it went idle with attempt ``key``'s plan still in it: a plan that
+        fails stops a queueserver's queue, and the plan added just after it then waits."""
+        if self._requests.ask("queue", lambda api: _queued_uid(api, key)) is None:
+            return
+        logger.warning("%s's queue stopped with this campaign's plan in it; starting it", self.name)
+        try:
+            self._requests.tell("queue_start", lambda api: api.queue_start(), _queue_started)
+        except REManagerAPI.RequestFailedError as error:  # e.g. someone started it meanwhile
+            logger.warning("%s: queue_start refused: %s", self.name, error)
 
     def _abort_hung(self, key: tuple[str, int], running_s: float, limit_s: float) -> Failed | None:
         """Stop the hung plan (pause at once, then abort) and say why; None if it ended
