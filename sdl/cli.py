@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,32 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"report: {path.resolve()}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sdl.records.catalog import CATALOG_FILE, open_catalog
+    from sdl.views.control_room import ControlRoom
+
+    try:
+        if args.tiled:
+            from sdl.facility.services import tiled_client
+
+            client, where = tiled_client(args.tiled), args.tiled
+        else:
+            client = open_catalog(args.data_dir)
+            where = str(Path(args.data_dir).resolve() / CATALOG_FILE)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    room = ControlRoom(client, args.data_dir, where, port=args.port)
+    print(f"control room (open in a browser on this machine): {room.start()}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        room.stop()
     return 0
 
 
@@ -408,6 +435,24 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--data-dir", "--name"):
         control.add_argument(flag, help=f"as given to sdl run {flag}")
     control.set_defaults(func=_control, budget=None, seed=None, agent=None)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the control room: every campaign of a catalog, running or finished, in a browser",
+    )
+    dashboard.add_argument(
+        "--data-dir",
+        default="sdl-data",
+        help="the campaigns' data directory: its catalog, and running campaigns' control "
+        "files (default: sdl-data)",
+    )
+    dashboard.add_argument(
+        "--tiled",
+        help="read the catalog from this tiled server instead (the facility deployment's, "
+        "on PostgreSQL); API key from $SDL_TILED_API_KEY",
+    )
+    dashboard.add_argument("--port", type=int, default=0, help="default: a free port")
+    dashboard.set_defaults(func=_dashboard)
 
     report = commands.add_parser(
         "report", help="write a campaign's self-contained HTML report from its catalog"

@@ -127,6 +127,40 @@ class MeasurementFigures:
             self.version += 1
 
 
+class ServedApp:
+    """An ASGI app served by uvicorn from a background thread, on ``host:port`` (0: a free
+    port)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self.host = host
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                interface="asgi3",  # a bound method is not recognised as one
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> int:
+        """Start serving; the port, once it is open."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"could not listen on {self.host}")
+            time.sleep(0.02)
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 class Dashboard:
     """Serves one campaign's page on ``host:port`` from a background thread.
 
@@ -173,17 +207,8 @@ class Dashboard:
         self.measurement_figures = MeasurementFigures(phases)
         self.feed = DocumentFeed(log, on_measured=self.measurement_figures.submit)
         self._stopping = threading.Event()
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.app(),
-                host=host,
-                port=port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=1,
-            )
-        )
-        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        self._app: Starlette | None = None
+        self._served: ServedApp | None = None
         self.port = port
 
     @classmethod
@@ -228,40 +253,41 @@ class Dashboard:
         """The page's address, token included: what to open in a browser."""
         return f"http://{self.host}:{self.port}/?token={self.token}"
 
-    def start(self, timeout_s: float = 10.0) -> str:
+    def start(self) -> str:
         """Start serving; return :attr:`url` once the port is open."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard could not listen on {self.host}:{self.port}")
-            time.sleep(0.02)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._served = ServedApp(self.app(), self.host, self.port)
+        self.port = self._served.start()
         logger.info("dashboard on %s", self.url)
         return self.url
 
     def stop(self) -> None:
         """Close the event streams and stop serving."""
         self._stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        if self._served is not None:
+            self._served.stop()
         self.measurement_figures.stop()
 
     # ---------------------------------------------------------------- HTTP
 
     def app(self) -> Starlette:
         """The ASGI app (also usable with starlette's TestClient)."""
-        return Starlette(
-            routes=[
-                Route("/", self._page),
-                Route("/static/plotly.min.js", self._plotly),
-                Route("/api/state", self._state),
-                Route("/api/events", self._events),
-                Route("/api/control/{action}", self._control, methods=["POST"]),
-            ]
-        )
+        if self._app is None:
+            self._app = Starlette(
+                routes=[
+                    Route("/", self._page),
+                    Route("/static/plotly.min.js", self._plotly),
+                    Route("/api/state", self._state),
+                    Route("/api/events", self._events),
+                    Route("/api/control/{action}", self._control, methods=["POST"]),
+                ]
+            )
+        return self._app
 
     def _refusal(self, request: Request) -> Response | None:
+        return self.refusal(request, self.token)
+
+    @staticmethod
+    def refusal(request: Request, token: str) -> Response | None:
         """401 without a token, 403 with a wrong one, None when the token is right."""
         given = request.query_params.get("token")
         header = request.headers.get("authorization", "")
@@ -275,7 +301,7 @@ class Dashboard:
                 },
                 status_code=401,
             )
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
+        if not hmac.compare_digest(given.encode(), token.encode()):
             logger.warning(
                 "dashboard: refused a request with a wrong token from %s",
                 request.client.host if request.client else "?",
