@@ -108,3 +108,21 @@ def test_a_campaign_running_elsewhere_is_followed_and_its_waiting_proposal_appro
         room.stop()
     decisions = campaign_runs(open_catalog(data_dir), config.name, "control")
     assert [run.metadata["start"]["who"] for run in decisions] == ["control room"] * 2
+
+
+@pytest.mark.slow
+def test_the_control_room_reads_a_catalog_served_by_tiled(tmp_path):
+    from tiled.client import from_uri
+    from tiled.server import SimpleTiledServer
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    server = SimpleTiledServer(tmp_path / "server", readable_storage=[data_dir])
+    config = quick_campaign(data_dir, 1)
+    CampaignRunner(config, client=from_uri(server.uri)).run()
+    room = ControlRoom(from_uri(server.uri), data_dir, "the facility catalog", token=TOKEN)
+    try:
+        (row,) = _get(TestClient(room.app), "/api/campaigns").json()
+    finally:
+        room.stop()
+    assert (row["campaign"], row["state"], row["experiments"]) == (config.name, "finished", 1)
