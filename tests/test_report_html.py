@@ -16,11 +16,34 @@ from sdl.loop.recording import software_versions
 from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, campaign_runs
 from sdl.views.campaign_log import CampaignLog
-from sdl.views.figures import convergence_figure
+from sdl.views.figures import conditions_figure, convergence_figure
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 CHROMIUM = Path("/usr/bin/chromium")
 INJECTED = {"temperature_c": 600.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}
+LAPTOP = {"width": 1366, "height": 800}
+
+
+def _browser_or_skip():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the playwright package is not installed "
+        "(pip install playwright; no browser download needed)",
+    )
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    return sync_api
+
+
+def _headers(table: str) -> list[str]:
+    """A table's column headers as a reader sees them."""
+    return [h.replace("<wbr>", "") for h in re.findall(r"<th>(.*?)</th>", table)]
+
+
+def _launch(playwright):
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +86,18 @@ def test_the_report_holds_every_experiment_fault_request_and_version(campaign):
     experiments = campaign_runs(campaign["client"], campaign["name"], "experiment")
     assert len(experiments) == 3  # two experiments, the second retried after a fault
     table = re.search(r'<table id="experiments">.*?</table>', text, re.S).group(0)
-    assert table.count("<tr class=") == len(experiments)
+    details = re.search(r'<table id="experiment-details">.*?</table>', text, re.S).group(0)
+    assert table.count("<tr class=") == details.count("<tr class=") == len(experiments)
     for run in experiments:
-        assert run.metadata["start"]["uid"] in table
+        uid = run.metadata["start"]["uid"]
+        assert f'href="#run-{uid}"' in table  # each experiment links to its details
+        assert f'id="run-{uid}"' in details and f"[{uid}]/primary" in details
+    assert {"temperature_c (degC)", "h2o_ti_ratio (mol/mol)", "photoactive_area_m2_g"} <= set(
+        _headers(table)
+    )
+    assert {"anatase_fraction", "grain_size_nm", "rwp", "raw run uid", "raw data"} <= set(
+        _headers(details)
+    )
     faults = re.search(r'<table id="faults">.*?</table>', text, re.S).group(0)
     assert "corrupt_data" in faults and "retry" in faults
     controls = re.search(r'<table id="controls">.*?</table>', text, re.S).group(0)
@@ -91,18 +123,10 @@ def test_the_report_needs_nothing_from_the_network(campaign):
 
 @pytest.mark.slow
 def test_the_report_opens_offline_in_a_browser_with_every_plot_drawn(campaign):
-    sync_api = pytest.importorskip(
-        "playwright.sync_api",
-        reason="the playwright package is not installed "
-        "(pip install playwright; no browser download needed)",
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = _browser_or_skip()
     asked: list[str] = []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = _launch(playwright)
         context = browser.new_context(offline=True, viewport={"width": 1300, "height": 1000})
 
         def only_the_file(route):
@@ -129,6 +153,32 @@ def test_the_report_opens_offline_in_a_browser_with_every_plot_drawn(campaign):
     assert len(drawn) >= 4 and all(traces >= 1 for traces in drawn)
     assert [url for url in asked if not url.startswith(("file:", "data:"))] == []
     assert (campaign["root"] / "report.png").stat().st_size > 50_000
+
+
+@pytest.mark.slow
+def test_a_report_with_many_features_fits_a_laptop_screen_without_scrolling_sideways(campaign):
+    text = campaign["report"].read_text()
+    details = re.search(r'<table id="experiment-details">.*?</table>', text, re.S).group(0)
+    assert len(_headers(details)) > 20  # many features: one column each, as before
+    sync_api = _browser_or_skip()
+    with sync_api.sync_playwright() as playwright:
+        browser = _launch(playwright)
+        page = browser.new_page(viewport=LAPTOP)
+        page.goto(campaign["report"].resolve().as_uri())
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000
+        )
+        folded_width = page.evaluate("document.documentElement.scrollWidth")
+        page.click("details > summary")
+        unfolded_width = page.evaluate("document.documentElement.scrollWidth")
+        table_width, box_width = page.evaluate(
+            "[document.getElementById('experiment-details').scrollWidth,"
+            " document.getElementById('experiment-details').parentElement.clientWidth]"
+        )
+        page.screenshot(path=campaign["root"] / "report-laptop.png", full_page=True)
+        browser.close()
+    assert folded_width <= LAPTOP["width"] and unfolded_width <= LAPTOP["width"]
+    assert table_width > box_width  # the wide table scrolls inside its own box
 
 
 def test_a_report_of_a_campaign_the_catalog_does_not_hold_says_so(data_dir, capsys):
@@ -246,3 +296,21 @@ def test_a_skipped_experiment_counts_against_the_budget_and_a_retry_does_not():
     )
     assert log.experiments_done() == 2 and len(log.experiments) == 3
     assert [f["action"] for f in log.faults] == ["retry", "skip"]
+
+
+def test_the_conditions_plot_has_a_colour_bar_in_the_objectives_measured_values():
+    log = CampaignLog("c")
+    log.config = {"budget": 4, "objectives": [{"name": "y", "direction": "maximize"}]}
+    for uid, iteration in (("a", 0), ("b", 1), ("c", 2), ("d", 3)):
+        log.add_start(_start(uid, iteration, float(iteration)))
+    for uid in ("a", "b", "c"):  # d is still running
+        log.add_stop({"run_start": uid, "exit_status": "success"})
+    log.add_features("a", {"y": 12.5})
+    log.add_features("b", {"y": 80.25})  # c failed: no features
+    line = conditions_figure(log, {"ph": {"low": 1, "high": 10, "unit": "pH"}}).data[0].line
+    assert line.showscale and line.colorbar.title.text == "y"
+    assert line.colorbar.ticktext[0] == "12.5" and line.colorbar.ticktext[-1] == "80.25"
+    # the ticks sit where those values are drawn, above the in-progress and failed bands
+    assert list(line.color) == pytest.approx([0.1, 1.0, 0.075, 0.0])
+    assert line.colorbar.tickvals[0] == pytest.approx(0.1)
+    assert line.colorbar.tickvals[-1] == pytest.approx(1.0)

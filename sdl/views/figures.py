@@ -25,6 +25,9 @@ from sdl.views.campaign_log import CampaignLog
 #: Colour of grain boundaries drawn over a micrograph (RGB).
 BOUNDARY_RGB = (255, 40, 40)
 
+#: Labelled ticks on the colour bar of the objective, from its lowest to its highest value.
+COLORBAR_TICKS = 5
+
 #: Layout shared by every figure: compact margins, readable in a dashboard tile.
 _LAYOUT = {
     "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
@@ -91,7 +94,8 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
     """Parallel coordinates of the explored conditions, coloured by the objective.
 
     The experiment in progress (the agent's next proposal being made) is drawn in red,
-    failed ones in grey.
+    failed ones in grey. The colour bar, titled with the objective's name, reads in the
+    objective's measured values.
     """
     names = list(search_space)
     objective = log.objective
@@ -103,6 +107,8 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
     # One continuous colour axis with two reserved bands: in progress (red), failed (grey).
     colour = np.where(finite, 0.1 + 0.9 * (values - low) / span, 0.075)
     colour[[i for i, e in enumerate(experiments) if e.exit_status is None]] = 0.0
+    # The bar's ticks sit on the objective's band (0.1 to 1) and are labelled in its values.
+    tick_values = np.linspace(low, high, COLORBAR_TICKS) if high > low else np.array([low])
     viridis = sample_colorscale("Viridis", [i / 8 for i in range(9)])
     colorscale = [
         [0.0, "red"],
@@ -122,12 +128,24 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
     dimensions.append({"label": objective, "values": np.where(finite, values, low).tolist()})
     figure = go.Figure(
         go.Parcoords(
-            line={"color": colour.tolist(), "colorscale": colorscale, "cmin": 0.0, "cmax": 1.0},
+            line={
+                "color": colour.tolist(),
+                "colorscale": colorscale,
+                "cmin": 0.0,
+                "cmax": 1.0,
+                "showscale": bool(finite.any()),
+                "colorbar": {
+                    "title": {"text": objective, "side": "right"},
+                    "tickvals": (0.1 + 0.9 * (tick_values - low) / span).tolist(),
+                    "ticktext": [f"{value:.4g}" for value in tick_values],
+                    "thickness": 14,
+                },
+            },
             dimensions=dimensions,
         )
     )
     figure.update_layout(
-        **{**_LAYOUT, "margin": {"l": 60, "r": 60, "t": 110, "b": 40}},
+        **{**_LAYOUT, "margin": {"l": 60, "r": 140, "t": 110, "b": 40}},
         title="explored conditions (colour: objective; red: in progress; grey: failed)",
     )
     return figure

@@ -13,7 +13,7 @@ import datetime
 import html
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from sdl.campaign.results import (
     outcomes_feasible,
     pareto_mask,
 )
-from sdl.campaign.systems import get_system
+from sdl.campaign.systems import MaterialsSystem, get_system
 from sdl.records.vocabulary import ATTEMPT, ITERATION, PROPOSAL_ID, RAW_UID
 from sdl.views.campaign_log import CampaignLog, campaign_log_from_catalog
 from sdl.views.figures import (
@@ -45,11 +45,24 @@ _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 #: How many of the best samples show their pattern and micrograph.
 BEST_SAMPLES = 3
 
+# The page fits a laptop screen (1366 px): a table wider than the page scrolls inside its
+# own box, and the per-experiment details keep their first column (the experiment) in view
+# (with separate borders: collapsed ones let the scrolled cells show past a sticky one).
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1em; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; padding: 0 1em;
+       max-width: 1200px; color: #222; }
+.scroll { overflow-x: auto; max-width: 100%; margin-bottom: 1em; }
+table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; } tr.failed td { color: #999; }
+#experiment-details { border-collapse: separate; border-spacing: 0; border-top: 1px solid #ccc; }
+#experiment-details th, #experiment-details td { border-width: 0 1px 1px 0; }
+#experiment-details td { white-space: nowrap; }
+#experiment-details th:first-child, #experiment-details td:first-child {
+  position: sticky; left: 0; border-left-width: 1px; background: #f8f8f8; }
+#experiment-details tr:target td { background: #fff3bf; }
+code { overflow-wrap: anywhere; }
+summary { cursor: pointer; margin-bottom: 0.5em; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 .pair { display: flex; flex-wrap: wrap; gap: 1em; } .pair > div { flex: 1 1 100%; min-width: 0; }
 """
@@ -63,10 +76,21 @@ def _time(timestamp: float | None) -> str:
     )
 
 
+class _Markup(str):
+    """A table cell that is HTML already (a link), put in the page as it is."""
+
+
 def _number(value: Any) -> str:
+    if isinstance(value, _Markup):
+        return value
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.4g}"
     return html.escape(str(value))
+
+
+def _header(name: str) -> str:
+    """A column header; a long identifier may wrap after its underscores."""
+    return html.escape(name).replace("_", "_<wbr>")
 
 
 def _table(
@@ -74,58 +98,115 @@ def _table(
     rows: Iterable[Sequence[Any]],
     *,
     row_classes: Sequence[str] = (),
+    row_ids: Sequence[str] = (),
     table_id: str = "",
 ) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    """An HTML table in a box that scrolls sideways when the table is wider than the page."""
+    head = "".join(f"<th>{_header(h)}</th>" for h in header)
     body = []
     for index, row in enumerate(rows):
         css = row_classes[index] if index < len(row_classes) else ""
+        ident = f' id="{html.escape(row_ids[index])}"' if index < len(row_ids) else ""
         cells = "".join(f"<td>{_number(cell)}</td>" for cell in row)
-        body.append(f'<tr class="{css}">{cells}</tr>')
+        body.append(f'<tr class="{css}"{ident}>{cells}</tr>')
     ident = f' id="{table_id}"' if table_id else ""
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _experiment_rows(
-    log: CampaignLog, catalog_path: str
-) -> tuple[list[str], list[list[Any]], list[str]]:
-    space = list(log.config.get("search_space", {}))
-    fixed = list(log.config.get("fixed_conditions", {}))
-    feature_names = sorted(
-        {name for e in log.experiments for name in e.features if not name.endswith("_std")}
+    return (
+        f"<div class='scroll'><table{ident}><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
-    header = [
-        "experiment",
-        "attempt",
-        "proposed by",
-        *space,
-        *fixed,
-        *feature_names,
-        "exit status",
-        "fault",
-        "raw run uid",
-        "raw data",
-    ]
+
+
+def _with_unit(name: str, unit: str | None) -> str:
+    return f"{name} ({unit})" if unit else name
+
+
+def _details_anchor(raw_uid: str) -> str:
+    return f"run-{raw_uid}"
+
+
+def _experiment_tables(log: CampaignLog, catalog_path: str, system: MaterialsSystem) -> str:
+    """Every experiment run, in two tables.
+
+    The first, a screen wide, holds what a reader scans: who proposed it, the searched
+    conditions, the objectives, how it ended. The second, folded away and scrolling
+    sideways, holds the rest: fixed conditions, every other feature, the raw run's uid and
+    where its raw data lives. Each experiment's number links to its row there.
+    """
+    search_space = log.config.get("search_space", {})
+    space = list(search_space)
+    fixed = list(log.config.get("fixed_conditions", {}))
+    objectives = [str(o["name"]) for o in log.config.get("objectives") or []]
+    other_features = sorted(
+        {
+            name
+            for e in log.experiments
+            for name in e.features
+            if not name.endswith("_std") and name not in objectives
+        }
+    )
     faults = {
         f[RAW_UID]: f"{f.get('kind')} -> {f.get('action')}" for f in log.faults if f.get(RAW_UID)
     }
-    rows, classes = [], []
-    for e in log.experiments:
-        rows.append(
+    experiments = log.experiments
+    classes = ["" if e.features else "failed" for e in experiments]
+    overview = _table(
+        [
+            "experiment",
+            "attempt",
+            "proposed by",
+            *[_with_unit(n, search_space[n].get("unit")) for n in space],
+            *objectives,
+            "exit status",
+            "fault",
+        ],
+        [
+            [
+                _Markup(
+                    f'<a href="#{_details_anchor(e.raw_uid)}" title="raw run '
+                    f'{html.escape(e.raw_uid)}">{e.iteration + 1}</a>'
+                ),
+                e.attempt,
+                e.proposed_by,
+                *[e.conditions.get(n, "") for n in space],
+                *[e.features.get(n, "") for n in objectives],
+                f"{e.exit_status or 'unfinished'} {e.reason}".strip(),
+                faults.get(e.raw_uid, ""),
+            ]
+            for e in experiments
+        ],
+        row_classes=classes,
+        table_id="experiments",
+    )
+    units = {name: unit for name, (_, _, unit) in system.condition_limits.items()}
+    details = _table(
+        [
+            "experiment",
+            "attempt",
+            *[_with_unit(n, units.get(n)) for n in fixed],
+            *other_features,
+            "raw run uid",
+            "raw data",
+        ],
+        [
             [
                 e.iteration + 1,
                 e.attempt,
-                e.proposed_by,
-                *[e.conditions.get(n, "") for n in (*space, *fixed)],
-                *[e.features.get(n, "") for n in feature_names],
-                f"{e.exit_status or 'unfinished'} {e.reason}".strip(),
-                faults.get(e.raw_uid, ""),
+                *[e.conditions.get(n, "") for n in fixed],
+                *[e.features.get(n, "") for n in other_features],
                 e.raw_uid,
                 f"{catalog_path} [{e.raw_uid}]/primary",
             ]
-        )
-        classes.append("" if e.features else "failed")
-    return header, rows, classes
+            for e in experiments
+        ],
+        row_classes=classes,
+        row_ids=[_details_anchor(e.raw_uid) for e in experiments],
+        table_id="experiment-details",
+    )
+    return (
+        f"<h2>Experiments ({len(experiments)} runs)</h2>{overview}"
+        f"<details><summary>Fixed conditions, all {len(other_features)} other features, "
+        f"raw run uid and raw data of each run</summary>{details}</details>"
+    )
 
 
 def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -> list[str]:
@@ -269,7 +350,9 @@ def _pareto_figure(pareto: dict[str, Any]) -> go.Figure:
     return figure
 
 
-def _pareto_section(pareto: dict[str, Any], search_space: Sequence[str]) -> list[str]:
+def _pareto_section(
+    pareto: dict[str, Any], search_space: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
     """A campaign with several objectives: the front's plot and its experiments' table."""
     names = pareto["names"]
     sign = 1.0 if pareto["maximize"][0] else -1.0
@@ -290,7 +373,16 @@ def _pareto_section(pareto: dict[str, Any], search_space: Sequence[str]) -> list
         _pareto_figure(pareto).to_html(
             full_html=False, include_plotlyjs=True, config=_PLOTLY_CONFIG
         ),
-        _table(["experiment", *names, *search_space, "raw run uid"], rows, table_id="pareto"),
+        _table(
+            [
+                "experiment",
+                *names,
+                *[_with_unit(n, search_space[n].get("unit")) for n in search_space],
+                "raw run uid",
+            ],
+            rows,
+            table_id="pareto",
+        ),
     ]
 
 
@@ -362,9 +454,8 @@ def report_html(client: Any, campaign_id: str, catalog: str) -> str:
         )
     summary = log.summary()
     catalog_path = catalog
-    phases = get_system(log.config.get("devices", {}).get("system", "tio2_solgel")).phases
+    system = get_system(log.config.get("devices", {}).get("system", "tio2_solgel"))
     agent = log.config.get("agent", {})
-    header, rows, classes = _experiment_rows(log, catalog_path)
     best = summary["best"]
     best_text = (
         "no experiment produced the objective"
@@ -376,7 +467,7 @@ def report_html(client: Any, campaign_id: str, catalog: str) -> str:
     if len(log.config.get("objectives") or []) > 1:
         pareto = _pareto(log)
         best_text = _pareto_text(pareto)
-        pareto_parts = _pareto_section(pareto, list(log.config.get("search_space", {})))
+        pareto_parts = _pareto_section(pareto, log.config.get("search_space", {}))
     convergence = convergence_figure(log).to_html(
         full_html=False, include_plotlyjs=not pareto_parts, config=_PLOTLY_CONFIG
     )
@@ -396,9 +487,8 @@ def report_html(client: Any, campaign_id: str, catalog: str) -> str:
         "<h2>Explored conditions</h2>",
         _div(conditions_figure(log, log.config.get("search_space", {}))),
         f"<h2>Best {min(BEST_SAMPLES, len(log.measured()))} samples</h2>",
-        *_best_sample_figures(client, log, phases),
-        f"<h2>Experiments ({len(rows)} runs)</h2>",
-        _table(header, rows, row_classes=classes, table_id="experiments"),
+        *_best_sample_figures(client, log, system.phases),
+        _experiment_tables(log, catalog_path, system),
         _decisions(log),
         "<h2>Agent</h2>",
         f"<pre>{html.escape(yaml.safe_dump(agent, sort_keys=False))}</pre>",
