@@ -178,7 +178,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from sdl.records.catalog import CATALOG_FILE, open_catalog
-    from sdl.views.control_room import ControlRoom
+    from sdl.facility.control_room import ControlRoom
 
     try:
         if args.tiled:

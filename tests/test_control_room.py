@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import campaign_runs, open_catalog
-from sdl.views.control_room import ControlRoom
+from sdl.facility.control_room import ControlRoom
 from tests.test_approval import gated
 from tests.test_control import quick_campaign
 
