@@ -372,9 +372,12 @@ class BayesianOptimizationAgent(HistoryAgent):
         model: SingleTaskGP | ModelListGP = self.hyperparameters.fit(mll_on, len(train_X)).model
         sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=proposal_seed)
         n_objectives = len(self.objectives)
+        # Each outcome has one column (two constraints on it, a window, share it); an
+        # objective's column is sign-flipped to be maximised, its constraint is not.
+        names, signs = self.history.outcome_names, {o.name: o.sign for o in self.objectives}
         constraints = [
-            _constraint_callable(n_objectives + k, c)
-            for k, c in enumerate(self.history.outcome_constraints)
+            _constraint_callable(names.index(c.name), c, signs.get(c.name, 1.0))
+            for c in self.history.outcome_constraints
         ]
         if n_objectives == 1 and self.acquisition == "qucb":
             return model, qUpperConfidenceBound(
@@ -665,8 +668,11 @@ def _first_output(Z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tenso
     return Z[..., 0]
 
 
-def _constraint_callable(output: int, constraint: OutcomeConstraint) -> Callable[..., torch.Tensor]:
-    """BoTorch's form of an outcome constraint: negative where ``output`` meets the limit."""
+def _constraint_callable(
+    output: int, constraint: OutcomeConstraint, sign: float = 1.0
+) -> Callable[..., torch.Tensor]:
+    """BoTorch's form of an outcome constraint: negative where ``output`` (times ``sign``,
+    back to the value as measured) meets the limit."""
     if constraint.op == "<=":
-        return lambda Z, X=None: Z[..., output] - constraint.bound
-    return lambda Z, X=None: constraint.bound - Z[..., output]
+        return lambda Z, X=None: sign * Z[..., output] - constraint.bound
+    return lambda Z, X=None: constraint.bound - sign * Z[..., output]

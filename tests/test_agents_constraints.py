@@ -122,6 +122,31 @@ def test_bayesian_keeps_to_the_safe_side_of_an_outcome_constraint(box):
     assert outcomes["temperature"] <= 30.0 and outcomes["y"] > 1.1
 
 
+def test_a_window_on_one_outcome_and_a_limit_on_a_minimised_objective_are_kept(box):
+    """Minimise y = (a - 0.8)^2 + b/2 while 0.3 <= t = a <= 0.6 (two constraints on one
+    outcome) and y itself stays at or below 0.2 (a constraint on the minimised objective, whose
+    model column is sign-flipped): the best is a = 0.6, b = 0."""
+    agent = make_agent(
+        "bayesian",
+        box,
+        [Objective("y", "minimize")],
+        seed=0,
+        n_initial=4,
+        outcome_constraints=["t >= 0.3", "t <= 0.6", "y <= 0.2"],
+        **FAST,
+    )
+    late = []
+    for iteration in range(14):
+        (point,) = agent.suggest(1)
+        if iteration >= 9:
+            late.append(point)
+        y = (point["a"] - 0.8) ** 2 + point["b"] / 2
+        agent.ingest([{"_id": point["_id"], "y": y, "t": point["a"]}])
+    assert sum(0.25 <= p["a"] <= 0.65 and p["b"] <= 0.3 for p in late) >= 3
+    (_, parameters, outcomes) = agent.get_best_points()[0]
+    assert 0.3 <= outcomes["t"] <= 0.6 and outcomes["y"] <= 0.2
+
+
 def test_bayesian_with_two_objectives_spreads_over_the_pareto_front(box):
     """Trade-off: f1 = a and f2 = 1 - a^2 + b/10 are both maximised; the front is b = 1."""
     objectives = [Objective("f1", "maximize"), Objective("f2", "maximize")]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("physics", "simulators", "devices", "plans", "agents", "sdl")
 
 _LOW = {"physics", "simulators", "devices", "plans", "agents"}
-_SDL_BELOW_LAB = {"sdl.records", "sdl.analysis", "sdl.campaign"}
+_SDL_BELOW_LAB = {"sdl.plugins", "sdl.records", "sdl.analysis", "sdl.campaign"}
 _SDL = {*_SDL_BELOW_LAB, "sdl.lab", "sdl.loop", "sdl.views"}
 
 #: The layers each layer may import, besides itself (docs/architecture.md, "Layers").
@@ -24,13 +24,22 @@ ALLOWED: dict[str, set[str]] = {
     "plans": {"physics", "simulators", "devices"},
     "agents": set(),
     "sdl": set(),
+    "sdl.plugins": set(),
     "sdl.records": set(),
-    "sdl.analysis": {"physics", "sdl.records"},
-    "sdl.campaign": {"physics", "simulators", "devices", "agents", "sdl.records", "sdl.analysis"},
+    "sdl.analysis": {"physics", "sdl.plugins", "sdl.records"},
+    "sdl.campaign": {
+        "physics",
+        "simulators",
+        "devices",
+        "agents",
+        "sdl.plugins",
+        "sdl.records",
+        "sdl.analysis",
+    },
     "sdl.lab": {"physics", "simulators", "devices", "plans", *_SDL_BELOW_LAB},
     "sdl.loop": {"physics", "devices", *_SDL_BELOW_LAB, "sdl.lab"},
     "sdl.views": {"physics", *_SDL_BELOW_LAB},
-    "sdl.training": {"physics", "simulators", "agents", "sdl.analysis"},
+    "sdl.training": {"physics", "simulators", "agents", "sdl.plugins", "sdl.analysis"},
     "sdl.facility": {"physics", "plans"} | _SDL,
     "sdl.cli": _LOW | _SDL | {"sdl.facility", "sdl.training"},
 }

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from physics.phases import AMORPHOUS, LATTICE_RANGE
 from sdl.analysis.properties import PHASE_PHOTOACTIVITY
+from sdl.plugins import instrument_plugin
 
 #: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`); the last is
 #: 1.0 where the segmentation is implausible as grains, and has no ``_std``.
@@ -59,10 +60,19 @@ def has_photoactivity(phases: Sequence[str]) -> bool:
     return all(phase in PHASE_PHOTOACTIVITY for phase in phases)
 
 
+#: The instruments sdl measures with itself; others are plug-ins (:mod:`sdl.plugins`).
+BUILTIN_INSTRUMENTS = ("xrd", "microscope", "magnetometer")
+
+
 def features_for(instruments: Iterable[str], phases: Sequence[str]) -> set[str]:
-    """Every feature (without its ``_std`` sibling) that these instruments together produce."""
+    """Every feature (without its ``_std`` sibling) that these instruments together produce,
+    plug-ins' included."""
     instruments = set(instruments)
     available: set[str] = set()
+    for name in instruments - set(BUILTIN_INSTRUMENTS):
+        plugin = instrument_plugin(name)
+        if plugin is not None:
+            available.update(plugin.features)
     if "xrd" in instruments:
         available.update(xrd_features(phases))
     if "microscope" in instruments:

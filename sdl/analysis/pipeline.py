@@ -20,7 +20,7 @@ from event_model import EventPage, Filler, compose_run, unpack_event_page
 
 from physics.phases import AMORPHOUS
 from physics.structures import get_structure
-from sdl.analysis.features import has_photoactivity, lattice_range
+from sdl.analysis.features import BUILTIN_INSTRUMENTS, has_photoactivity, lattice_range
 from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
 from sdl.analysis.quality import (
@@ -33,6 +33,7 @@ from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
+from sdl.plugins import instrument_plugin
 from sdl.records.vocabulary import (
     FAIL,
     FEATURES_STREAM,
@@ -106,29 +107,16 @@ def instrument_time_s(data: Mapping[str, Any]) -> float:
     return float(sum(float(value) for key, value in data.items() if key.endswith("_time_s")))
 
 
-#: Keys of the primary event that :func:`read_primary` fetches from the catalog.
-_MEASUREMENT_KEYS = (
-    "xrd_two_theta",
-    "xrd_counts",
-    "microscope_image",
-    "microscope_pixel_size_nm",
-    "magnetometer_polarisation_t",
-    "magnetometer_polarisation_t_std",
-)
-
-
 def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
     """The one event of a ``synthesize_and_measure`` run, read back from the catalog.
 
-    With ``measurements=False`` only the instrument times are read (no pattern, no image):
-    enough for :func:`instrument_time_s`, and far cheaper.
+    Every reading is read (plug-in instruments' included); with ``measurements=False`` only
+    the instrument times (no pattern, no image): enough for :func:`instrument_time_s`, and
+    far cheaper.
     """
     primary = run["primary"]
     keys = [
-        k
-        for k in primary
-        if (measurements and k in _MEASUREMENT_KEYS)
-        or (k.endswith("_time_s") and not k.startswith("ts_"))
+        k for k in primary if not k.startswith("ts_") and (measurements or k.endswith("_time_s"))
     ]
     return {key: np.asarray(primary[key].read())[0] for key in keys}
 
@@ -256,6 +244,11 @@ class SampleAnalysis:
         classifier: XRDClassifier | None = None,
     ) -> None:
         self.instruments = tuple(instruments)
+        self.plugins = [
+            plugin
+            for name in self.instruments
+            if name not in BUILTIN_INSTRUMENTS and (plugin := instrument_plugin(name)) is not None
+        ]
         self.phases = tuple(phases)
         self.zero_tolerance_deg = zero_tolerance_deg
         self.segmenter = segmenter
@@ -265,10 +258,13 @@ class SampleAnalysis:
         """The features of one raw run, or the ``on_fault`` kind and reason they are unfit.
 
         Unfit: bad raw data (``corrupt_data``), an analysis that fails (``analysis_error``) or
-        a fitted 2-theta zero beyond ``zero_tolerance_deg`` (``drift``).
+        a fitted 2-theta zero beyond ``zero_tolerance_deg`` (``drift``). Plug-in
+        instruments' readings go to their own analysis steps.
         """
         try:
             features = self.features(measurements_from_data(raw.data))
+            for plugin in self.plugins:
+                features.update(plugin.features_of(raw.data))
         except BadData as error:
             return AnalysedRun(raw, problem_kind=error.problems[0].kind, reason=str(error))
         except ValueError as error:

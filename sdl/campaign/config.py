@@ -21,15 +21,27 @@ from pydantic import (
 from agents import candidate_rows
 from agents.options import AGENT_OPTIONS, AgentOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
-from sdl.analysis.features import features_for
+from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for
 from sdl.campaign.alerts import AlertsConfig
 from sdl.campaign.approval import ApprovalConfig, approval_problems
 from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
 from sdl.campaign.systems import get_system
+from sdl.plugins import INSTRUMENTS_GROUP, instrument_plugin, registered
 from simulators.faults import FAULT_TARGETS
 
 #: Instruments a campaign may name.
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
+
+
+def _known_instrument(name: str) -> str:
+    """One of ours, or a plug-in (registered, or an import path) that loads as one."""
+    if name not in BUILTIN_INSTRUMENTS and instrument_plugin(name) is None:
+        known = sorted({*BUILTIN_INSTRUMENTS, *registered(INSTRUMENTS_GROUP)})
+        raise ValueError(
+            f"unknown instrument {name!r}; choose from {known}, or give an instrument "
+            "plug-in's import path (package.module:INSTRUMENT)"
+        )
+    return name
 
 
 class ParameterConfig(StrictModel):
@@ -363,7 +375,11 @@ class CampaignConfig(StrictModel):
         description="several objectives: the worst value of each still worth anything; "
         "hypervolume is measured above it (default: inferred from the front)",
     )
-    instruments: list[Literal["xrd", "microscope", "magnetometer"]] = Field(min_length=1)
+    instruments: list[Annotated[str, AfterValidator(_known_instrument)]] = Field(
+        min_length=1,
+        description="xrd, microscope, magnetometer, or an instrument plug-in's registered "
+        "name or import path (docs/plugins.md)",
+    )
     agent: AgentConfig = Field(default_factory=AgentConfig)
     budget: int = Field(gt=0, le=100_000, description="number of experiments")
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
@@ -379,6 +395,24 @@ class CampaignConfig(StrictModel):
         if len(set(instruments)) != len(instruments):
             raise ValueError(f"instruments must not repeat, got {instruments}")
         return instruments
+
+    @model_validator(mode="after")
+    def _plugins_have_the_backend(self) -> CampaignConfig:
+        if self.devices.backend == "sim":
+            return self
+        problems = [
+            (
+                ("instruments", index),
+                f"plug-in {name!r} has no EPICS device (its InstrumentPlugin.epics is None); "
+                "it needs devices.backend: sim",
+                name,
+            )
+            for index, name in enumerate(self.instruments)
+            if name not in BUILTIN_INSTRUMENTS and instrument_plugin(name).epics is None  # type: ignore[union-attr]
+        ]
+        if problems:
+            refuse(problems)
+        return self
 
     @model_validator(mode="after")
     def _magnetometer_only_simulated(self) -> CampaignConfig:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from physics.phases import FEGAPD_PHASES, TIO2_POLYMORPHS
+from sdl.plugins import SYSTEMS_GROUP, PluginError, load_plugin, registered
 from simulators.fegapd_limits import FEGAPD_CONDITION_LIMITS, composition_from_conditions
 from simulators.tio2 import TIO2_CONDITION_LIMITS
 
@@ -42,9 +43,20 @@ class MaterialsSystem:
     joint_limit: JointLimit | None = None
 
     def make_model(self) -> SynthesisModel:
-        """A new simulator of this system."""
+        """A new simulator of this system; ``PluginError`` if it cannot synthesise."""
         module, _, class_name = self.model.partition(":")
         model: SynthesisModel = getattr(importlib.import_module(module), class_name)()
+        missing = [
+            name
+            for name in ("synthesize", "duration_s")
+            if not callable(getattr(model, name, None))
+        ]
+        if missing:
+            raise PluginError(
+                f"materials system {self.name!r}: its simulator {self.model} has no {missing} "
+                "(a simulator needs synthesize(conditions, rng, sample_id) and "
+                "duration_s(conditions))"
+            )
         return model
 
 
@@ -69,9 +81,21 @@ SYSTEMS: dict[str, MaterialsSystem] = {
 
 
 def get_system(name: str) -> MaterialsSystem:
-    """The materials system called ``name``; a clear error lists the known ones."""
-    try:
+    """The materials system called ``name``: ours, or a plug-in registered under that name or
+    at that import path (:mod:`sdl.plugins`); a clear error lists the known ones."""
+    if name in SYSTEMS:
         return SYSTEMS[name]
-    except KeyError:
-        known = sorted(SYSTEMS)
-        raise ValueError(f"unknown materials system {name!r}; choose one of {known}") from None
+    plugin = load_plugin(SYSTEMS_GROUP, name)
+    if plugin is None:
+        known = sorted({*SYSTEMS, *registered(SYSTEMS_GROUP)})
+        raise ValueError(
+            f"unknown materials system {name!r}; choose one of {known}, or give a plug-in's "
+            "import path (package.module:SYSTEM)"
+        )
+    if not isinstance(plugin, MaterialsSystem):
+        raise PluginError(
+            f"materials system plug-in {name!r} is a {type(plugin).__name__}, not an "
+            "sdl.campaign.systems.MaterialsSystem (name, description, model, condition_limits, "
+            "phases)"
+        )
+    return plugin

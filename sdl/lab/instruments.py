@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from devices.diffractometer import SimulatedDiffractometer
 from devices.epics import (
@@ -20,8 +20,10 @@ from devices.magnetometer import SimulatedMagnetometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import Reactor, reactor_class
 from devices.sim_lab import SimulatedLab
+from sdl.analysis.features import BUILTIN_INSTRUMENTS
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, condition_problems
 from sdl.campaign.systems import get_system
+from sdl.plugins import InstrumentPlugin, check_device, instrument_plugin
 from simulators.clock import SimClock
 from simulators.faults import FaultInjector, FaultSpec
 
@@ -64,6 +66,8 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
     if "magnetometer" in config.instruments:
         detectors.append(SimulatedMagnetometer(name="magnetometer", lab=lab))
+    for plugin in instrument_plugins(config):
+        detectors.append(plugin_device(plugin, plugin.simulated, lab=lab, raw_dir=raw_dir))
     apply_detector_settings(config, detectors)
     instruments = Instruments(reactor=reactor, detectors=detectors, faults=faults)
     check_search_space(config, reactor)
@@ -111,8 +115,28 @@ def epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]
     detectors = [
         make(name, **({"write_dir": raw_dir} if name == "microscope" else {}))
         for name in config.instruments
+        if name in BUILTIN_INSTRUMENTS
     ]
+    for plugin in instrument_plugins(config):  # validation made sure each has an EPICS device
+        make_epics = cast(Callable[..., Any], plugin.epics)
+        detectors.append(plugin_device(plugin, make_epics, prefix=epics.prefix, raw_dir=raw_dir))
     return reactor, detectors
+
+
+def instrument_plugins(config: CampaignConfig) -> list[InstrumentPlugin]:
+    """The campaign's plug-in instruments (validation made sure each one loads)."""
+    return [
+        cast(InstrumentPlugin, instrument_plugin(name))
+        for name in config.instruments
+        if name not in BUILTIN_INSTRUMENTS
+    ]
+
+
+def plugin_device(plugin: InstrumentPlugin, make: Callable[..., Any], **kwargs: Any) -> Any:
+    """A plug-in's device, refused unless bluesky can trigger and read it."""
+    device = make(name=plugin.name, **kwargs)
+    check_device(device, plugin.name)
+    return device
 
 
 def pv_label(signal: Any) -> str:
@@ -129,7 +153,11 @@ def build_epics_instruments(config: CampaignConfig, raw_dir: Path) -> Instrument
         Listing every PV that did not connect within ``devices.epics.timeout_s``.
     """
     reactor, detectors = epics_devices(config, raw_dir)
-    signals = [s for device in (reactor, *detectors) for s in device.epics_signals()]
+    signals = [
+        s
+        for device in (reactor, *detectors)
+        for s in (device.epics_signals() if hasattr(device, "epics_signals") else [])
+    ]
     missing = unconnected_pvs(signals, config.devices.epics.timeout_s)
     if missing:
         raise EpicsError(

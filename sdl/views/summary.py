@@ -305,7 +305,7 @@ def _phase_map(ax: Any, result: CampaignResult) -> None:
     measured = [
         r for r in result.records if all(f"{phase}_fraction" in r.features for phase in phases)
     ]
-    if len(names) < 2 or not measured:
+    if len(names) < 2 or not phases or not measured:  # a plug-in's system may have no phases
         ax.set_axis_off()
         return
     dominant = [max(phases, key=lambda phase: r.features[f"{phase}_fraction"]) for r in measured]

@@ -1,0 +1,145 @@
+"""Bring your own lab: plug-in materials systems and instruments, reached from a campaign file,
+refused with a reason when they lack what their role needs; the example package installed and
+run from outside."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdl.campaign.config import CampaignConfigError, parse_campaign
+from sdl.campaign.systems import MaterialsSystem, get_system
+from sdl.lab.instruments import build_simulated_instruments
+from sdl.plugins import InstrumentPlugin, PluginError, check_device, instrument_plugin
+from tests.test_control import quick_campaign
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE_PACKAGE = ROOT / "examples" / "plugin_example"
+
+#: Not an InstrumentPlugin: refused, saying what an instrument plug-in is.
+NOT_A_PLUGIN = {"name": "uvvis"}
+
+
+class _Untriggerable:
+    """Readable, but nothing to trigger."""
+
+    name = "silent"
+
+    def read(self):
+        return {}
+
+    def describe(self):
+        return {}
+
+
+SILENT = InstrumentPlugin(
+    name="silent",
+    features=("loudness",),
+    simulated=lambda name, lab, raw_dir: _Untriggerable(),
+    analyse=lambda readings: {"loudness": 0.0},
+)
+
+#: A materials system whose simulator cannot synthesise.
+NO_SIMULATOR = MaterialsSystem(
+    name="no-simulator",
+    description="a simulator without synthesize",
+    model="builtins:object",
+    condition_limits={"temperature_c": (20.0, 100.0, "degC")},
+    phases=(),
+)
+
+
+def test_a_plugin_named_by_import_path_that_is_not_one_is_refused_with_what_it_needs():
+    with pytest.raises(PluginError, match="not an sdl.plugins.InstrumentPlugin"):
+        instrument_plugin("tests.test_plugins:NOT_A_PLUGIN")
+    with pytest.raises(PluginError, match="could not be imported"):
+        instrument_plugin("tests.no_such_module:UVVIS")
+    assert instrument_plugin("uvvis-not-installed") is None
+    with pytest.raises(PluginError, match="not an sdl.campaign.systems.MaterialsSystem"):
+        get_system("tests.test_plugins:NOT_A_PLUGIN")
+    with pytest.raises(PluginError, match=r"has no \['synthesize', 'duration_s'\]"):
+        get_system("tests.test_plugins:NO_SIMULATOR").make_model()
+
+
+def test_a_campaign_file_naming_an_unknown_instrument_lists_the_known_ones(tmp_path):
+    data = quick_campaign(tmp_path, 1).model_dump(mode="json")
+    with pytest.raises(CampaignConfigError) as refused:
+        parse_campaign({**data, "instruments": ["xrd", "raman"]})
+    assert "instruments.1" in str(refused.value) and "unknown instrument 'raman'" in str(
+        refused.value
+    )
+    assert "choose from ['magnetometer', 'microscope'" in str(refused.value)
+
+
+def test_a_device_bluesky_cannot_trigger_is_refused_naming_the_protocol(tmp_path):
+    with pytest.raises(PluginError, match="not bluesky-Triggerable"):
+        check_device(_Untriggerable(), "silent")
+    data = quick_campaign(tmp_path, 1).model_dump(mode="json")
+    config = parse_campaign(
+        {
+            **data,
+            "instruments": ["xrd", "tests.test_plugins:SILENT"],
+            "objectives": [{"name": "loudness", "direction": "maximize"}],
+        }
+    )
+    with pytest.raises(PluginError, match="instrument 'silent'.*Triggerable"):
+        build_simulated_instruments(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_example_package_installed_from_outside_runs_a_campaign(tmp_path):
+    """pip installs examples/plugin_example (nothing of sdl changed) into a folder of its own;
+    `sdl run` finds its materials system and instrument by their entry points."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE_PACKAGE),
+        ],
+        check=True,
+        timeout=600,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
+    own_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=EXAMPLE_PACKAGE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert own_tests.returncode == 0, own_tests.stdout[-3000:]  # the package's own tests
+    campaign = yaml.safe_load((EXAMPLE_PACKAGE / "perovskite_uvvis.yaml").read_text())
+    campaign.update(data_dir=str(tmp_path / "data"), budget=4, agent={"name": "random"})
+    campaign_file = tmp_path / "campaign.yaml"
+    campaign_file.write_text(yaml.safe_dump(campaign))
+    completed = subprocess.run(
+        [sys.executable, "-m", "sdl.cli", "run", str(campaign_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    from sdl.records.catalog import campaign_runs, open_catalog, recorded_features
+
+    client = open_catalog(tmp_path / "data")
+    analyses = campaign_runs(client, campaign["name"], "analysis")
+    assert len(analyses) == 4
+    features = recorded_features(analyses[0])
+    assert 1.5 < features["band_gap_ev"] < 2.6 and features["band_gap_ev_std"] > 0
+    (experiment, *_) = campaign_runs(client, campaign["name"], "experiment")
+    assert "uvvis_absorbance" in experiment["primary"]
