@@ -314,3 +314,13 @@ def test_the_conditions_plot_has_a_colour_bar_in_the_objectives_measured_values(
     assert list(line.color) == pytest.approx([0.1, 1.0, 0.075, 0.0])
     assert line.colorbar.tickvals[0] == pytest.approx(0.1)
     assert line.colorbar.tickvals[-1] == pytest.approx(1.0)
+
+
+def test_names_read_as_words_with_their_units():
+    from sdl.views.figures import words
+
+    assert words("photoactive_area_m2_g") == "photoactive area (m²/g)"
+    assert words("temperature_c", "degC") == "temperature (degC)"
+    assert words("ph", "pH") == "ph (pH)"
+    assert words("anatase_fraction") == "anatase fraction"
+    assert words("urbach_energy_mev") == "urbach energy (meV)"

@@ -36,6 +36,33 @@ _LAYOUT = {
 }
 
 
+#: Name endings that carry a unit, by the project's naming convention, and the unit written.
+UNIT_ENDINGS = {
+    "_m2_g": "m²/g",
+    "_nm": "nm",
+    "_mev": "meV",
+    "_ev": "eV",
+    "_deg": "°",
+    "_rpm": "rpm",
+    "_c": "°C",
+    "_h": "h",
+    "_s": "s",
+    "_t": "T",
+}
+
+
+def words(name: str, unit: str | None = None) -> str:
+    """A feature's or condition's name as people read it: ``photoactive_area_m2_g`` ->
+    "photoactive area (m²/g)"; a ``unit`` given (a condition's, from the campaign file)
+    replaces the one its name ends with."""
+    for ending, written in UNIT_ENDINGS.items():
+        if name.endswith(ending) and len(name) > len(ending):
+            name, unit = name[: -len(ending)], unit or written
+            break
+    text = name.replace("_", " ")
+    return f"{text} ({unit})" if unit else text
+
+
 def convergence_figure(log: CampaignLog) -> go.Figure:
     """Objective versus experiment: measured (±1σ), best feasible so far, the agent's
     prediction (±2σ)."""
@@ -49,9 +76,9 @@ def convergence_figure(log: CampaignLog) -> go.Figure:
     figure = go.Figure(
         layout={
             **_LAYOUT,
-            "title": f"{objective} vs experiment",
+            "title": f"{words(objective)} vs experiment",
             "xaxis": {"title": "experiment"},
-            "yaxis": {"title": objective},
+            "yaxis": {"title": words(objective)},
         }
     )
     figure.add_scatter(
@@ -119,13 +146,13 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
     ]
     dimensions = [
         {
-            "label": f"{n} ({search_space[n].get('unit', '')})",
+            "label": words(n, search_space[n].get("unit")),
             "range": [search_space[n]["low"], search_space[n]["high"]],
             "values": [e.conditions.get(n, math.nan) for e in experiments],
         }
         for n in names
     ]
-    dimensions.append({"label": objective, "values": np.where(finite, values, low).tolist()})
+    dimensions.append({"label": words(objective), "values": np.where(finite, values, low).tolist()})
     figure = go.Figure(
         go.Parcoords(
             line={
@@ -135,7 +162,7 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
                 "cmax": 1.0,
                 "showscale": bool(finite.any()),
                 "colorbar": {
-                    "title": {"text": objective, "side": "right"},
+                    "title": {"text": words(objective), "side": "right"},
                     "tickvals": (0.1 + 0.9 * (tick_values - low) / span).tolist(),
                     "ticktext": [f"{value:.4g}" for value in tick_values],
                     "thickness": 14,
