@@ -52,6 +52,15 @@ class AgentOptions(BaseModel):
         and outcome constraints with these options."""
 
 
+class ExternalOptions(AgentOptions):
+    """An external optimizer's options (a plug-in): passed as they are to its factory,
+    which checks them itself."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    agent_class: ClassVar[str] = "agents.external:OptimizerAgent"
+
+
 class RandomOptions(AgentOptions):
     """The random agent has no options."""
 

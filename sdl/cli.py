@@ -177,8 +177,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from sdl.records.catalog import CATALOG_FILE, open_catalog
     from sdl.facility.control_room import ControlRoom
+    from sdl.records.catalog import CATALOG_FILE, open_catalog
 
     try:
         if args.tiled:

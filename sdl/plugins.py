@@ -1,4 +1,5 @@
-"""Plug-ins: materials systems and instruments (with their analysis) added from outside sdl.
+"""Plug-ins: materials systems, instruments (with their analysis) and agents added from
+outside sdl.
 
 A campaign file names a plug-in by the name a package registers it under, a Python entry
 point (``[project.entry-points."sdl.systems"]`` or ``"sdl.instruments"`` in its
@@ -9,6 +10,11 @@ point (``[project.entry-points."sdl.systems"]`` or ``"sdl.instruments"`` in its
   limits and the simulator that makes a sample from them (``synthesize``, ``duration_s``).
 * An instrument is an :class:`InstrumentPlugin`: the device (anything bluesky can trigger
   and read), the features its analysis step turns the device's readings into, and that step.
+* An agent is a factory: called with the campaign's ``parameters`` (each a mapping of
+  ``name``, ``low``, ``high``, ``unit``, ``log_scale``), ``objectives`` (``name``,
+  ``direction``), ``seed`` and the campaign file's ``agent.options``, it returns an object with
+  bluesky-adaptive's ``Optimizer`` surface (``suggest``, ``ingest``, ``get_best_points``),
+  which :class:`agents.external.OptimizerAgent` runs.
 
 A plug-in that does not have this shape is refused when the campaign file is validated, with
 a message that says what is missing.
@@ -25,6 +31,7 @@ from typing import Any
 #: Entry-point groups sdl reads plug-ins from.
 SYSTEMS_GROUP = "sdl.systems"
 INSTRUMENTS_GROUP = "sdl.instruments"
+AGENTS_GROUP = "sdl.agents"
 
 
 class PluginError(ValueError):
@@ -126,6 +133,18 @@ def instrument_plugin(name: str) -> InstrumentPlugin | None:
     if missing:
         raise PluginError(f"instrument plug-in {name!r} lacks {', '.join(missing)}")
     return plugin
+
+
+def agent_factory(name: str) -> Callable[..., Any] | None:
+    """The agent plug-in ``name``'s factory (registered or an import path); None if ``name``
+    names none."""
+    factory = load_plugin(AGENTS_GROUP, name)
+    if factory is not None and not callable(factory):
+        raise PluginError(
+            f"agent plug-in {name!r} is a {type(factory).__name__}, not a factory: it must be "
+            "called with parameters, objectives, seed and options to make an optimizer"
+        )
+    return factory
 
 
 def check_device(device: Any, instrument: str) -> None:

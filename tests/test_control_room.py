@@ -8,9 +8,9 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
+from sdl.facility.control_room import ControlRoom
 from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import campaign_runs, open_catalog
-from sdl.facility.control_room import ControlRoom
 from tests.test_approval import gated
 from tests.test_control import quick_campaign
 

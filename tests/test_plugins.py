@@ -5,6 +5,7 @@ run from outside."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,60 @@ NO_SIMULATOR = MaterialsSystem(
     condition_limits={"temperature_c": (20.0, 100.0, "degC")},
     phases=(),
 )
+
+
+class CoordinateSearch:
+    """An optimizer from outside sdl, with bluesky-adaptive's Optimizer surface only: it moves
+    one condition at a time from the best point so far, by ``step`` of its range."""
+
+    def __init__(self, parameters, objectives, seed, step=0.25):
+        self.parameters, self.step = parameters, step
+        (objective,) = objectives
+        self.sign = 1.0 if objective["direction"] == "maximize" else -1.0
+        self.objective = objective["name"]
+        self.rng = random.Random(seed)
+        self.results: dict[str, tuple[dict, dict]] = {}
+        self.suggested = 0
+
+    def suggest(self, num_points=None):
+        points = []
+        for _ in range(num_points or 1):
+            best = self.get_best_points()
+            centre = (
+                best[0][1]
+                if best
+                else {p["name"]: (p["low"] + p["high"]) / 2 for p in self.parameters}
+            )
+            p = self.rng.choice(self.parameters)
+            move = self.rng.choice((-1, 1)) * self.step * (p["high"] - p["low"])
+            point = dict(centre)
+            point[p["name"]] = min(p["high"], max(p["low"], centre[p["name"]] + move))
+            self.suggested += 1
+            points.append({**point, "_id": f"cs-{self.suggested}"})
+        return points
+
+    def ingest(self, points):
+        for point in points:
+            names = [p["name"] for p in self.parameters]
+            self.results[str(point["_id"])] = (
+                {n: point[n] for n in names},
+                {self.objective: point[self.objective]},
+            )
+
+    def get_best_points(self):
+        if not self.results:
+            return []
+        best = max(self.results, key=lambda k: self.sign * self.results[k][1][self.objective])
+        return [(best, *self.results[best])]
+
+
+def make_coordinate_search(parameters, objectives, seed, **options):
+    """The factory a campaign file names (``agent.name``); ``options`` are its own."""
+    return CoordinateSearch(parameters, objectives, seed, **options)
+
+
+def make_nothing(parameters, objectives, seed):
+    return object()
 
 
 def test_a_plugin_named_by_import_path_that_is_not_one_is_refused_with_what_it_needs():
@@ -143,3 +198,43 @@ def test_the_example_package_installed_from_outside_runs_a_campaign(tmp_path):
     assert 1.5 < features["band_gap_ev"] < 2.6 and features["band_gap_ev_std"] > 0
     (experiment, *_) = campaign_runs(client, campaign["name"], "experiment")
     assert "uvvis_absorbance" in experiment["primary"]
+
+
+def test_an_agent_factory_making_no_optimizer_or_taking_no_such_option_is_refused(tmp_path):
+    from sdl.campaign.agent import build_agent
+
+    data = quick_campaign(tmp_path, 1).model_dump(mode="json")
+    nothing = parse_campaign({**data, "agent": {"name": "tests.test_plugins:make_nothing"}})
+    with pytest.raises(CampaignConfigError, match=r"not an optimizer: it has no \['suggest'"):
+        build_agent(nothing)
+    misspelt = parse_campaign(
+        {
+            **data,
+            "agent": {"name": "tests.test_plugins:make_coordinate_search", "options": {"stp": 1}},
+        }
+    )
+    with pytest.raises(CampaignConfigError, match="unexpected keyword argument 'stp'"):
+        build_agent(misspelt)
+    with pytest.raises(CampaignConfigError, match="unknown agent 'annealer'"):
+        parse_campaign({**data, "agent": {"name": "annealer"}})
+
+
+@pytest.mark.slow
+def test_an_external_optimizer_runs_a_campaign_and_learns_the_earlier_results_on_resume(
+    data_dir,
+):
+    from sdl.loop.runner import CampaignRunner
+
+    agent = {"name": "tests.test_plugins:make_coordinate_search", "options": {"step": 0.2}}
+    data = quick_campaign(data_dir, 3).model_dump(mode="json")
+    first = CampaignRunner(parse_campaign({**data, "agent": agent}))
+    result = first.run()
+    optimizer = first.agent.optimizer
+    assert len(result.records) == 3 and sorted(optimizer.results) == ["cs-1", "cs-2", "cs-3"]
+    resumed = CampaignRunner(parse_campaign({**data, "budget": 5, "agent": agent}))
+    result = resumed.run()
+    assert len(result.records) == 5
+    learned = resumed.agent.optimizer.results
+    earlier = {r.proposal_id for r in result.records[:3]}
+    assert earlier <= set(learned)  # the earlier results, under the campaign's ids
+    assert len(learned) == 5

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import HistoryAgent, Objective, make_agent
+from agents import AGENTS, HistoryAgent, Objective, make_agent
+from agents.external import OptimizerAgent
 from sdl.campaign.config import CampaignConfig, CampaignConfigError
+from sdl.plugins import agent_factory
 
 
 def build_agent(config: CampaignConfig) -> HistoryAgent:
@@ -17,6 +19,8 @@ def build_agent(config: CampaignConfig) -> HistoryAgent:
         The agent refuses the campaign (say an RL policy trained for another problem).
     """
     options = config.agent.options
+    if config.agent.name not in AGENTS:
+        return _external_agent(config)
     problem: dict[str, Any] = {"outcome_constraints": config.constraints.outcomes}
     if options.takes_reference_point:
         problem["reference_point"] = config.reference_point
@@ -32,3 +36,32 @@ def build_agent(config: CampaignConfig) -> HistoryAgent:
         )
     except ValueError as error:
         raise CampaignConfigError(f"agent ({config.agent.name}): {error}") from None
+
+
+def _external_agent(config: CampaignConfig) -> HistoryAgent:
+    """The optimizer an agent plug-in's factory makes for this campaign, run as our agent."""
+    name = config.agent.name
+    factory = agent_factory(name)
+    space = config.agent_space()
+    parameters = [
+        {"name": p.name, "low": p.low, "high": p.high, "unit": p.unit, "log_scale": p.log_scale}
+        for p in space.parameters
+    ]
+    objectives = [{"name": o.name, "direction": o.direction} for o in config.objectives]
+    try:
+        optimizer = factory(  # type: ignore[misc]  # validation made sure it is one
+            parameters=parameters,
+            objectives=objectives,
+            seed=config.seed,
+            **config.agent.options.model_dump(),
+        )
+        return OptimizerAgent(
+            space,
+            [Objective(o.name, o.direction, target=o.target) for o in config.objectives],
+            seed=config.seed,
+            max_evaluations=config.budget,
+            outcome_constraints=config.constraints.outcomes,
+            optimizer=optimizer,
+        )
+    except (TypeError, ValueError) as error:
+        raise CampaignConfigError(f"agent ({name}): {error}") from None

@@ -19,18 +19,35 @@ from pydantic import (
 )
 
 from agents import candidate_rows
-from agents.options import AGENT_OPTIONS, AgentOptions, error_lines
+from agents.options import AGENT_OPTIONS, AgentOptions, ExternalOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
 from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for
 from sdl.campaign.alerts import AlertsConfig
 from sdl.campaign.approval import ApprovalConfig, approval_problems
 from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
 from sdl.campaign.systems import get_system
-from sdl.plugins import INSTRUMENTS_GROUP, instrument_plugin, registered
+from sdl.plugins import (
+    AGENTS_GROUP,
+    INSTRUMENTS_GROUP,
+    agent_factory,
+    instrument_plugin,
+    registered,
+)
 from simulators.faults import FAULT_TARGETS
 
 #: Instruments a campaign may name.
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
+
+
+def _known_agent(name: str) -> str:
+    """One of ours, or a plug-in's factory (registered, or an import path)."""
+    if name not in AGENT_OPTIONS and agent_factory(name) is None:
+        known = sorted({*AGENT_OPTIONS, *registered(AGENTS_GROUP)})
+        raise ValueError(
+            f"unknown agent {name!r}; choose from {known}, or give an agent plug-in's "
+            "import path (package.module:make_optimizer)"
+        )
+    return name
 
 
 def _known_instrument(name: str) -> str:
@@ -88,7 +105,11 @@ class AgentConfig(StrictModel):
     """Which agent proposes the experiments, with its options (checked by the agent's own
     model in :mod:`agents.options`)."""
 
-    name: Literal[tuple(AGENT_OPTIONS)] = "bayesian"  # type: ignore[valid-type]
+    name: Annotated[str, AfterValidator(_known_agent)] = Field(
+        default="bayesian",
+        description="random, sobol, bayesian, rl, or an agent plug-in's registered name or "
+        "import path (docs/plugins.md)",
+    )
     options: SerializeAsAny[AgentOptions] = Field(default_factory=dict, validate_default=True)
     batch_size: int = Field(
         default=1,
@@ -104,7 +125,7 @@ class AgentConfig(StrictModel):
         name = info.data.get("name")
         if name is None:  # an unknown agent, already reported: its options mean nothing
             return AgentOptions()
-        return AGENT_OPTIONS[name].model_validate(options)
+        return AGENT_OPTIONS.get(name, ExternalOptions).model_validate(options)
 
 
 def _linear_constraint(text: str) -> str:
