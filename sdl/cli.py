@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from agents.options import AGENT_OPTIONS
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
 from sdl.records.errors import CampaignLocked, CatalogError
@@ -240,8 +241,9 @@ def _assignment(item: str) -> tuple[str, float]:
 
 def _validate(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign)
-    if config.agent.name == "rl":
-        # Whether the policy file was trained for this problem: reading it needs torch.
+    if config.agent.name == "rl" or config.agent.name not in AGENT_OPTIONS:
+        # Whether the policy file was trained for this problem (reading it needs torch), or
+        # the plug-in's factory makes an optimizer.
         from sdl.campaign.agent import build_agent
 
         build_agent(config)
