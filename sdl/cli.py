@@ -156,19 +156,12 @@ def _agent_service(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sdl.records.catalog import CATALOG_FILE, open_catalog
     from sdl.views.report_html import write_report
 
     config = _with_overrides(args.campaign, args)
     out = args.out or Path(config.data_dir) / f"{config.name}-report.html"
     try:
-        if args.tiled:
-            from sdl.facility.services import tiled_client
-
-            client, where = tiled_client(args.tiled), args.tiled
-        else:
-            client = open_catalog(config.data_dir)
-            where = str(Path(config.data_dir).resolve() / CATALOG_FILE)
+        client, where = _catalog(args.tiled, config.data_dir)
         path = write_report(client, config.name, where, out)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -177,18 +170,23 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dashboard(args: argparse.Namespace) -> int:
-    from sdl.facility.control_room import ControlRoom
+def _catalog(tiled: str | None, data_dir: Path | str) -> tuple[Any, str]:
+    """The catalog a command reads, and how to name it: the tiled server at ``tiled`` (API key
+    from $SDL_TILED_API_KEY), else the data directory's SQLite file."""
+    if tiled:
+        from sdl.facility.services import tiled_client
+
+        return tiled_client(tiled), tiled
     from sdl.records.catalog import CATALOG_FILE, open_catalog
 
-    try:
-        if args.tiled:
-            from sdl.facility.services import tiled_client
+    return open_catalog(data_dir), str(Path(data_dir).resolve() / CATALOG_FILE)
 
-            client, where = tiled_client(args.tiled), args.tiled
-        else:
-            client = open_catalog(args.data_dir)
-            where = str(Path(args.data_dir).resolve() / CATALOG_FILE)
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sdl.facility.control_room import ControlRoom
+
+    try:
+        client, where = _catalog(args.tiled, args.data_dir)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,26 +39,28 @@ from simulators.faults import FAULT_TARGETS
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
 
 
-def _known_agent(name: str) -> str:
-    """One of ours, or a plug-in's factory (registered, or an import path)."""
-    if name not in AGENT_OPTIONS and agent_factory(name) is None:
-        known = sorted({*AGENT_OPTIONS, *registered(AGENTS_GROUP)})
-        raise ValueError(
-            f"unknown agent {name!r}; choose from {known}, or give an agent plug-in's "
-            "import path (package.module:make_optimizer)"
-        )
-    return name
+def _known(
+    role: str, ours: Iterable[str], group: str, load: Callable[[str], Any], example: str
+) -> Callable[[str], str]:
+    """A validator: the name is one of ``ours``, or a plug-in ``load`` finds (registered in
+    ``group``, or an import path); else the error lists the known ones."""
+
+    def known(name: str) -> str:
+        if name not in ours and load(name) is None:
+            choices = sorted({*ours, *registered(group)})
+            raise ValueError(
+                f"unknown {role} {name!r}; choose from {choices}, or give an {role} plug-in's "
+                f"import path (package.module:{example})"
+            )
+        return name
+
+    return known
 
 
-def _known_instrument(name: str) -> str:
-    """One of ours, or a plug-in (registered, or an import path) that loads as one."""
-    if name not in BUILTIN_INSTRUMENTS and instrument_plugin(name) is None:
-        known = sorted({*BUILTIN_INSTRUMENTS, *registered(INSTRUMENTS_GROUP)})
-        raise ValueError(
-            f"unknown instrument {name!r}; choose from {known}, or give an instrument "
-            "plug-in's import path (package.module:INSTRUMENT)"
-        )
-    return name
+_known_agent = _known("agent", AGENT_OPTIONS, AGENTS_GROUP, agent_factory, "make_optimizer")
+_known_instrument = _known(
+    "instrument", BUILTIN_INSTRUMENTS, INSTRUMENTS_GROUP, instrument_plugin, "INSTRUMENT"
+)
 
 
 class ParameterConfig(StrictModel):
