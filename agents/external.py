@@ -3,8 +3,8 @@
 :class:`OptimizerAgent` keeps the campaign's record of trials (:class:`~agents.protocol.History`)
 as every agent does, so resuming, failures, injections, refusals and stopping work as for ours,
 and hands the optimizer what it needs: ``suggest`` for proposals and ``ingest`` for results
-(under the optimizer's own ``_id`` where it gave one). Failures and a person's points reach it
-too when it offers bluesky-adaptive's ``register_failures`` or ``register_suggestions``.
+(under the optimizer's own ``_id`` where it gave one and the point ran as it proposed it).
+Failures reach it too when it offers bluesky-adaptive's ``register_failures``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class OptimizerAgent(HistoryAgent):
             raise ValueError("an external optimizer proposes in the box; a pool is not offered")
         super().__init__(space, objectives, seed, max_evaluations, outcome_constraints)
         self.optimizer = optimizer
-        self._their_id: dict[str, Any] = {}  # our trial _id -> the optimizer's _id
+        # our trial _id -> the optimizer's _id and the point it proposed
+        self._theirs: dict[str, tuple[Any, dict[str, float]]] = {}
         self._latest: list[Mapping[str, Any]] = []
 
     def _propose(self, num_points: int) -> tuple[np.ndarray, list[dict[str, float]]]:
@@ -60,6 +61,9 @@ class OptimizerAgent(HistoryAgent):
                 f"the optimizer proposed {len(self._latest)} point(s), {num_points} were asked for"
             )
         for point in self._latest:
+            missing = [name for name in self.space.names if name not in point]
+            if missing:
+                raise ValueError(f"the optimizer proposed a point without {missing}: {point}")
             self.space.validate({name: point[name] for name in self.space.names})
         return self.space.to_unit(self.space.to_array(self._latest)), [{} for _ in self._latest]
 
@@ -73,8 +77,20 @@ class OptimizerAgent(HistoryAgent):
         suggestions = super().suggest(num_points)
         for ours, theirs in zip(suggestions, self._latest, strict=True):
             if theirs.get(ID_KEY) is not None:
-                self._their_id[ours[ID_KEY]] = theirs[ID_KEY]
+                point = {name: float(theirs[name]) for name in self.space.names}
+                self._theirs[ours[ID_KEY]] = (theirs[ID_KEY], point)
         return suggestions
+
+    def _their_id(self, point: Mapping[str, Any]) -> Any:
+        """The optimizer's ``_id`` for this trial, if it ran where the optimizer proposed
+        (an edited point is a new observation to it); else the campaign's."""
+        theirs = self._theirs.get(str(point[ID_KEY]))
+        if theirs is None or any(
+            abs(float(point.get(name, value)) - value) > 1e-9 * max(1.0, abs(value))
+            for name, value in theirs[1].items()
+        ):
+            return point[ID_KEY]
+        return theirs[0]
 
     def ingest(self, points: Sequence[Mapping[str, Any]]) -> None:
         """Record the results, and tell the optimizer those it can learn from."""
@@ -83,12 +99,9 @@ class OptimizerAgent(HistoryAgent):
         for point in points:
             observation = self.history.observations.get(str(point.get(ID_KEY)))
             if observation is not None:
+                parameters = {**observation.parameters, ID_KEY: point[ID_KEY]}
                 learned.append(
-                    {
-                        **observation.parameters,
-                        **observation.outcomes,
-                        ID_KEY: self._their_id.get(str(point[ID_KEY]), point[ID_KEY]),
-                    }
+                    {**parameters, **observation.outcomes, ID_KEY: self._their_id(parameters)}
                 )
         if learned:
             self.optimizer.ingest(learned)
@@ -98,8 +111,8 @@ class OptimizerAgent(HistoryAgent):
         if callable(getattr(self.optimizer, "register_failures", None)):
             self.optimizer.register_failures(
                 [
-                    {**s, ID_KEY: self._their_id[str(s[ID_KEY])]}
+                    {**s, ID_KEY: self._theirs[str(s[ID_KEY])][0]}
                     for s in suggestions
-                    if str(s[ID_KEY]) in self._their_id
+                    if str(s[ID_KEY]) in self._theirs
                 ]
             )

@@ -79,7 +79,14 @@ class InstrumentPlugin:
         readings = {key: value for key, value in data.items() if key.startswith(prefix)}
         if not readings:
             raise ValueError(f"the run has no readings of instrument {self.name!r}")
-        return {name: float(value) for name, value in self.analyse(readings).items()}
+        try:
+            return {name: float(value) for name, value in self.analyse(readings).items()}
+        except ValueError:
+            raise
+        except Exception as error:  # a plug-in's bug is this run's analysis error, not a crash
+            raise ValueError(
+                f"the {self.name} analysis step failed: {type(error).__name__}: {error}"
+            ) from error
 
 
 def registered(group: str) -> list[str]:
@@ -106,8 +113,10 @@ def load_plugin(group: str, name: str) -> Any | None:
     module, _, attribute = name.partition(":")
     try:
         return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as error:
-        raise PluginError(f"{name!r} could not be imported: {error}") from error
+    except Exception as error:  # a plug-in's own import error, whatever it is
+        raise PluginError(
+            f"{name!r} could not be imported: {type(error).__name__}: {error}"
+        ) from error
 
 
 def instrument_plugin(name: str) -> InstrumentPlugin | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -299,18 +300,61 @@ def test_a_station_whose_proposal_waits_keeps_its_place_while_the_other_works(da
     runner = CampaignRunner(config)
     held_back: list[str] = []
 
-    def approve_station_0_first() -> None:
+    def hold_station_1_while_station_0_works() -> None:
+        deadline = time.monotonic() + 300
         while runner.result.stopped is None and len(runner.result.records) < 4:
+            assert time.monotonic() < deadline
+            station_0_done = sum(r.station == "station-0" for r in runner.result.records)
             for waiting in runner.control.waiting:
-                if waiting.station == "station-0" or len(runner.result.records) >= 3:
-                    runner.control.approve(waiting.proposal_id, "alice")
-                elif waiting.proposal_id not in held_back:
+                if waiting.station == "station-1" and not held_back:
                     held_back.append(waiting.proposal_id)
-            threading.Event().wait(0.01)
+                if waiting.station == "station-0" or (held_back and station_0_done >= 2):
+                    runner.control.approve(waiting.proposal_id, "alice")
+            time.sleep(0.01)
 
-    threading.Thread(target=approve_station_0_first, daemon=True).start()
+    threading.Thread(target=hold_station_1_while_station_0_works, daemon=True).start()
     result = runner.run()
-    assert len(result.records) == 4 and result.refused == 0
-    assert [r.station for r in result.records[:3]] == ["station-0"] * 3
-    assert result.records[3].station == "station-1"
-    assert result.records[3].proposal_id == held_back[0]
+    assert len(result.records) == 4 and result.refused == 0 and held_back
+    (held,) = [r for r in result.records if r.proposal_id == held_back[0]]
+    assert held.station == "station-1"
+    before = result.records[: result.records.index(held)]
+    assert sum(r.station == "station-0" for r in before) >= 2  # station-0 worked meanwhile
+
+
+def test_an_edit_is_checked_against_the_linear_constraints_too(data_dir):
+    config = gated(
+        data_dir, 1, {"mode": "all"}, constraints={"linear": ["temperature_c + 50*ph <= 1000"]}
+    )
+    runner = CampaignRunner(config)
+    proposed = {"temperature_c": 400.0, "duration_h": 2.0, "ph": 2.0, "h2o_ti_ratio": 20.0}
+    runner.control.hold(WaitingProposal("p1", proposed, {}, (), "s"))
+    with pytest.raises(ValueError, match="the edited conditions cannot run: .*1000"):
+        runner.control.approve("p1", "ann", conditions={"temperature_c": 900.0, "ph": 9.0})
+    assert [w.proposal_id for w in runner.control.waiting] == ["p1"]
+
+
+@pytest.mark.slow
+def test_a_station_that_fails_releases_the_others_from_the_gate_and_nothing_more_runs(data_dir):
+    config = gated(data_dir, 4, {"mode": "all", "timeout_s": None}, stations=2)
+
+    def fail_after_the_first(result) -> None:
+        raise RuntimeError("the furnace controller crashed")
+
+    runner = CampaignRunner(config, on_experiment=fail_after_the_first)
+
+    def approve_station_0_once() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            mine = [w for w in runner.control.waiting if w.station == "station-0"]
+            others = [w for w in runner.control.waiting if w.station == "station-1"]
+            if mine and others:  # both hold a proposal: let station-0 go on, alone
+                runner.control.approve(mine[0].proposal_id, "ann")
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=approve_station_0_once, daemon=True).start()
+    with pytest.raises(RuntimeError, match="furnace controller crashed"):
+        runner.run()
+    assert len(runner.result.records) == 1 and runner.control.waiting == []
+    experiments = campaign_runs(open_catalog(data_dir), config.name, "experiment")
+    assert [run.metadata["start"]["station"] for run in experiments] == ["station-0"]

@@ -126,3 +126,13 @@ def test_the_control_room_reads_a_catalog_served_by_tiled(tmp_path):
     finally:
         room.stop()
     assert (row["campaign"], row["state"], row["experiments"]) == (config.name, "finished", 1)
+
+
+def test_without_the_token_the_control_room_opens_nothing_but_serves_plotly(data_dir):
+    room, client = _room(data_dir)
+    try:
+        assert client.get("/campaign/anything/api/state").status_code == 401
+        assert client.get("/campaign/anything/static/plotly.min.js").status_code == 200
+        assert room._views == {}  # no view made, no catalog read, for a request without token
+    finally:
+        room.stop()

@@ -238,3 +238,15 @@ def test_an_external_optimizer_runs_a_campaign_and_learns_the_earlier_results_on
     earlier = {r.proposal_id for r in result.records[:3]}
     assert earlier <= set(learned)  # the earlier results, under the campaign's ids
     assert len(learned) == 5
+
+
+def test_a_plugin_that_fails_to_import_or_analyse_is_named_not_a_traceback():
+    with pytest.raises(PluginError, match="':make' could not be imported: ValueError"):
+        instrument_plugin(":make")
+
+    def broken(readings):
+        return {"loudness": [][1]}
+
+    plugin = InstrumentPlugin("silent", ("loudness",), SILENT.simulated, broken)
+    with pytest.raises(ValueError, match="silent analysis step failed: IndexError"):
+        plugin.features_of({"silent_level": 1.0})

@@ -63,5 +63,5 @@ def _external_agent(config: CampaignConfig) -> HistoryAgent:
             outcome_constraints=config.constraints.outcomes,
             optimizer=optimizer,
         )
-    except (TypeError, ValueError) as error:
-        raise CampaignConfigError(f"agent ({name}): {error}") from None
+    except Exception as error:  # the plug-in's own error, whatever it is
+        raise CampaignConfigError(f"agent ({name}): {type(error).__name__}: {error}") from None

@@ -323,7 +323,8 @@ class DevicesConfig(StrictModel):
     @field_validator("system")
     @classmethod
     def _known_system(cls, system: str) -> str:
-        return get_system(system).name
+        get_system(system)  # refuses an unknown name or a plug-in of the wrong shape
+        return system
 
     speedup: float = Field(
         default=math.inf, gt=0, description="simulated seconds per wall second (inf: instant)"

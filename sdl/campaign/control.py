@@ -10,6 +10,7 @@ did what, and when, in the catalog.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -17,6 +18,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+
+logger = logging.getLogger(__name__)
 
 #: Who asked, when the request came from the keyboard of the campaign's own terminal.
 CTRL_C = "Ctrl-C"
@@ -93,6 +96,7 @@ class CampaignControl:
         self._log: list[ControlAction] = []
         self._waiting: dict[str, WaitingProposal] = {}
         self._decisions: dict[str, ControlAction] = {}
+        self._gate_closed: str | None = None  # why no held proposal will be decided
 
     @property
     def paused(self) -> ControlAction | None:
@@ -107,8 +111,17 @@ class CampaignControl:
     def pause(self, who: str, reason: str = "") -> None:
         """Stop starting new work (and pause the RunEngine at its next checkpoint)."""
         self._request(ControlAction("pause", who, reason))
-        if self.on_pause:
+        self._pause_devices()
+
+    def _pause_devices(self) -> None:
+        """Ask the devices to pause; one that cannot be reached is logged: the campaign is
+        paused (or aborting) all the same."""
+        if self.on_pause is None:
+            return
+        try:
             self.on_pause()
+        except Exception:
+            logger.exception("the devices could not all be asked to pause")
 
     def resume(self, who: str, reason: str = "") -> None:
         """Carry on after a pause."""
@@ -117,8 +130,7 @@ class CampaignControl:
     def abort(self, who: str, reason: str = "") -> None:
         """Stop the campaign cleanly; it can be resumed later from the catalog."""
         self._request(ControlAction("abort", who, reason))
-        if self.on_pause:
-            self.on_pause()
+        self._pause_devices()
 
     def veto_next(self, who: str, reason: str = "") -> None:
         """Refuse the agent's next proposal (the agent is told it failed)."""
@@ -200,11 +212,28 @@ class CampaignControl:
                 if self._aborted is not None:
                     self._waiting.pop(proposal_id, None)
                     _aborted_by(self._aborted)
+                if self._gate_closed is not None:
+                    self._waiting.pop(proposal_id, None)
+                    raise CampaignAborted(self._gate_closed)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"proposal {proposal_id} waited {timeout_s:g} s")
                 self._changed.wait(left)
             return self._decisions.pop(proposal_id)
+
+    def close_gate(self, reason: str) -> None:
+        """Release every station waiting at the approval gate (the campaign is stopping for
+        ``reason``): their proposals leave undecided, and none is held again."""
+        with self._changed:
+            self._gate_closed = reason
+            self._waiting.clear()
+            self._changed.notify_all()
+
+    def withdraw(self, proposal_id: str) -> None:
+        """Take a held proposal off the gate undecided (its station no longer waits)."""
+        with self._changed:
+            self._waiting.pop(proposal_id, None)
+            self._changed.notify_all()
 
     def _waiting_for(self, proposal_id: str) -> WaitingProposal:
         with self._lock:

@@ -11,6 +11,7 @@ so every request is recorded by the campaign itself, as from ``sdl control``.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import secrets
@@ -39,12 +40,16 @@ from sdl.records.vocabulary import (
     Purpose,
 )
 from sdl.views.campaign_log import CampaignLog
-from sdl.views.dashboard import Dashboard, ServedApp
+from sdl.views.dashboard import Dashboard, ServedApp, plotly_js
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two reads of the catalog for a campaign that is still running.
 REFRESH_S = 2.0
+
+#: Seconds between two reads of the catalog for a campaign that does not answer here: it
+#: ended, or it runs on another host.
+IDLE_REFRESH_S = 30.0
 
 #: The one file of a campaign's page served without the token: plotly.js, public code.
 PUBLIC_FILE = "static/plotly.min.js"
@@ -177,27 +182,27 @@ class CampaignView:
         self.catalog = CatalogLog(client, name, config)
         self.remote = RemoteControl(connection_file(data_dir, name))
         self.catalog.refresh()
-        system = (config.get("devices") or {}).get("system", "tio2_solgel")
         self.dashboard = Dashboard(
             self.catalog.log,
             self.remote,  # type: ignore[arg-type]  # the same surface, over the socket
             self.status,
             config.get("search_space", {}),
-            phases=tuple(get_system(system).phases),
+            phases=_phases(config),
             token=token,
         )
         self._drawn: str | None = None
         self._draw_latest()
+        self._live = self.remote.status()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"follow-{name}", daemon=True)
         self._thread.start()
 
     def status(self) -> dict[str, Any]:
-        """The campaign's own status while it runs; after, what its records say."""
-        live = self.remote.status()
+        """The campaign's own status while it runs (as last asked: never blocks); after, what
+        its records say."""
+        live = self._live
         if live is not None:
-            live.pop("ok", None)
-            return {**live, "controllable": True}
+            return {**{k: v for k, v in live.items() if k != "ok"}, "controllable": True}
         summary = self.catalog.log.summary()
         done, budget = summary["experiments"], summary["budget"]
         return {
@@ -211,13 +216,15 @@ class CampaignView:
         }
 
     def _follow(self) -> None:
-        """Read the catalog again every few seconds while the campaign runs, and once after."""
-        was_live = False
+        """Ask the campaign for its status every few seconds, and read what is new in the
+        catalog: at once while it answers, and every ``IDLE_REFRESH_S`` when it does not (a
+        campaign run from another host has no control file here)."""
+        last_read = time.monotonic()
         while not self._stop.wait(REFRESH_S):
-            live = self.remote.status() is not None
-            if not (live or was_live):
+            self._live = self.remote.status()
+            if self._live is None and time.monotonic() - last_read < IDLE_REFRESH_S:
                 continue
-            was_live = live
+            last_read = time.monotonic()
             try:
                 self.catalog.refresh()
                 self._draw_latest()
@@ -333,15 +340,16 @@ class ControlRoom:
             await self._pages(scope, receive, send)
             return
         name, slash, rest = path[len("/campaign/") :].partition("/")
-        name = urllib.parse.unquote(name)
-        # Like the dashboard, only the static plotly.js is served without the token.
-        refusal = None if rest == PUBLIC_FILE else self._refusal(Request(scope))
+        if rest == PUBLIC_FILE:  # like the dashboard's, public code: no token, no lookup
+            await Response(plotly_js(), media_type="application/javascript")(scope, receive, send)
+            return
+        refusal = self._refusal(Request(scope))
         if refusal is None and not slash:  # relative links need the trailing slash
             query = scope.get("query_string", b"").decode()
             refusal = RedirectResponse(f"{path}/?{query}")
         if refusal is None:
             try:
-                view = self.view(name)
+                view = await asyncio.to_thread(self.view, name)
             except KeyError:
                 refusal = JSONResponse({"error": f"no campaign {name!r} here"}, status_code=404)
         if refusal is not None:
@@ -354,10 +362,10 @@ class ControlRoom:
         return Dashboard.refusal(request, self.token)
 
     async def _index(self, request: Request) -> Response:
-        return self._refusal(request) or HTMLResponse(self._index_page())
+        return self._refusal(request) or HTMLResponse(await asyncio.to_thread(self._index_page))
 
     async def _campaigns(self, request: Request) -> Response:
-        return self._refusal(request) or JSONResponse(self.campaigns())
+        return self._refusal(request) or JSONResponse(await asyncio.to_thread(self.campaigns))
 
     def _index_page(self) -> str:
         rows = []
@@ -376,6 +384,17 @@ class ControlRoom:
             )
         body = "".join(rows) or '<tr><td colspan="5">no campaign in this catalog yet</td></tr>'
         return _INDEX.format(catalog=html.escape(self.description), rows=body)
+
+
+def _phases(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The phases of a campaign's materials system; none if it is a plug-in not installed
+    here (its page still shows everything but the phase labels)."""
+    system = (config.get("devices") or {}).get("system", "tio2_solgel")
+    try:
+        return tuple(get_system(system).phases)
+    except ValueError as error:
+        logger.warning("control room: %s", error)
+        return ()
 
 
 def _utc(timestamp: float | None) -> str:

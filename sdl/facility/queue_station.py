@@ -397,7 +397,7 @@ class QueueStation:
         """Attempt ``key``'s outcome from the stream, riding out pauses of the campaign; a
         plan that runs past the watchdog's limit is aborted and the attempt is a ``hang``."""
         deadline = time.monotonic() + self._timeout_s
-        running_s, last, stopping = 0.0, time.monotonic(), False
+        running_s, last, stopping, restarted = 0.0, time.monotonic(), False, False
         while time.monotonic() < deadline:
             outcome = self._outcomes.wait(key, timeout_s=0.5)
             if outcome is not None:
@@ -405,8 +405,8 @@ class QueueStation:
                     self._expected.record(running_s, conditions)
                 return outcome
             state = self._ride_out_pause()
-            if state == "idle":
-                self._start_if_stalled(key)
+            if state == "idle" and not restarted:  # once: a later stop is a person's
+                restarted = self._start_if_stalled(key)
             now = time.monotonic()
             if state == "executing_queue":
                 running_s += now - last
@@ -424,16 +424,33 @@ class QueueStation:
             f"no outcome from {self.name} within {self._timeout_s:g} s of its queue going idle",
         )
 
-    def _start_if_stalled(self, key: tuple[str, int]) -> None:
-        """Start the queue if it went idle with attempt ``key``'s plan still in it: a plan that
-        fails stops a queueserver's queue, and the plan added just after it then waits."""
+    def _start_if_stalled(self, key: tuple[str, int]) -> bool:
+        """Start the queue if it went idle with attempt ``key``'s plan still in it (a plan
+        that fails stops a queueserver's queue, and the plan added just after it then waits),
+        once the campaign is not paused; whether it did."""
         if self._requests.ask("queue", lambda api: _queued_uid(api, key)) is None:
-            return
+            return False
+        try:
+            self._checkpoint()  # not while the campaign is paused
+        except CampaignAborted:
+            self._remove_queued(key)  # else it would run when someone starts the queue
+            raise
         logger.warning("%s's queue stopped with this campaign's plan in it; starting it", self.name)
         try:
             self._requests.tell("queue_start", lambda api: api.queue_start(), _queue_started)
         except REManagerAPI.RequestFailedError as error:  # e.g. someone started it meanwhile
             logger.warning("%s: queue_start refused: %s", self.name, error)
+        return True
+
+    def _remove_queued(self, key: tuple[str, int]) -> None:
+        """Take attempt ``key``'s plan out of the queue, if it waits there."""
+        uid = self._requests.ask("queue", lambda api: _queued_uid(api, key))
+        if uid is not None:
+            self._requests.tell(
+                "item_remove",
+                lambda api: api.item_remove(uid=uid),
+                lambda api: _queued_uid(api, key) is None,
+            )
 
     def _abort_hung(self, key: tuple[str, int], running_s: float, limit_s: float) -> Failed | None:
         """Stop the hung plan (pause at once, then abort) and say why; None if it ended
@@ -459,13 +476,7 @@ class QueueStation:
             self._requests.ask(
                 "wait for the abort", lambda api: api.wait_for_idle(timeout=HANG_PAUSE_WAIT_S)
             )
-            uid = self._requests.ask("queue", lambda api: _queued_uid(api, key))
-            if uid is not None:
-                self._requests.tell(
-                    "item_remove",
-                    lambda api: api.item_remove(uid=uid),
-                    lambda api: _queued_uid(api, key) is None,
-                )
+            self._remove_queued(key)
         except REManagerAPI.RequestFailedError:  # nothing left running to stop
             return None
         except REManagerAPI.WaitTimeoutError:

@@ -39,11 +39,14 @@ class ApprovalGate:
             dict(waiting.conditions),
         )
         self.control.hold(waiting)
-        alert_approval_waiting(self.alerts, waiting)
         try:
-            return self.control.await_decision(waiting.proposal_id, self.approval.timeout_s)
-        except TimeoutError:
-            return self._on_timeout(waiting)
+            alert_approval_waiting(self.alerts, waiting)
+            try:
+                return self.control.await_decision(waiting.proposal_id, self.approval.timeout_s)
+            except TimeoutError:
+                return self._on_timeout(waiting)
+        finally:
+            self.control.withdraw(waiting.proposal_id)  # decided, or nobody waits for it now
 
     def _on_timeout(self, waiting: WaitingProposal) -> ControlAction:
         """Pause the campaign and wait on, or decide as ``on_timeout`` says."""

@@ -129,7 +129,7 @@ class CampaignRunner:
         self._batch: deque[tuple[dict[str, Any], dict[str, float]]] = deque()
         self._stop_reason: str | None = None
         self.control = CampaignControl(
-            on_pause=self._pause_stations, check_conditions=self._limits_problem
+            on_pause=self._pause_stations, check_conditions=self._edit_problem
         )
         self.gate = ApprovalGate(config.approval, self.control, self.alerts)
         self.expected_duration = expected_duration(config)
@@ -275,6 +275,7 @@ class CampaignRunner:
                 with self._lock:
                     errors.append(error)
                     self._stop_reason = self._stop_reason or f"{station.name}: {error}"
+                self.control.close_gate(f"the campaign stops: {station.name}: {error}")
 
         threads = [
             threading.Thread(target=work, args=(station,), name=station.name, daemon=True)
@@ -328,9 +329,10 @@ class CampaignRunner:
                     conditions = dict(decision.conditions or conditions)
                     self.checkpoint()  # a pause during the wait holds the approved experiment
             with self._lock:
-                self._awaiting -= bool(
-                    held_because
-                )  # in the same step as the slot it frees or takes
+                # In the same step as the slot it frees or takes.
+                self._awaiting -= bool(held_because)
+                if held_because and self._stop_reason:
+                    return  # the campaign stopped while the proposal waited: it does not run
                 if problem:
                     refusals += 1
                     self._refuse(proposal, conditions, problem, request_id)
@@ -370,6 +372,15 @@ class CampaignRunner:
 
     def _limits_problem(self, conditions: Mapping[str, float]) -> str | None:
         return refusal_reason(conditions, self.config.search_space, self._reactor)
+
+    def _edit_problem(self, conditions: Mapping[str, float]) -> str | None:
+        """Why a person's edit of a waiting proposal cannot run: outside the search space as
+        the agent knows it (linear constraints, levels, a pool) or past a device's limit."""
+        try:
+            self.agent.space.validate(conditions)
+        except ValueError as error:
+            return str(error)
+        return self._limits_problem(conditions)
 
     def _approval_reasons(
         self, conditions: Mapping[str, float], beliefs: Mapping[str, float]

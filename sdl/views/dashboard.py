@@ -63,7 +63,8 @@ CONTROL_METHODS = {
 
 
 @cache
-def _plotly_js() -> str:
+def plotly_js() -> str:
+    """plotly.js from the installed plotly package (the pages need no network)."""
     return plotly.offline.get_plotlyjs()
 
 
@@ -314,7 +315,7 @@ class Dashboard:
 
     async def _plotly(self, request: Request) -> Response:
         return Response(
-            _plotly_js(),
+            plotly_js(),
             media_type="application/javascript",
             headers={"Cache-Control": "max-age=3600"},
         )
