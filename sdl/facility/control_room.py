@@ -217,14 +217,15 @@ class CampaignView:
 
     def _follow(self) -> None:
         """Ask the campaign for its status every few seconds, and read what is new in the
-        catalog: at once while it answers, and every ``IDLE_REFRESH_S`` when it does not (a
-        campaign run from another host has no control file here)."""
-        last_read = time.monotonic()
+        catalog: at once while it answers and once after, and every ``IDLE_REFRESH_S`` when
+        it does not (it ended, or it runs on another host and has no control file here)."""
+        last_read, was_live = time.monotonic(), self._live is not None
         while not self._stop.wait(REFRESH_S):
             self._live = self.remote.status()
-            if self._live is None and time.monotonic() - last_read < IDLE_REFRESH_S:
+            idle = time.monotonic() - last_read < IDLE_REFRESH_S
+            if self._live is None and not was_live and idle:
                 continue
-            last_read = time.monotonic()
+            last_read, was_live = time.monotonic(), self._live is not None
             try:
                 self.catalog.refresh()
                 self._draw_latest()
