@@ -13,6 +13,7 @@ again. Logs go to
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -347,7 +348,10 @@ class Stack:
         permissions = self.run_dir / "user_group_permissions.yaml"
         permissions.write_text(yaml.safe_dump(USER_GROUP_PERMISSIONS))
         assert self.proxy is not None
-        prefix = f"sdl_{self.config.name}_{name}"
+        # Its own queue in Redis: two deployments of one campaign name (from two data
+        # directories) on one Redis must not share a station's queue.
+        deployment = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:10]
+        prefix = f"sdl_{self.config.name}_{deployment}_{name}"
         self._exit.callback(_forget_queue, self.settings.redis, prefix)  # after it stops
         process = self._spawn(
             name,
