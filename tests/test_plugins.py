@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
 
 from sdl.campaign.config import CampaignConfigError, parse_campaign
 from sdl.campaign.systems import MaterialsSystem, get_system
@@ -37,6 +39,34 @@ class _Untriggerable:
     def describe(self):
         return {}
 
+
+class Gauge(Device):
+    """The smallest plug-in instrument: one number per trigger, off the simulated lab."""
+
+    level = Cpt(Signal, value=0.0, kind="hinted")
+    measurement_time_s = Cpt(Signal, value=0.0, kind="normal")
+
+    def __init__(self, *args, lab, raw_dir, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lab = lab
+
+    def trigger(self):
+        def measure() -> float:
+            self._lab.faults.begin_action(self.name)
+            self._lab.require_sample()
+            self.level.put(float(self._lab.new_rng().normal(5.0, 0.1)))
+            self.measurement_time_s.put(10.0)
+            return 10.0
+
+        return self._lab.run_action(self, measure, f"{self.name} reading")
+
+
+GAUGE = InstrumentPlugin(
+    name="gauge",
+    features=("level",),
+    simulated=Gauge,
+    analyse=lambda readings: {"level": readings["gauge_level"], "level_std": 0.1},
+)
 
 SILENT = InstrumentPlugin(
     name="silent",
@@ -250,3 +280,27 @@ def test_a_plugin_that_fails_to_import_or_analyse_is_named_not_a_traceback():
     plugin = InstrumentPlugin("silent", ("loudness",), SILENT.simulated, broken)
     with pytest.raises(ValueError, match="silent analysis step failed: IndexError"):
         plugin.features_of({"silent_level": 1.0})
+
+
+def test_faults_strike_a_plugin_instrument_named_in_the_campaign_file(data_dir):
+    from sdl.loop.runner import CampaignRunner
+
+    data = quick_campaign(data_dir, 2).model_dump(mode="json")
+    gauge = {
+        **data,
+        "instruments": ["tests.test_plugins:GAUGE"],
+        "objectives": [{"name": "level", "direction": "maximize"}],
+        "on_fault": {"instrument_error": {"action": "skip"}},
+    }
+    with pytest.raises(CampaignConfigError, match="nan_data cannot strike 'gauge'"):
+        parse_campaign(
+            {**gauge, "devices": {"faults": {"nan_data": {"at": [0], "devices": ["gauge"]}}}}
+        )
+    config = parse_campaign(
+        {**gauge, "devices": {"faults": {"instrument_error": {"at": [0], "devices": ["gauge"]}}}}
+    )
+    result = CampaignRunner(config).run()
+    assert [(f.kind, f.action) for f in result.faults] == [("instrument_error", "skip")]
+    assert "gauge" in result.faults[0].reason
+    assert [r.failed for r in result.records] == [True, False]
+    assert result.records[1].features["level"] == pytest.approx(5.0, abs=1.0)

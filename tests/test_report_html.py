@@ -17,22 +17,11 @@ from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, campaign_runs
 from sdl.views.campaign_log import CampaignLog
 from sdl.views.figures import conditions_figure, convergence_figure
+from tests.test_dashboard import CHROMIUM, _browser_or_skip
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
-CHROMIUM = Path("/usr/bin/chromium")
 INJECTED = {"temperature_c": 600.0, "duration_h": 2.0, "ph": 4.0, "h2o_ti_ratio": 20.0}
 LAPTOP = {"width": 1366, "height": 800}
-
-
-def _browser_or_skip():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api",
-        reason="the playwright package is not installed "
-        "(pip install playwright; no browser download needed)",
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return sync_api
 
 
 def _headers(table: str) -> list[str]:
@@ -43,7 +32,7 @@ def _headers(table: str) -> list[str]:
 def _launch(playwright):
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-    )
+    )  # Debian's Chromium, as the dashboard's browser tests drive it
 
 
 @pytest.fixture(scope="module")

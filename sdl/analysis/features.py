@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from physics.phases import AMORPHOUS, LATTICE_RANGE
 from sdl.analysis.properties import PHASE_PHOTOACTIVITY
-from sdl.plugins import instrument_plugin
+from sdl.plugins import InstrumentPlugin, instrument_plugin
 
 #: Features from a micrograph (see :mod:`sdl.analysis.microscopy.segmentation`); the last is
 #: 1.0 where the segmentation is implausible as grains, and has no ``_std``.
@@ -64,15 +64,23 @@ def has_photoactivity(phases: Sequence[str]) -> bool:
 BUILTIN_INSTRUMENTS = ("xrd", "microscope", "magnetometer")
 
 
+def plugin_instruments(names: Iterable[str]) -> list[InstrumentPlugin]:
+    """The plug-ins among these instrument names (a name that loads as none is skipped: the
+    campaign file's validation refuses it)."""
+    return [
+        plugin
+        for name in names
+        if name not in BUILTIN_INSTRUMENTS and (plugin := instrument_plugin(name)) is not None
+    ]
+
+
 def features_for(instruments: Iterable[str], phases: Sequence[str]) -> set[str]:
     """Every feature (without its ``_std`` sibling) that these instruments together produce,
     plug-ins' included."""
     instruments = set(instruments)
     available: set[str] = set()
-    for name in instruments - set(BUILTIN_INSTRUMENTS):
-        plugin = instrument_plugin(name)
-        if plugin is not None:
-            available.update(plugin.features)
+    for plugin in plugin_instruments(instruments):
+        available.update(plugin.features)
     if "xrd" in instruments:
         available.update(xrd_features(phases))
     if "microscope" in instruments:

@@ -20,7 +20,7 @@ from event_model import EventPage, Filler, compose_run, unpack_event_page
 
 from physics.phases import AMORPHOUS
 from physics.structures import get_structure
-from sdl.analysis.features import BUILTIN_INSTRUMENTS, has_photoactivity, lattice_range
+from sdl.analysis.features import has_photoactivity, lattice_range, plugin_instruments
 from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.properties import photoactive_area_m2_g
 from sdl.analysis.quality import (
@@ -33,7 +33,6 @@ from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
-from sdl.plugins import instrument_plugin
 from sdl.records.vocabulary import (
     FAIL,
     FEATURES_STREAM,
@@ -244,11 +243,7 @@ class SampleAnalysis:
         classifier: XRDClassifier | None = None,
     ) -> None:
         self.instruments = tuple(instruments)
-        self.plugins = [
-            plugin
-            for name in self.instruments
-            if name not in BUILTIN_INSTRUMENTS and (plugin := instrument_plugin(name)) is not None
-        ]
+        self.plugins = plugin_instruments(self.instruments)
         self.phases = tuple(phases)
         self.zero_tolerance_deg = zero_tolerance_deg
         self.segmenter = segmenter

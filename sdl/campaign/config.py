@@ -21,7 +21,7 @@ from pydantic import (
 from agents import candidate_rows
 from agents.options import AGENT_OPTIONS, AgentOptions, ExternalOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
-from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for
+from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for, plugin_instruments
 from sdl.campaign.alerts import AlertsConfig
 from sdl.campaign.approval import ApprovalConfig, approval_problems
 from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
@@ -37,6 +37,9 @@ from simulators.faults import FAULT_TARGETS
 
 #: Instruments a campaign may name.
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
+
+#: Fault kinds a plug-in's simulated device takes (the others act on our devices' data).
+PLUGIN_FAULTS = ("instrument_error", "timeout")
 
 
 def _known(
@@ -188,8 +191,10 @@ class FaultInjectionConfig(StrictModel):
     at: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list, description="action numbers (per instrument, from 0) it strikes"
     )
-    devices: list[Literal[DEVICE_NAMES]] = Field(  # type: ignore[valid-type]
-        default_factory=list, description="instruments it may hit (default: all it applies to)"
+    devices: list[str] = Field(
+        default_factory=list,
+        description="instruments it may hit (default: all of ours it applies to); a plug-in "
+        "instrument by its device name, for instrument_error and timeout",
     )
     step: float = Field(default=0.0, ge=0, description="drift deg per strike; setpoint miss")
 
@@ -516,6 +521,30 @@ class CampaignConfig(StrictModel):
             if name not in available:
                 problems.append(
                     (("constraints", "outcomes", index), f"{name!r} {unmeasured}", text)
+                )
+        if problems:
+            refuse(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _faults_strike_devices_there_are(self) -> CampaignConfig:
+        plugins = {plugin.name for plugin in plugin_instruments(self.instruments)}
+        problems = []
+        for kind, spec in self.devices.faults.items():
+            for index, device in enumerate(spec.devices):
+                if device in DEVICE_NAMES and device in FAULT_TARGETS[kind]:
+                    continue
+                if device in plugins and kind in PLUGIN_FAULTS:
+                    continue
+                allowed = sorted(
+                    {*FAULT_TARGETS[kind], *(plugins if kind in PLUGIN_FAULTS else ())}
+                )
+                problems.append(
+                    (
+                        ("devices", "faults", kind, "devices", index),
+                        f"{kind} cannot strike {device!r}; it strikes {allowed}",
+                        device,
+                    )
                 )
         if problems:
             refuse(problems)

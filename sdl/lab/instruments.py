@@ -20,10 +20,10 @@ from devices.magnetometer import SimulatedMagnetometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import Reactor, reactor_class
 from devices.sim_lab import SimulatedLab
-from sdl.analysis.features import BUILTIN_INSTRUMENTS
+from sdl.analysis.features import BUILTIN_INSTRUMENTS, plugin_instruments
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, condition_problems
 from sdl.campaign.systems import get_system
-from sdl.plugins import InstrumentPlugin, check_device, instrument_plugin
+from sdl.plugins import InstrumentPlugin, check_device
 from simulators.clock import SimClock
 from simulators.faults import FaultInjector, FaultSpec
 
@@ -66,7 +66,7 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
     if "magnetometer" in config.instruments:
         detectors.append(SimulatedMagnetometer(name="magnetometer", lab=lab))
-    for plugin in instrument_plugins(config):
+    for plugin in plugin_instruments(config.instruments):
         detectors.append(plugin_device(plugin, plugin.simulated, lab=lab, raw_dir=raw_dir))
     apply_detector_settings(config, detectors)
     instruments = Instruments(reactor=reactor, detectors=detectors, faults=faults)
@@ -117,19 +117,12 @@ def epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]
         for name in config.instruments
         if name in BUILTIN_INSTRUMENTS
     ]
-    for plugin in instrument_plugins(config):  # validation made sure each has an EPICS device
+    for plugin in plugin_instruments(
+        config.instruments
+    ):  # validation made sure each has an EPICS device
         make_epics = cast(Callable[..., Any], plugin.epics)
         detectors.append(plugin_device(plugin, make_epics, prefix=epics.prefix, raw_dir=raw_dir))
     return reactor, detectors
-
-
-def instrument_plugins(config: CampaignConfig) -> list[InstrumentPlugin]:
-    """The campaign's plug-in instruments (validation made sure each one loads)."""
-    return [
-        cast(InstrumentPlugin, instrument_plugin(name))
-        for name in config.instruments
-        if name not in BUILTIN_INSTRUMENTS
-    ]
 
 
 def plugin_device(plugin: InstrumentPlugin, make: Callable[..., Any], **kwargs: Any) -> Any:
