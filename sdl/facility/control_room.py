@@ -27,19 +27,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sdl.analysis.pipeline import instrument_time_s, measurements_from_data, read_primary
 from sdl.campaign.systems import get_system
 from sdl.loop.control_server import connection_file, send_request
-from sdl.records.catalog import campaign_runs, exit_status, recorded_features
 from sdl.records.vocabulary import (
     CAMPAIGN_ID,
-    DECISION_PURPOSES,
     PURPOSE,
-    RAW_UID,
-    SUCCESS,
     Purpose,
 )
-from sdl.views.campaign_log import CampaignLog
+from sdl.views.campaign_log import CatalogLog
 from sdl.views.dashboard import Dashboard, ServedApp, plotly_js
 
 logger = logging.getLogger(__name__)
@@ -69,52 +64,6 @@ def campaign_configs(client: Any) -> dict[str, dict[str, Any]]:
         if name not in configs or started > configs[name][0]:
             configs[name] = (started, start.get("config", {}))
     return {name: config for name, (_, config) in sorted(configs.items())}
-
-
-class CatalogLog:
-    """Keeps a :class:`CampaignLog` of one campaign up to date from the catalog.
-
-    Each :meth:`refresh` reads only what is new since the last: runs not seen yet, and
-    experiments that have since stopped or been analysed.
-    """
-
-    def __init__(self, client: Any, name: str, config: Mapping[str, Any]) -> None:
-        self.client = client
-        self.log = CampaignLog(name)
-        self.log.config = dict(config)
-        self.latest_measured: str | None = None
-        self._seen: set[str] = set()
-        self._stopped: set[str] = set()
-        self._analysed: set[str] = set()
-
-    def refresh(self) -> None:
-        name, log = self.log.campaign_id, self.log
-        for purpose in (Purpose.EXPERIMENT, *DECISION_PURPOSES):
-            for run in campaign_runs(self.client, name, purpose):
-                start = run.metadata["start"]
-                if start["uid"] not in self._seen:
-                    self._seen.add(start["uid"])
-                    log.add_start(start)
-                if purpose == Purpose.EXPERIMENT and start["uid"] not in self._stopped:
-                    if run.metadata.get("stop"):
-                        self._stopped.add(start["uid"])
-                        log.add_stop(run.metadata["stop"])
-                        if exit_status(run) == SUCCESS:
-                            primary = read_primary(run, measurements=False)
-                            log.add_instrument_time(start["uid"], instrument_time_s(primary))
-        for run in campaign_runs(self.client, name, Purpose.ANALYSIS):
-            raw_uid = run.metadata["start"][RAW_UID]
-            if raw_uid not in self._analysed and exit_status(run) == SUCCESS:
-                self._analysed.add(raw_uid)
-                log.add_features(raw_uid, recorded_features(run))
-                self.latest_measured = raw_uid
-
-    def latest_measurements(self) -> tuple[str, Any] | None:
-        """The newest analysed sample's raw uid and measurements, read from the catalog."""
-        if self.latest_measured is None:
-            return None
-        run = self.client[self.latest_measured]
-        return self.latest_measured, measurements_from_data(read_primary(run))
 
 
 class RemoteControl:
@@ -179,7 +128,7 @@ class CampaignView:
     def __init__(
         self, client: Any, data_dir: Path, name: str, config: Mapping[str, Any], token: str
     ) -> None:
-        self.catalog = CatalogLog(client, name, config)
+        self.catalog = CatalogLog(client, name)
         self.remote = RemoteControl(connection_file(data_dir, name))
         self.catalog.refresh()
         self.dashboard = Dashboard(

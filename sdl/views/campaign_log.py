@@ -17,7 +17,13 @@ from typing import Any
 
 from event_model import DocumentRouter, Event
 
-from sdl.analysis.pipeline import Measurements, RawRun, measurements_from_data
+from sdl.analysis.pipeline import (
+    Measurements,
+    RawRun,
+    instrument_time_s,
+    measurements_from_data,
+    read_primary,
+)
 from sdl.campaign.results import outcomes_feasible
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
 from sdl.records.routing import RunCallback, RunCallbacks, RunCollector, RunFollower
@@ -228,16 +234,54 @@ class CampaignLog:
 
 def campaign_log_from_catalog(client: Any, campaign_id: str) -> CampaignLog:
     """Everything the catalog holds about one campaign, as a :class:`CampaignLog`."""
-    log = CampaignLog(campaign_id)
-    for purpose in (Purpose.EXPERIMENT, *DECISION_PURPOSES):
-        for run in campaign_runs(client, campaign_id, purpose):
-            log.add_start(run.metadata["start"])
-            if purpose == Purpose.EXPERIMENT and run.metadata.get("stop"):
-                log.add_stop(run.metadata["stop"])
-    for run in campaign_runs(client, campaign_id, Purpose.ANALYSIS):
-        if exit_status(run) == SUCCESS:
-            log.add_features(run.metadata["start"][RAW_UID], recorded_features(run))
-    return log
+    catalog = CatalogLog(client, campaign_id)
+    catalog.refresh()
+    return catalog.log
+
+
+class CatalogLog:
+    """Keeps a :class:`CampaignLog` of one campaign up to date from the catalog.
+
+    Each :meth:`refresh` reads only what is new since the last: runs not seen yet, and
+    experiments that have since stopped (with their instrument time) or been analysed.
+    """
+
+    def __init__(self, client: Any, campaign_id: str) -> None:
+        self.client = client
+        self.log = CampaignLog(campaign_id)
+        self.latest_measured: str | None = None
+        self._seen: set[str] = set()
+        self._stopped: set[str] = set()
+        self._analysed: set[str] = set()
+
+    def refresh(self) -> None:
+        name, log = self.log.campaign_id, self.log
+        for purpose in (Purpose.EXPERIMENT, *DECISION_PURPOSES):
+            for run in campaign_runs(self.client, name, purpose):
+                start = run.metadata["start"]
+                if start["uid"] not in self._seen:
+                    self._seen.add(start["uid"])
+                    log.add_start(start)
+                if purpose == Purpose.EXPERIMENT and start["uid"] not in self._stopped:
+                    if run.metadata.get("stop"):
+                        self._stopped.add(start["uid"])
+                        log.add_stop(run.metadata["stop"])
+                        if exit_status(run) == SUCCESS:
+                            primary = read_primary(run, measurements=False)
+                            log.add_instrument_time(start["uid"], instrument_time_s(primary))
+        for run in campaign_runs(self.client, name, Purpose.ANALYSIS):
+            raw_uid = run.metadata["start"][RAW_UID]
+            if raw_uid not in self._analysed and exit_status(run) == SUCCESS:
+                self._analysed.add(raw_uid)
+                log.add_features(raw_uid, recorded_features(run))
+                self.latest_measured = raw_uid
+
+    def latest_measurements(self) -> tuple[str, Measurements] | None:
+        """The newest analysed sample's raw uid and measurements, read from the catalog."""
+        if self.latest_measured is None:
+            return None
+        run = self.client[self.latest_measured]
+        return self.latest_measured, measurements_from_data(read_primary(run))
 
 
 class DocumentFeed:
