@@ -312,22 +312,10 @@ class CampaignRunner:
                 )
                 self._awaiting += bool(held_because)
             if held_because:
-                decision = self.gate.decide(
-                    WaitingProposal(
-                        proposal[PROPOSAL_ID],
-                        conditions,
-                        beliefs,
-                        tuple(held_because),
-                        station.name,
-                    )
+                waiting = WaitingProposal(
+                    proposal[PROPOSAL_ID], conditions, beliefs, tuple(held_because), station.name
                 )
-                self._record_requests()
-                request_id = decision.request_id
-                if decision.action == "reject":
-                    problem = f"rejected by {decision.who}: {decision.reason or 'no reason given'}"
-                else:
-                    conditions = dict(decision.conditions or conditions)
-                    self.checkpoint()  # a pause during the wait holds the approved experiment
+                conditions, problem, request_id = self._await_person(waiting)
             with self._lock:
                 # In the same step as the slot it frees or takes.
                 self._awaiting -= bool(held_because)
@@ -357,6 +345,21 @@ class CampaignRunner:
             self._experiment(station, md, {**conditions, **self.config.fixed_conditions})
             if self.on_experiment:
                 self.on_experiment(self.result)
+
+    def _await_person(self, waiting: WaitingProposal) -> tuple[dict[str, float], str | None, str]:
+        """Hold a proposal at the approval gate until it is decided: the conditions to run
+        (edited or not), why it must not run (rejected) or None, and the decision's id."""
+        decision = self.gate.decide(waiting)
+        self._record_requests()
+        if decision.action == "reject":
+            reason = decision.reason or "no reason given"
+            return (
+                dict(waiting.conditions),
+                f"rejected by {decision.who}: {reason}",
+                decision.request_id,
+            )
+        self.checkpoint()  # a pause during the wait holds the approved experiment
+        return dict(decision.conditions or waiting.conditions), None, decision.request_id
 
     def _problem(self, conditions: Mapping[str, float], proposed_by: str) -> str | None:
         """Why this proposal must not run: past a limit, or a person's veto of the agent's."""
