@@ -26,6 +26,7 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 #: Entry-point groups sdl reads plug-ins from.
@@ -94,6 +95,7 @@ def registered(group: str) -> list[str]:
     return sorted({entry.name for entry in importlib.metadata.entry_points(group=group)})
 
 
+@cache  # a campaign file is checked in several places; entry points are read once
 def load_plugin(group: str, name: str) -> Any | None:
     """The plug-in registered as ``name`` in ``group``, or at import path ``name``
     (``module:attribute``); None if ``name`` is neither."""

@@ -437,7 +437,8 @@ class CampaignConfig(StrictModel):
                 name,
             )
             for index, name in enumerate(self.instruments)
-            if name not in BUILTIN_INSTRUMENTS and instrument_plugin(name).epics is None  # type: ignore[union-attr]
+            for plugin in plugin_instruments([name])
+            if plugin.epics is None
         ]
         if problems:
             refuse(problems)
