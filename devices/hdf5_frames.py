@@ -11,9 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-#: Where frames live inside each file: areaDetector's HDF5 layout, which the "AD_HDF5" spec
-#: (and its handler in area-detector-handlers, and tiled's HDF5 adapter) assume.
-FRAMES_DATASET = "/entry/data/data"
+from simulators.hdf5_layout import FRAMES_DATASET
 
 
 class HDF5FrameWriter:

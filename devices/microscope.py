@@ -18,8 +18,7 @@ from simulators.micrograph import (
     FRAME_TIME_S,
     TARGET_GRAIN_PX,
     TARGET_GRAIN_PX_LIMITS,
-    choose_pixel_size_nm,
-    simulate_micrograph,
+    image_sample,
 )
 
 
@@ -94,9 +93,8 @@ class SimulatedMicroscope(FrameWritingMicroscope):
         def acquire() -> float:
             struck = self._lab.faults.begin_action(self.name)
             sample = self._lab.require_sample()
-            pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
-            micrograph = simulate_micrograph(
-                sample, self._lab.new_rng(), shape=self.frame_shape, pixel_size_nm=pixel_size_nm
+            micrograph = image_sample(
+                sample, self._lab.new_rng(), target_grain_px, shape=self.frame_shape
             )
             self.store_frame(self._lab.faults.image(struck, micrograph.image))
             self.pixel_size_nm.put(micrograph.pixel_size_nm)

@@ -55,9 +55,11 @@ class Reactor(Device):
         return {name: float(getattr(self, name).get()) for name in self.condition_names}
 
     def check_conditions(self, conditions: Mapping[str, float]) -> None:
-        """Raise ``LimitError`` if these setpoints, each or together, are unsafe."""
+        """Raise ``LimitError`` if these setpoints, each or together, are unsafe (conditions
+        another device sets take part in the joint limit only)."""
         for name, value in conditions.items():
-            getattr(self, name).check_value(value)
+            if name in self.condition_names:
+                getattr(self, name).check_value(value)
         if self.joint_limit is not None:
             try:
                 self.joint_limit({**self.conditions(), **conditions})

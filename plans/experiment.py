@@ -44,29 +44,35 @@ def run_explaining_failures(plan: MsgGenerator[Any], md: Mapping[str, Any]) -> M
     return uid
 
 
-def set_conditions(reactor: Any, conditions: Mapping[str, float]) -> MsgGenerator[None]:
-    """Move every named condition setpoint of ``reactor`` at once and wait for all of them.
+def set_conditions(
+    reactor: Any, conditions: Mapping[str, float], movers: Mapping[str, Any] | None = None
+) -> MsgGenerator[None]:
+    """Move every condition at once and wait for all of them.
 
     Parameters
     ----------
     reactor
-        A device with one settable component per condition name.
+        A device with one settable component per condition name it owns.
     conditions
         Condition name -> value, in the units the reactor's components report.
+    movers
+        Condition name -> a movable device that sets it instead (a beamline's motor).
 
     Yields
     ------
     Msg
         ``set`` messages for all setpoints in one group, then ``wait``.
     """
-    unknown = sorted(set(conditions) - set(reactor.condition_names))
+    movers = movers or {}
+    unknown = sorted(set(conditions) - set(reactor.condition_names) - set(movers))
     if unknown:
         raise ValueError(
-            f"{reactor.name} has no condition(s) {unknown}; it has {list(reactor.condition_names)}"
+            f"{reactor.name} has no condition(s) {unknown}; it has "
+            f"{[*reactor.condition_names, *movers]}"
         )
     moves: list[Any] = []
     for name, value in conditions.items():
-        moves += [getattr(reactor, name), value]
+        moves += [movers[name] if name in movers else getattr(reactor, name), value]
     yield from bps.mv(*moves)
 
 
@@ -76,11 +82,14 @@ def synthesize_and_measure(
     conditions: Mapping[str, float],
     *,
     md: Mapping[str, Any] | None = None,
+    movers: Mapping[str, Any] | None = None,
+    baseline: Sequence[Readable] = (),
 ) -> MsgGenerator[str]:
     """Synthesise one sample at ``conditions`` and measure it with each detector, as one run.
 
     The run's ``primary`` stream holds one event: the reactor's reading (conditions,
-    sample id, synthesis time) and every detector's reading of that sample.
+    sample id, synthesis time), every mover's reading (where it reached) and every
+    detector's reading of that sample.
 
     Parameters
     ----------
@@ -92,6 +101,10 @@ def synthesize_and_measure(
         Condition name -> value; every name must be one of the reactor's conditions.
     md
         Extra run metadata (campaign id, iteration, proposal ``_id``, agent name).
+    movers
+        Condition name -> a movable device that sets that condition, read with the reactor.
+    baseline
+        Devices read before and after the experiment, into the run's ``baseline`` stream.
 
     Yields
     ------
@@ -107,30 +120,36 @@ def synthesize_and_measure(
     --------
     sdl.loop.runner.CampaignRunner : the closed loop that calls this plan.
     """
+    movers = dict(movers or {})
     _md = {
         "plan_name": "synthesize_and_measure",
         "purpose": "experiment",
         "conditions": dict(conditions),
         "reactor": reactor.name,
         "detectors": [detector.name for detector in detectors],
-        "hints": {"dimensions": [([f"{reactor.name}_{name}"], "primary") for name in conditions]},
+        "hints": {
+            "dimensions": [
+                ([movers[name].name if name in movers else f"{reactor.name}_{name}"], "primary")
+                for name in conditions
+            ]
+        },
         **(md or {}),
     }
 
     @bpp.stage_decorator([reactor, *detectors])
     def inner() -> MsgGenerator[str]:
-        return (yield from run_explaining_failures(steps(), _md))
+        run = run_explaining_failures(steps(), _md)
+        return (yield from bpp.baseline_wrapper(run, list(baseline)) if baseline else run)
 
     def steps() -> MsgGenerator[None]:
-        yield from set_conditions(reactor, conditions)
+        yield from set_conditions(reactor, conditions, movers)
         yield from bps.checkpoint()  # a pause here resumes with the synthesis
         yield from bps.trigger(reactor, wait=True)
         yield from measure(detectors)
         yield from bps.checkpoint()  # a pause here resumes with the reading
         yield from bps.create("primary")
-        yield from bps.read(reactor)
-        for detector in detectors:
-            yield from bps.read(detector)
+        for device in (reactor, *movers.values(), *detectors):
+            yield from bps.read(device)
         yield from bps.save()
 
     return (yield from inner())

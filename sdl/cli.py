@@ -274,7 +274,7 @@ def _check_devices(args: argparse.Namespace) -> int:
 def _ioc(args: argparse.Namespace) -> int:
     from sdl.campaign.systems import get_system
     from sdl.facility.ioc_process import READY_LINE
-    from simulators.ioc import lab_pvdb, serve
+    from simulators.lab_ioc import lab_pvdb, serve
 
     system = get_system(args.system)
     pvdb = lab_pvdb(
@@ -283,6 +283,7 @@ def _ioc(args: argparse.Namespace) -> int:
         system.condition_limits,
         seed=args.seed,
         speedup=args.speedup,
+        motor_conditions=args.motor_conditions,
     )
     port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
     serve(
@@ -499,6 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--host",
         default="127.0.0.1",
         help="interface to serve on; the UDP port is EPICS_CA_SERVER_PORT",
+    )
+    ioc.add_argument(
+        "--motor-conditions",
+        nargs="*",
+        default=[],
+        metavar="CONDITION",
+        help="serve these reactor conditions as motor records (a beamline's motors)",
     )
     ioc.set_defaults(func=_ioc)
     return parser

@@ -158,18 +158,22 @@ def agent_factory(name: str) -> Callable[..., Any] | None:
     return factory
 
 
+def lacking(device: Any, *protocols: type) -> list[str]:
+    """The bluesky protocols (``bluesky.protocols``) ``device`` does not satisfy, each
+    with the members it needs, e.g. ``"Movable (set)"``; empty if it satisfies them all."""
+    members = {"Triggerable": "trigger", "Movable": "set", "Readable": "read, describe, name"}
+    return [
+        f"{protocol.__name__} ({members.get(protocol.__name__, '...')})"
+        for protocol in protocols
+        if not isinstance(device, protocol)
+    ]
+
+
 def check_device(device: Any, instrument: str) -> None:
     """Refuse a device that bluesky cannot trigger and read, saying what it lacks."""
     from bluesky.protocols import Readable, Triggerable
 
-    missing = [
-        f"{protocol.__name__} ({', '.join(methods)})"
-        for protocol, methods in (
-            (Triggerable, ("trigger",)),
-            (Readable, ("read", "describe", "name")),
-        )
-        if not isinstance(device, protocol)
-    ]
+    missing = lacking(device, Triggerable, Readable)
     if missing:
         raise PluginError(
             f"instrument {instrument!r}: its device {type(device).__name__} is not "

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from caproto import CaprotoValueError, CAStatus, ChannelType
-from caproto.server import PVGroup, PvpropertyDouble, pvproperty, run
+from caproto.server import PVGroup, PvpropertyDouble, pvproperty
 from caproto.server.records.utils import link_parent_attribute
 
 from simulators.clock import SimClock
@@ -37,8 +37,7 @@ from simulators.micrograph import (
     TARGET_GRAIN_PX,
     TARGET_GRAIN_PX_LIMITS,
     Micrograph,
-    choose_pixel_size_nm,
-    simulate_micrograph,
+    image_sample,
 )
 from simulators.sample import SampleState
 from simulators.stage import SampleStage
@@ -176,7 +175,8 @@ class InstrumentPVs(PVGroup):
 
 
 class ReactorPVs(InstrumentPVs):
-    """The synthesis reactor: one setpoint per condition (added per materials system)."""
+    """The synthesis reactor: one setpoint per condition (added per materials system), or,
+    for a condition a motor record sets, where that motor is (``positions``)."""
 
     condition_names: tuple[str, ...] = ()
 
@@ -190,15 +190,23 @@ class ReactorPVs(InstrumentPVs):
     )
     synthesis_time_s = readback("synthesis_time_s", "s", "instrument time of the last synthesis")
 
-    def __init__(self, *args: Any, model: SynthesisModel, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        model: SynthesisModel,
+        positions: Mapping[str, Callable[[], float]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
+        self.positions = dict(positions or {})
 
     @synthesize.putter
     async def synthesize(self, instance: Any, value: int) -> int:
         if not value:
             return 0
         conditions = {name: float(getattr(self, name).value) for name in self.condition_names}
+        conditions |= {name: position() for name, position in self.positions.items()}
         sample_id = uuid.uuid4().hex[:12]
 
         def simulate() -> tuple[SampleState, float]:
@@ -305,11 +313,7 @@ class MicroscopePVs(InstrumentPVs):
         target_grain_px = float(self.target_grain_px.value)
 
         def simulate() -> Micrograph:
-            sample = self.stage.require_sample()
-            pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
-            return simulate_micrograph(
-                sample, self.stage.new_rng(), shape=FRAME_SHAPE, pixel_size_nm=pixel_size_nm
-            )
+            return image_sample(self.stage.require_sample(), self.stage.new_rng(), target_grain_px)
 
         async def publish(micrograph: Micrograph) -> float:
             await self.image_data.write(micrograph.image.astype(np.float32).ravel())
@@ -319,41 +323,3 @@ class MicroscopePVs(InstrumentPVs):
 
         await self.run_action("micrograph", simulate, publish)
         return 0
-
-
-def lab_pvdb(
-    prefix: str,
-    model: SynthesisModel,
-    condition_limits: Mapping[str, tuple[float, float, str]],
-    *,
-    seed: int = 0,
-    speedup: float = math.inf,
-) -> dict[str, Any]:
-    """The PV database of the whole simulated lab: reactor, diffractometer and microscope."""
-    stage, clock = SampleStage(seed), SimClock(speedup)
-    groups: list[PVGroup] = [
-        reactor_pvs_class(condition_limits)(
-            prefix=f"{prefix}reactor:", model=model, stage=stage, clock=clock
-        ),
-        DiffractometerPVs(
-            prefix=f"{prefix}xrd:", instrument=PowderDiffractometer(), stage=stage, clock=clock
-        ),
-        MicroscopePVs(prefix=f"{prefix}microscope:", stage=stage, clock=clock),
-    ]
-    return {name: data for group in groups for name, data in group.pvdb.items()}
-
-
-def serve(
-    pvdb: dict[str, Any], *, host: str = "127.0.0.1", on_ready: Callable[[], None] | None = None
-) -> None:
-    """Serve ``pvdb`` over Channel Access on ``host`` until interrupted.
-
-    The UDP search port is ``EPICS_CA_SERVER_PORT`` (default 5064); ``on_ready`` is called
-    once the server's sockets are bound.
-    """
-
-    async def ready(async_lib: Any) -> None:
-        if on_ready is not None:
-            on_ready()
-
-    run(pvdb, interfaces=[host], startup_hook=ready)

@@ -154,6 +154,18 @@ def _assign_phases(
     return phases, grain_phase
 
 
+def image_sample(
+    sample: SampleState,
+    rng: np.random.Generator,
+    target_grain_px: float = TARGET_GRAIN_PX,
+    shape: tuple[int, int] = FRAME_SHAPE,
+) -> Micrograph:
+    """A frame as the microscope takes it: magnified so that a typical grain spans
+    ``target_grain_px`` pixels (:func:`choose_pixel_size_nm`)."""
+    pixel_size_nm = choose_pixel_size_nm(sample.particle_size_nm, target_grain_px)
+    return simulate_micrograph(sample, rng, shape=shape, pixel_size_nm=pixel_size_nm)
+
+
 def simulate_micrograph(
     sample: SampleState,
     rng: np.random.Generator,

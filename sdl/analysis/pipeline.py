@@ -106,24 +106,39 @@ def instrument_time_s(data: Mapping[str, Any]) -> float:
     return float(sum(float(value) for key, value in data.items() if key.endswith("_time_s")))
 
 
+def role_named(data: Mapping[str, Any], start: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's data keyed as the analysis reads it.
+
+    A beamline's detector keeps its own data keys in the run; the start document's
+    ``role_keys`` (device key -> the key its role's analysis reads, e.g. ``sem_image`` ->
+    ``microscope_image``) renames them.
+    """
+    role_keys = start.get("role_keys") or {}
+    return {role_keys.get(key, key): value for key, value in data.items()}
+
+
 def read_primary(run: Any, *, measurements: bool = True) -> dict[str, Any]:
-    """The one event of a ``synthesize_and_measure`` run, read back from the catalog.
+    """The one event of a ``synthesize_and_measure`` run, read back from the catalog and
+    keyed as the analysis reads it (:func:`role_named`).
 
     Every reading is read (plug-in instruments' included); with ``measurements=False`` only
     the instrument times (no pattern, no image): enough for :func:`instrument_time_s`, and
     far cheaper.
     """
     primary = run["primary"]
-    keys = [
-        k for k in primary if not k.startswith("ts_") and (measurements or k.endswith("_time_s"))
-    ]
-    return {key: np.asarray(primary[key].read())[0] for key in keys}
+    start = run.metadata["start"]
+    named = role_named({key: key for key in primary if not key.startswith("ts_")}, start)
+    keys = {name: key for name, key in named.items() if measurements or name.endswith("_time_s")}
+    return {name: np.asarray(primary[key].read())[0] for name, key in keys.items()}
 
 
 @dataclass(frozen=True)
 class RawRun:
     """A finished raw experiment run as the analysis needs it: its start document and the data
-    of its one ``primary`` event, images filled in."""
+    of its one ``primary`` event, images filled in.
+
+    The data is keyed as the analysis reads it (see :func:`role_named`).
+    """
 
     start: Mapping[str, Any]
     data: Mapping[str, Any]
@@ -145,9 +160,10 @@ class RawRun:
                 elif name == "descriptor" and doc["name"] == "primary":
                     primary = doc["uid"]
                 elif name == "event" and doc["descriptor"] == primary:
-                    return cls(start, doc["data"])
+                    return cls(start, role_named(doc["data"], start))
                 elif name == "event_page" and doc["descriptor"] == primary:
-                    return cls(start, next(unpack_event_page(cast(EventPage, doc)))["data"])
+                    event = next(unpack_event_page(cast(EventPage, doc)))
+                    return cls(start, role_named(event["data"], start))
         raise ValueError(f"run {start.get('uid')} has no primary event")
 
     @classmethod

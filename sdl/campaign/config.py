@@ -24,6 +24,7 @@ from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchS
 from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for, plugin_instruments
 from sdl.campaign.alerts import AlertsConfig
 from sdl.campaign.approval import ApprovalConfig, approval_problems
+from sdl.campaign.beamline import BeamlineConfig
 from sdl.campaign.schema import CampaignConfigError, FilePath, StrictModel, refuse
 from sdl.campaign.systems import get_system
 from sdl.plugins import (
@@ -324,6 +325,11 @@ class DevicesConfig(StrictModel):
         default_factory=EpicsConfig, description="PV names and timeouts (backend: epics)"
     )
     system: str = Field(default="tio2_solgel", description="simulated materials system")
+    beamline: BeamlineConfig | None = Field(
+        default=None,
+        description="a beamline's own devices by import path (docs/epics.md); "
+        "its conditions need backend: epics",
+    )
 
     @field_validator("system")
     @classmethod
@@ -375,6 +381,16 @@ class DevicesConfig(StrictModel):
             raise ValueError(
                 f"stations: {self.stations} stations need backend: sim; EPICS "
                 "stations are one per PV prefix (run one queueserver per prefix)"
+            )
+        if self.stations > 1 and self.beamline is not None:
+            raise ValueError(
+                f"stations: {self.stations} stations cannot share one beamline's devices; "
+                "devices.beamline needs stations: 1"
+            )
+        if self.beamline is not None and self.beamline.conditions and self.backend != "epics":
+            raise ValueError(
+                "beamline.conditions: a beamline device may set a condition only with "
+                "backend: epics (a simulated reactor makes its sample from its own setpoints)"
             )
         return self
 
@@ -446,7 +462,9 @@ class CampaignConfig(StrictModel):
 
     @model_validator(mode="after")
     def _magnetometer_only_simulated(self) -> CampaignConfig:
-        if "magnetometer" in self.instruments and self.devices.backend != "sim":
+        beamline = self.devices.beamline
+        served = beamline is not None and "magnetometer" in beamline.detectors
+        if "magnetometer" in self.instruments and self.devices.backend != "sim" and not served:
             raise ValueError(
                 "instruments: the magnetometer has no EPICS device yet; it needs "
                 "devices.backend: sim"
@@ -480,6 +498,35 @@ class CampaignConfig(StrictModel):
                         names,
                     )
                 )
+        if problems:
+            refuse(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _beamline_serves_this_campaign(self) -> CampaignConfig:
+        beamline = self.devices.beamline
+        if beamline is None:
+            return self
+        problems = beamline.problems()
+        conditions = get_system(self.devices.system).condition_limits
+        problems += [
+            (
+                ("devices", "beamline", "conditions", name),
+                f"{self.devices.system} has no condition {name!r}; it has {list(conditions)}",
+                name,
+            )
+            for name in beamline.conditions
+            if name not in conditions
+        ]
+        problems += [
+            (
+                ("devices", "beamline", "detectors", role),
+                f"the campaign does not measure {role}; add it to instruments {self.instruments}",
+                role,
+            )
+            for role in beamline.detectors
+            if role not in self.instruments
+        ]
         if problems:
             refuse(problems)
         return self

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +67,12 @@ def running_ioc(
     host: str = "127.0.0.1",
     port: int | None = None,
     startup_timeout_s: float = 60.0,
+    motor_conditions: Sequence[str] = (),
 ) -> Iterator[IOCProcess]:
     """Run ``sdl ioc`` in a child process until the block ends; raise if it cannot serve.
 
     ``port`` defaults to a free one; give a previous IOC's port to restart it in its place.
+    ``motor_conditions`` are served as motor records (``sdl ioc --motor-conditions``).
     """
     port = port or free_port(host)
     env = {
@@ -95,6 +97,7 @@ def running_ioc(
         str(speedup),
         "--host",
         host,
+        *(["--motor-conditions", *motor_conditions] if motor_conditions else []),
     ]
     with tempfile.TemporaryDirectory(prefix="sdl-ioc-") as log_dir:
         log_path = Path(log_dir) / "ioc.log"

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from bluesky import RunEngine
+from bluesky.run_engine import get_bluesky_event_loop
 from bluesky.utils import MsgGenerator
 from tiled.client import from_uri
 
-from plans.experiment import synthesize_and_measure
 from sdl.campaign.config import load_campaign
 from sdl.facility.stream import DocumentPublisher
 from sdl.lab.instruments import build_instruments
@@ -29,7 +29,8 @@ _config = load_campaign(os.environ["SDL_CAMPAIGN"])
 _config = _config.model_copy(update={"seed": _config.seed + int(STATION.rsplit("-", 1)[-1])})
 _instruments = build_instruments(_config, raw_dir(_config.data_dir, _config.name))
 
-RE = RunEngine({})
+# A beamline's ophyd-async devices are bound to the loop their profile connected on.
+RE = RunEngine({}, loop=get_bluesky_event_loop() if _instruments.beamline.uses_loop else None)
 RE.subscribe(
     make_writer(from_uri(os.environ["SDL_TILED_URI"], api_key=os.environ.get("SDL_TILED_API_KEY")))
 )
@@ -38,6 +39,9 @@ RE.subscribe(DocumentPublisher(os.environ["SDL_STREAM"]))
 reactor = _instruments.reactor
 detectors = {detector.name: detector for detector in _instruments.detectors}
 globals().update(detectors)
+globals().update(
+    {d.name: d for d in (*_instruments.beamline.movers.values(), *_instruments.beamline.baseline)}
+)
 
 
 def sdl_experiment(conditions: dict, md: dict | None = None) -> MsgGenerator[str]:  # type: ignore[type-arg]
@@ -47,8 +51,4 @@ def sdl_experiment(conditions: dict, md: dict | None = None) -> MsgGenerator[str
     station's devices; ``md`` carries the campaign id, proposal ``_id`` and attempt.
     """
     metadata: Mapping[str, Any] = {**(md or {}), "station": STATION}
-    return (
-        yield from synthesize_and_measure(
-            reactor, list(detectors.values()), dict(conditions), md=metadata
-        )
-    )
+    return (yield from _instruments.experiment(dict(conditions), metadata))

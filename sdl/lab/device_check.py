@@ -18,7 +18,14 @@ import numpy as np
 
 from devices.epics import EpicsInstrument, EpicsLimitedSignal, limits_text, unconnected_pvs
 from sdl.campaign.config import CampaignConfig, CampaignConfigError
-from sdl.lab.instruments import check_search_space, detector_settings, epics_devices, pv_label
+from sdl.lab.beamline import BeamlineDevices, BeamlineError, awaited, beamline_devices, mover_limits
+from sdl.lab.instruments import (
+    Instruments,
+    check_search_space,
+    detector_settings,
+    epics_devices,
+    pv_label,
+)
 
 
 @dataclass
@@ -56,13 +63,22 @@ def check_devices(config: CampaignConfig, raw_dir: Path) -> DeviceCheck:
             continue
         check.pvs.append(f"connected      {label} = {_described(signal, value)}")
         check.problems += _signal_problems(signal, label, value)
+    instruments = Instruments(reactor=reactor, detectors=detectors)
+    if config.devices.beamline is not None:
+        try:
+            instruments.beamline = beamline_devices(config.devices.beamline)
+        except BeamlineError as error:
+            check.problems.append(f"beamline: {error}")
+    check.pvs += _beamline_lines(instruments.beamline)
     if not missing & set(reactor.epics_signals()):
         try:
-            check_search_space(config, reactor)
-        except CampaignConfigError as error:
+            check_search_space(config, instruments)
+        except (CampaignConfigError, BeamlineError) as error:
             check.problems.append(str(error))
     settings = detector_settings(config)
     for detector in detectors:
+        if detector.name not in settings:  # a plug-in's device: its settings are its own
+            continue
         component, value = settings[detector.name]
         signal = getattr(detector, component)
         if signal not in missing:
@@ -71,6 +87,24 @@ def check_devices(config: CampaignConfig, raw_dir: Path) -> DeviceCheck:
             except ValueError as error:
                 check.problems.append(f"devices setting: {error}")
     return check
+
+
+def _beamline_lines(beamline: BeamlineDevices) -> list[str]:
+    """One line per beamline device: what it serves, where a mover is and its limits."""
+    lines = []
+    for condition, mover in beamline.movers.items():
+        low, high, units = mover_limits(mover)
+        position = next(iter(awaited(mover.read()).values()))["value"]
+        lines.append(
+            f"beamline       {mover.name} sets {condition}: at {position:g} {units or '(no units)'}"
+            f", limits {limits_text((low, high) if math.isfinite(low) else None)}"
+        )
+    lines += [
+        f"beamline       {device.name} serves {role} ({type(device).__name__})"
+        for role, device in beamline.detectors.items()
+    ]
+    lines += [f"beamline       {device.name} read as baseline" for device in beamline.baseline]
+    return lines
 
 
 def _described(signal: Any, value: Any) -> str:

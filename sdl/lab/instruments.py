@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,9 +20,11 @@ from devices.magnetometer import SimulatedMagnetometer
 from devices.microscope import SimulatedMicroscope
 from devices.reactor import Reactor, reactor_class
 from devices.sim_lab import SimulatedLab
+from plans.experiment import synthesize_and_measure
 from sdl.analysis.features import BUILTIN_INSTRUMENTS, plugin_instruments
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, condition_problems
 from sdl.campaign.systems import get_system
+from sdl.lab.beamline import BeamlineDevices, beamline_devices, mover_limits
 from sdl.plugins import InstrumentPlugin, check_device
 from simulators.clock import SimClock
 from simulators.faults import FaultInjector, FaultSpec
@@ -30,11 +32,40 @@ from simulators.faults import FaultInjector, FaultSpec
 
 @dataclass
 class Instruments:
-    """The reactor and the detectors of one campaign (and the simulated lab's faults)."""
+    """The reactor and the detectors of one campaign (and the simulated lab's faults), with
+    the beamline's own devices where the campaign file names some."""
 
     reactor: Reactor
     detectors: list[Any]
     faults: FaultInjector | None = None
+    beamline: BeamlineDevices = field(default_factory=BeamlineDevices)
+    #: The beamline's device data keys -> the keys the analysis reads (start document).
+    role_keys: dict[str, str] = field(default_factory=dict)
+
+    def condition_limits(self) -> dict[str, tuple[float, float, str]]:
+        """Safe range and unit of every condition, as the devices that set them report."""
+        movers = {name: mover_limits(mover) for name, mover in self.beamline.movers.items()}
+        return {**self.reactor.condition_limits(), **movers}
+
+    def check_conditions(self, conditions: Mapping[str, float]) -> None:
+        """Raise ``ValueError`` (``LimitError``) if any device must not be sent these."""
+        movers = self.beamline.movers
+        units = {name: unit for name, (_, _, unit) in self.condition_limits().items()}
+        for name, value in conditions.items():
+            if name in movers:
+                self.beamline.check_condition(name, value, units[name])
+        self.reactor.check_conditions(conditions)
+
+    def experiment(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Any:
+        """The plan of one experiment at ``conditions`` on these instruments."""
+        return synthesize_and_measure(
+            self.reactor,
+            self.detectors,
+            conditions,
+            md={**md, **({"role_keys": self.role_keys} if self.role_keys else {})},
+            movers=self.beamline.movers,
+            baseline=self.beamline.baseline,
+        )
 
 
 def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
@@ -59,18 +90,38 @@ def build_simulated_instruments(config: CampaignConfig, raw_dir: Path) -> Instru
         joint_limit=system.joint_limit,
     )
     reactor = reactor_cls(name="reactor", lab=lab, model=system.make_model())
+    ours = our_instruments(config)
     detectors: list[Any] = []
-    if "xrd" in config.instruments:
+    if "xrd" in ours:
         detectors.append(SimulatedDiffractometer(name="xrd", lab=lab))
-    if "microscope" in config.instruments:
+    if "microscope" in ours:
         detectors.append(SimulatedMicroscope(name="microscope", lab=lab, write_dir=raw_dir))
-    if "magnetometer" in config.instruments:
+    if "magnetometer" in ours:
         detectors.append(SimulatedMagnetometer(name="magnetometer", lab=lab))
     for plugin in plugin_instruments(config.instruments):
         detectors.append(plugin_device(plugin, plugin.simulated, lab=lab, raw_dir=raw_dir))
     apply_detector_settings(config, detectors)
-    instruments = Instruments(reactor=reactor, detectors=detectors, faults=faults)
-    check_search_space(config, reactor)
+    return with_beamline(config, Instruments(reactor=reactor, detectors=detectors, faults=faults))
+
+
+def our_instruments(config: CampaignConfig) -> list[str]:
+    """The campaign's built-in instruments that no beamline device serves."""
+    beamline = config.devices.beamline
+    served = beamline.detectors if beamline is not None else {}
+    return [
+        name for name in config.instruments if name in BUILTIN_INSTRUMENTS and name not in served
+    ]
+
+
+def with_beamline(config: CampaignConfig, instruments: Instruments) -> Instruments:
+    """``instruments`` with the beamline's devices the campaign names, the search space
+    checked against every device that sets a condition."""
+    if config.devices.beamline is not None:
+        beamline = beamline_devices(config.devices.beamline)
+        instruments.beamline = beamline
+        instruments.detectors += beamline.detectors.values()
+        instruments.role_keys = config.devices.beamline.role_keys()
+    check_search_space(config, instruments)
     return instruments
 
 
@@ -102,7 +153,13 @@ def epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]
     use_caproto()
     epics = config.devices.epics
     timeouts = EpicsTimeouts(connect_s=epics.timeout_s, action_s=epics.action_timeout_s)
-    limits = get_system(config.devices.system).condition_limits
+    beamline = config.devices.beamline
+    moved = beamline.conditions if beamline is not None else {}
+    limits = {
+        name: limits
+        for name, limits in get_system(config.devices.system).condition_limits.items()
+        if name not in moved
+    }
 
     def make(device: str, **kwargs: Any) -> Any:
         pv_names = {str(name): names for name, names in epics.pv_map.items()}.get(device, {})
@@ -114,8 +171,7 @@ def epics_devices(config: CampaignConfig, raw_dir: Path) -> tuple[Any, list[Any]
     reactor = make("reactor")
     detectors = [
         make(name, **({"write_dir": raw_dir} if name == "microscope" else {}))
-        for name in config.instruments
-        if name in BUILTIN_INSTRUMENTS
+        for name in our_instruments(config)
     ]
     for plugin in plugin_instruments(
         config.instruments
@@ -158,8 +214,7 @@ def build_epics_instruments(config: CampaignConfig, raw_dir: Path) -> Instrument
             + ", ".join(pv_label(s) for s in missing)
         )
     apply_detector_settings(config, detectors, config.devices.epics.action_timeout_s)
-    check_search_space(config, reactor)
-    return Instruments(reactor=reactor, detectors=detectors)
+    return with_beamline(config, Instruments(reactor=reactor, detectors=detectors))
 
 
 #: The instrument builder of each ``devices.backend``.
@@ -174,11 +229,11 @@ def build_instruments(config: CampaignConfig, raw_dir: Path) -> Instruments:
     return BACKENDS[config.devices.backend](config, raw_dir)
 
 
-def check_search_space(config: CampaignConfig, reactor: Reactor) -> None:
-    """Every searched condition must exist on the reactor, in its units, inside the safe limits
-    the device reports (an EPICS reactor's PV limits may be narrower than the configured ones,
-    which the campaign file was checked against)."""
-    problems = condition_problems(config, reactor.condition_limits())
+def check_search_space(config: CampaignConfig, instruments: Instruments) -> None:
+    """Every searched condition must exist on the devices, in their units, inside the safe
+    limits they report (an EPICS reactor's PV limits or a beamline motor's soft limits may be
+    narrower than the configured ones, which the campaign file was checked against)."""
+    problems = condition_problems(config, instruments.condition_limits())
     if problems:
         raise CampaignConfigError(
             "the search space does not fit the instruments:\n"

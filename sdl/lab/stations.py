@@ -18,10 +18,11 @@ from functools import partial
 from typing import Any, Protocol, cast
 
 from bluesky import RunEngine
+from bluesky.run_engine import get_bluesky_event_loop
 from bluesky.utils import FailedStatus, RunEngineInterrupted, TransitionError
 
 from devices.epics import EpicsError
-from plans.experiment import device_error, error_text, synthesize_and_measure
+from plans.experiment import device_error, error_text
 from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
 from sdl.analysis.pipeline import RawRun, SampleAnalysis
 from sdl.analysis.xrd.classifier import XRDClassifier
@@ -165,7 +166,9 @@ class LocalStation:
         self.analysis = analysis
         self._emit = emit
         self._checkpoint = checkpoint
-        self.RE = RunEngine({}, call_returns_result=False)
+        # A beamline's ophyd-async devices are bound to the loop their profile connected on.
+        loop = get_bluesky_event_loop() if instruments.beamline.uses_loop else None
+        self.RE = RunEngine({}, loop=loop, call_returns_result=False)
         self.RE.context_managers = []  # Ctrl-C is the campaign's to handle
         self.RE.subscribe(emit)
         self._expected = expected
@@ -174,9 +177,7 @@ class LocalStation:
     def attempt(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Measured | Failed:
         documents: list[tuple[str, Mapping[str, Any]]] = []
         token = self.RE.subscribe(lambda name, doc: documents.append((name, doc)))
-        plan = synthesize_and_measure(
-            self.instruments.reactor, self.instruments.detectors, conditions, md=md
-        )
+        plan = self.instruments.experiment(conditions, md)
         try:
             uid = self._watched(plan, conditions)
         except (CampaignAborted, KeyboardInterrupt):

@@ -115,7 +115,14 @@ class CampaignRunner:
         self.on_experiment = on_experiment
         self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
-        self.client = client if client is not None else open_catalog(self.data_dir, create=True)
+        beamline = config.devices.beamline
+        self.client = (
+            client
+            if client is not None
+            else open_catalog(
+                self.data_dir, create=True, readable=beamline.files if beamline else ()
+            )
+        )
         self.writer = BackgroundWriter(make_writer(self.client), after=self._tell_watchers)
         self.recorder = DecisionRecorder(config.name, self.writer)
         self.analysis = build_analysis(config)
@@ -137,7 +144,7 @@ class CampaignRunner:
         # Proposals are checked against a reactor in this process before any station gets
         # them; queue stations' reactors live in their queueservers and check there.
         first = self.stations[0]
-        self._reactor = first.instruments.reactor if isinstance(first, LocalStation) else None
+        self._instruments = first.instruments if isinstance(first, LocalStation) else None
 
     def _local_stations(self) -> list[LocalStation]:
         """``devices.stations`` stations in this process, each with its own random streams."""
@@ -374,7 +381,7 @@ class CampaignRunner:
         return problem
 
     def _limits_problem(self, conditions: Mapping[str, float]) -> str | None:
-        return refusal_reason(conditions, self.config.search_space, self._reactor)
+        return refusal_reason(conditions, self.config.search_space, self._instruments)
 
     def _edit_problem(self, conditions: Mapping[str, float]) -> str | None:
         """Why a person's edit of a waiting proposal cannot run: outside the search space as
@@ -621,15 +628,16 @@ def _ctrl_c_aborts(control: CampaignControl) -> Iterator[None]:
 
 
 def refusal_reason(
-    conditions: Mapping[str, float], search_space: Mapping[str, Any], reactor: Any
+    conditions: Mapping[str, float], search_space: Mapping[str, Any], instruments: Any
 ) -> str | None:
-    """Why the reactor must not be sent these conditions (None if they are safe).
+    """Why the devices must not be sent these conditions (None if they are safe).
 
     The search space bounds the agent; each setpoint's own ``check_value`` applies the
-    device's safe limits (on EPICS, the PV's control limits too), as a move would. Without
-    a reactor in this process (its stations are queueservers), the search space, which was
-    checked against the devices' limits, is the bound here, and each station's setpoints
-    check again before they move.
+    device's safe limits (on EPICS, the PV's control limits too), as a move would, and a
+    beamline motor's soft limits are read as it reports them now. Without instruments in
+    this process (its stations are queueservers), the search space, which was checked
+    against the devices' limits, is the bound here, and each station's setpoints check
+    again before they move.
     """
     for name, value in conditions.items():
         parameter = search_space[name]
@@ -638,10 +646,10 @@ def refusal_reason(
                 f"{name}={value:g} {parameter.unit} is outside the search space "
                 f"[{parameter.low:g}, {parameter.high:g}] {parameter.unit}"
             )
-    if reactor is None:
+    if instruments is None:
         return None
     try:
-        reactor.check_conditions(conditions)  # each setpoint's limits, and any joint limit
+        instruments.check_conditions(conditions)  # each device's limits, and any joint limit
     except ValueError as error:
         return str(error)
     return None

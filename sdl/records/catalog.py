@@ -18,7 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,9 @@ CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
 #: Held while a process opens (and perhaps initialises) the catalog.
 INIT_LOCK_FILE = ".catalog-init.lock"
+#: Folders outside ``data_dir`` whose files the catalog serves (a beamline's detector data),
+#: one per line: the catalog server's own configuration, which every reader of it needs.
+READABLE_FILE = "readable-storage.txt"
 
 
 def check_catalog_file(path: Path) -> None:
@@ -60,7 +63,9 @@ def raw_dir(data_dir: Path | str, campaign: str | None = None) -> Path:
     return raw if campaign is None else raw / campaign
 
 
-def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
+def open_catalog(
+    data_dir: Path | str, *, create: bool = False, readable: Iterable[Path | str] = ()
+) -> Any:
     """A tiled client of the catalog in ``data_dir``, served in-process (no port is opened).
 
     Parameters
@@ -69,6 +74,9 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         The campaign's data directory.
     create
         Make an empty catalog if there is none; otherwise a missing catalog is an error.
+    readable
+        Folders outside ``data_dir`` where runs' files are (a beamline's detectors write
+        their own); remembered in ``data_dir``, so every later reader serves them too.
     """
     data_dir = Path(data_dir).resolve()
     catalog_path = data_dir / CATALOG_FILE
@@ -89,7 +97,7 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
         adapter = catalog_from_uri(
             f"sqlite:///{catalog_path}",
             writable_storage=[data_dir / "data", f"sqlite:///{data_dir / TABLES_FILE}"],
-            readable_storage=[raw_dir(data_dir)],
+            readable_storage=[raw_dir(data_dir), *readable_folders(data_dir, readable)],
             # Initialising runs `tiled catalog init` in a subprocess (seconds): only when needed.
             init_if_not_exists=create and not catalog_path.exists(),
         )
@@ -97,6 +105,18 @@ def open_catalog(data_dir: Path | str, *, create: bool = False) -> Any:
     # noise on every campaign's console.
     logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
     return from_context(Context.from_app(build_app(adapter)))
+
+
+def readable_folders(data_dir: Path, add: Iterable[Path | str] = ()) -> list[Path]:
+    """The folders outside ``data_dir`` its catalog serves files from, ``add`` remembered."""
+    listed = data_dir / READABLE_FILE
+    folders = listed.read_text().split("\n") if listed.exists() else []
+    new = [str(Path(f).resolve()) for f in add if str(Path(f).resolve()) not in folders]
+    if new:  # replaced whole, never half-written
+        temporary = listed.with_name(f".{listed.name}.new")
+        temporary.write_text("\n".join([*folders, *new]).strip() + "\n")
+        os.replace(temporary, listed)
+    return [Path(folder) for folder in (*folders, *new) if folder]
 
 
 def make_writer(client: Any) -> TiledWriter:
