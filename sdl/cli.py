@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 from agents.options import AGENT_OPTIONS
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
+from sdl.console import quiet_libraries
 from sdl.records.errors import CampaignLocked, CatalogError
 
 
@@ -250,6 +250,32 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from sdl.loop.sweep import load_sweep, run_sweep, summary_table, write_results
+
+    sweep, cells = load_sweep(args.sweep)
+    where = f"Dask ({args.dask})" if args.dask else f"{sweep.workers} processes"
+    print(f"sweep {sweep.name}: {len(cells)} campaigns on {where}", flush=True)
+    finished = 0
+
+    def report(cell: Any, result: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += 1
+        print(
+            f"[{finished}/{len(cells)}] {cell.config.name} ({cell.label}): best "
+            f"{result['best_measured']:.4g} in {result['experiments']} experiments, "
+            f"{result['wall_s']:.0f} s",
+            flush=True,
+        )
+
+    results = run_sweep(sweep, cells, dask=args.dask, on_result=report)
+    table = summary_table(results, cells)
+    print(f"\n{cells[0].config.objectives[0].name}:\n{table}")
+    json_path, png_path = write_results(sweep, cells, results, table)
+    print(f"\nresults: {json_path}\nconvergence: {png_path}")
+    return 0
+
+
 def _check_devices(args: argparse.Namespace) -> int:
     from sdl.lab.device_check import check_devices
     from sdl.records.catalog import raw_dir
@@ -478,6 +504,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("campaign", help="campaign YAML file")
     validate.set_defaults(func=_validate)
 
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of simulated campaigns in parallel and compare them"
+    )
+    sweep.add_argument("sweep", help="sweep YAML file (see sdl/loop/sweep.py, docs/agents.md)")
+    sweep.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run on a Dask cluster: its scheduler address, or 'local' to start one here",
+    )
+    sweep.set_defaults(func=_sweep)
+
     check = commands.add_parser(
         "check-devices", help="dry run: connect to and read every PV of an EPICS campaign"
     )
@@ -522,10 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # tiled's in-process client warns about its own test-client transport on every run.
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-        # A failed attempt is reported once, by the fault policy; not again as a traceback.
-        logging.getLogger("bluesky").setLevel(logging.CRITICAL)
+        quiet_libraries()
     try:
         return args.func(args)
     except (CampaignConfigError, CatalogError, CampaignLocked) as error:
