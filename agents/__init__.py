@@ -25,6 +25,7 @@ from agents.space import LinearConstraint, Objective, OutcomeConstraint, Paramet
 if TYPE_CHECKING:
     from agents.baselines import RandomAgent, SobolAgent
     from agents.bayesian import BayesianOptimizationAgent
+    from agents.mapping import PhaseMappingAgent
     from agents.rl import RLAgent
 
 #: Agent classes by the name a campaign uses, as ``module:Class``.
@@ -63,7 +64,7 @@ def make_agent(
     Parameters
     ----------
     name
-        One of ``AGENTS``: ``"random"``, ``"sobol"``, ``"bayesian"``, ``"rl"``.
+        One of ``AGENTS``: ``"random"``, ``"sobol"``, ``"bayesian"``, ``"rl"``, ``"mapping"``.
     space, objectives, seed
         Passed to the agent's constructor.
     candidates
@@ -127,6 +128,7 @@ __all__ = [
     "Observation",
     "OutcomeConstraint",
     "Parameter",
+    "PhaseMappingAgent",
     "RLAgent",
     "RandomAgent",
     "SearchSpace",

@@ -28,13 +28,26 @@ def sobol_unit_points(dim: int, num_points: int, seed: int, skip: int) -> np.nda
 def sobol_box_points(agent: HistoryAgent, num_points: int) -> np.ndarray:
     """The agent's next ``num_points`` Sobol points in the unit cube that meet linear limits.
 
-    The ``k``-th trial takes the ``k``-th point of the sequence; with linear constraints, the
-    first feasible points of the ``k``-th block of ``OVERSAMPLING`` points.
+    The ``k``-th trial known takes the ``k``-th point of one scrambled sequence that meets the
+    linear constraints, so the design keeps the sequence's even coverage inside them (taking
+    the first feasible point of each block of points instead lines them up along one axis).
     """
-    skip = agent.history.n_known * (OVERSAMPLING if agent.space.linear_constraints else 1)
-    return agent.feasible_unit_points(
-        lambda k: sobol_unit_points(agent.space.dim, k, agent.seed, skip), num_points
-    )
+    skip, need = agent.history.n_known, agent.history.n_known + num_points
+    drawn = max(2 * need, 64)
+    while True:
+        unit = sobol_unit_points(agent.space.dim, drawn, agent.seed, 0)
+        if not agent.space.linear_constraints:
+            return unit[skip:need]
+        feasible = unit[agent.space.feasible(agent.space.from_unit(unit))]
+        if len(feasible) >= need:
+            return feasible[skip:need]
+        if drawn >= OVERSAMPLING * need:
+            limits = "; ".join(c.describe() for c in agent.space.linear_constraints)
+            raise ValueError(
+                f"only {len(feasible)} of {drawn} Sobol points meet the linear constraints "
+                f"({limits}); they leave too little of the box to sample"
+            )
+        drawn *= 2
 
 
 def sobol_pool_rows(agent: HistoryAgent, num_points: int, remaining: np.ndarray) -> np.ndarray:

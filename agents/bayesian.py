@@ -323,7 +323,7 @@ class BayesianOptimizationAgent(HistoryAgent):
             return sobol()
         proposal_seed = derived_seed(self.seed, self.history.n_known)
         try:
-            with torch.random.fork_rng(devices=[]), _torch_threads(self.torch_threads):
+            with torch.random.fork_rng(devices=[]), torch_threads_limited(self.torch_threads):
                 torch.manual_seed(proposal_seed)
                 return model_based(proposal_seed)
         except MODEL_ERRORS as error:
@@ -632,7 +632,7 @@ class BayesianOptimizationAgent(HistoryAgent):
 
 
 @contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
+def torch_threads_limited(num_threads: int | None) -> Iterator[None]:
     """Torch's intra-op thread count set to ``num_threads`` inside (None: left alone)."""
     previous = torch.get_num_threads()
     if num_threads is None or num_threads == previous:

@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 #: Values of the bayesian ``acquisition`` option (one objective).
 Acquisition = Literal["qlognei", "qlogei", "qucb"]
 
+#: Values of the mapping ``acquisition`` option.
+MapAcquisition = Literal["integrated", "entropy"]
+
 #: Values of the bayesian ``kernel`` option.
 Kernel = Literal["matern52", "rbf"]
 
@@ -168,12 +171,75 @@ class RLOptions(AgentOptions):
             )
 
 
+class MappingOptions(AgentOptions):
+    """Options of :class:`agents.mapping.PhaseMappingAgent` (its docstring says what each
+    does)."""
+
+    agent_class: ClassVar[str] = "agents.mapping:PhaseMappingAgent"
+
+    phases: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="phases whose <phase>_fraction results make the map (None: every "
+        "<name>_fraction the results carry)",
+    )
+    presence_threshold: float = Field(
+        default=0.05, gt=0, lt=1, description="a phase is present above this fraction"
+    )
+    n_initial: int = Field(default=5, ge=2, description="Sobol trials before the map is modelled")
+    n_candidates: int = Field(
+        default=1024, ge=16, le=65536, description="candidates the next point is chosen from"
+    )
+    exclusion_radius: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="unit-cube distance within which a known point damps the acquisition",
+    )
+    property_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="weight of the objective's upper confidence bound against map uncertainty "
+        "(0: pure mapping, 1: pure optimisation)",
+    )
+    acquisition: MapAcquisition = Field(
+        default="integrated",
+        description="integrated: the map entropy a measurement is expected to remove over the "
+        "whole space; entropy: the map entropy at the point itself",
+    )
+    ucb_beta: float = Field(default=2.0, ge=0, description="beta of the objective's UCB")
+    torch_threads: int | None = Field(
+        default=1, ge=1, description="torch threads while proposing (None: torch's setting)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_phases(self) -> MappingOptions:
+        if self.phases is not None:
+            repeated = sorted({p for p in self.phases if self.phases.count(p) > 1})
+            if repeated or not all(self.phases):
+                raise ValueError(
+                    f"phases must be distinct non-empty names, got {self.phases} "
+                    f"(repeated: {repeated})"
+                )
+        return self
+
+    def check_problem(self, objectives: int, outcome_constraints: int) -> None:
+        """The property term models one objective."""
+        if self.property_weight > 0 and objectives != 1:
+            raise ValueError(
+                f"property_weight {self.property_weight:g} trades the map against one "
+                f"objective; this problem has {objectives}: use property_weight 0"
+            )
+
+
 #: The options model of each agent, by the name a campaign uses.
 AGENT_OPTIONS: dict[str, type[AgentOptions]] = {
     "bayesian": BayesianOptions,
     "random": RandomOptions,
     "sobol": SobolOptions,
     "rl": RLOptions,
+    "mapping": MappingOptions,
 }
 
 Options = TypeVar("Options", bound=AgentOptions)

@@ -16,7 +16,7 @@ import yaml
 from agents.options import AGENT_OPTIONS
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
-from sdl.console import quiet_libraries
+from sdl.records.console import quiet_libraries
 from sdl.records.errors import CampaignLocked, CatalogError
 
 

@@ -86,7 +86,9 @@ def test_every_agent_has_the_bluesky_adaptive_optimizer_surface(name, space, obj
 
 
 def test_make_agent_lists_the_valid_names_for_an_unknown_one(space, objectives):
-    with pytest.raises(ValueError, match=r"'genetic'.*\['bayesian', 'random', 'rl', 'sobol'\]"):
+    with pytest.raises(
+        ValueError, match=r"'genetic'.*\['bayesian', 'mapping', 'random', 'rl', 'sobol'\]"
+    ):
         make_agent("genetic", space, objectives)
 
 

@@ -114,7 +114,10 @@ def test_an_int_may_stand_for_a_float_and_a_dumped_campaign_reads_back(campaign)
             {"name": "bayesian", "options": {"linear_constraints": ["ph <= 5"]}},
             r"agent\.options\.linear_constraints: Extra inputs are not permitted",
         ),
-        ({"name": "oracle"}, r"agent\.name: .*choose from \['bayesian', 'random', 'rl', 'sobol'\]"),
+        (
+            {"name": "oracle"},
+            r"agent\.name: .*choose from \['bayesian', 'mapping', 'random', 'rl', 'sobol'\]",
+        ),
     ],
 )
 def test_every_agent_option_is_checked_when_the_file_is_read(campaign, agent, message):

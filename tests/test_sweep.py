@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from sdl.campaign.schema import CampaignConfigError
 from sdl.cli import main
 from sdl.loop.sweep import load_sweep, run_sweep, summary_table
-from sdl.records.catalog import campaign_runs, open_catalog
+from sdl.records.catalog import CATALOG_FILE, campaign_runs, open_catalog
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -85,11 +86,18 @@ def test_sweep_runs_in_parallel_processes_and_prints_the_comparison(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_sweep_on_a_local_dask_cluster(tmp_path):
+def test_sweep_on_a_local_dask_cluster_into_one_shared_catalog(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
-    sweep, cells = load_sweep(
-        sweep_file(tmp_path, grid={"agent": [{"name": "random"}], "seed": [3, 4]})
+    from tiled.client import from_uri
+    from tiled.server import SimpleTiledServer
+
+    server = SimpleTiledServer(tmp_path / "server")  # on 127.0.0.1, with its own key
+    base_uri, _, key = server.uri.partition("?api_key=")
+    monkeypatch.setenv("SDL_TILED_API_KEY", unquote(key))
+    path = sweep_file(
+        tmp_path, grid={"agent": [{"name": "random"}], "seed": [3, 4]}, catalog=base_uri
     )
+    sweep, cells = load_sweep(path)
     finished = []
     results = run_sweep(
         sweep, cells, dask="local", on_result=lambda cell, _: finished.append(cell.index)
@@ -98,3 +106,7 @@ def test_sweep_on_a_local_dask_cluster(tmp_path):
     assert [r["experiments"] for r in results] == [3, 3]
     assert [r["values"]["seed"] for r in results] == [3, 4]
     assert "agent=random" in summary_table(results, cells)
+    catalog = from_uri(server.uri)
+    for cell in cells:
+        assert len(campaign_runs(catalog, cell.config.name, "experiment")) == 3
+        assert not (Path(cell.config.data_dir) / CATALOG_FILE).exists()

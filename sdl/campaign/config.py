@@ -113,8 +113,8 @@ class AgentConfig(StrictModel):
 
     name: Annotated[str, AfterValidator(_known_agent)] = Field(
         default="bayesian",
-        description="random, sobol, bayesian, rl, or an agent plug-in's registered name or "
-        "import path (docs/plugins.md)",
+        description="random, sobol, bayesian, rl, mapping, or an agent plug-in's registered "
+        "name or import path (docs/plugins.md)",
     )
     options: SerializeAsAny[AgentOptions] = Field(default_factory=dict, validate_default=True)
     batch_size: int = Field(

@@ -115,6 +115,8 @@ class CampaignRunner:
         self.on_experiment = on_experiment
         self.serve_control = serve_control
         self.data_dir = Path(config.data_dir)
+        if client is not None:  # its lock and raw files live here, the catalog elsewhere
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         beamline = config.devices.beamline
         self.client = (
             client

@@ -136,8 +136,8 @@ def run_cell(config: CampaignConfig, catalog: str | None = None) -> dict[str, An
     """Run one cell's campaign and summarise it (a picklable function, for any executor)."""
     import torch
 
-    from sdl.console import quiet_libraries
     from sdl.loop.runner import CampaignRunner
+    from sdl.records.console import quiet_libraries
 
     torch.set_num_threads(1)  # a process per cell: one core each
     quiet_libraries()
