@@ -18,13 +18,13 @@ from caproto.sync.client import write as ca_write
 
 from sdl.campaign.beamline import BeamlineConfig
 from sdl.campaign.config import CampaignConfigError, parse_campaign
-from sdl.facility.ioc_process import IOCStartError, running_ioc
 from sdl.lab.beamline import BeamlineError, beamline_devices
 from sdl.lab.device_check import check_devices
 from sdl.lab.instruments import build_epics_instruments
 from sdl.loop.runner import CampaignRunner
 from sdl.plugins import PluginError
 from sdl.records.catalog import campaign_runs, open_catalog
+from tests.test_epics import serving_ioc
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beamline"
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
@@ -139,23 +139,14 @@ def test_ophyd_async_simulated_devices_join_the_runs(sim_profile, tmp_path):
 def beamline(tmp_path_factory):
     """The simulated lab's IOC with the furnace and water pump as motor records, and the
     example profile importable against it (its camera writing into a temporary folder)."""
-    context = running_ioc(
-        prefix=f"B{uuid.uuid4().hex[:6]}:", motor_conditions=("temperature_c", "h2o_ti_ratio")
-    )
-    try:
-        ioc = context.__enter__()
-    except IOCStartError as error:
-        pytest.skip(f"caproto cannot serve Channel Access on 127.0.0.1: {error}")
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in ioc.client_env.items():
-            env.setenv(key, value)
-        env.setenv("SIM_BEAMLINE_PREFIX", ioc.prefix)
+    options = {"motor_conditions": ("temperature_c", "h2o_ti_ratio")}
+    with serving_ioc(prefix=f"B{uuid.uuid4().hex[:6]}:", **options) as (ioc, env):
         camera_dir = tmp_path_factory.mktemp("camera")
+        env.setenv("SIM_BEAMLINE_PREFIX", ioc.prefix)
         env.setenv("SIM_BEAMLINE_DATA", str(camera_dir))
         env.syspath_prepend(str(EXAMPLE))
         yield Beamline(ioc.prefix, camera_dir)
         sys.modules.pop("sim_beamline", None)
-    context.__exit__(None, None, None)
 
 
 @dataclass(frozen=True)

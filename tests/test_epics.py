@@ -29,19 +29,29 @@ pytestmark = pytest.mark.epics
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tio2_bo.yaml"
 
 
-@pytest.fixture(scope="module")
-def ioc():
-    """One IOC for the module, with a prefix no other test's IOC shares (CA caches names)."""
-    context = running_ioc(prefix=f"T{uuid.uuid4().hex[:6]}:")
+@contextmanager
+def serving_ioc(**options):
+    """``running_ioc(**options)`` with the CA client environment set to reach it (and the
+    monkeypatch that set it), or the test skipped where caproto cannot serve."""
+    context = running_ioc(**options)
     try:
         ioc = context.__enter__()
     except IOCStartError as error:
         pytest.skip(f"caproto cannot serve Channel Access on 127.0.0.1: {error}")
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in ioc.client_env.items():
-            env.setenv(key, value)
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in ioc.client_env.items():
+                env.setenv(key, value)
+            yield ioc, env
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def ioc():
+    """One IOC for the module, with a prefix no other test's IOC shares (CA caches names)."""
+    with serving_ioc(prefix=f"T{uuid.uuid4().hex[:6]}:") as (ioc, _):
         yield ioc
-    context.__exit__(None, None, None)
 
 
 @contextmanager

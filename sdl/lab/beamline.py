@@ -109,14 +109,14 @@ class BeamlineDevices:
         """Whether the campaign's RunEngines must run on bluesky's loop, where these live."""
         return bool(self.movers or self.detectors or self.baseline)
 
-    def check_condition(self, name: str, value: float, unit: str) -> None:
+    def check_condition(self, name: str, value: float) -> None:
         """Raise ``ValueError`` if ``value`` is outside the mover's limits as it reports
         them now (a beamline may narrow them between experiments)."""
-        limits = mover_limits(self.movers[name])
-        if not limits[0] <= value <= limits[1]:
+        low, high, units = mover_limits(self.movers[name])
+        if not low <= value <= high:
             raise ValueError(
-                f"{name}={value:g} {unit} is outside {self.movers[name].name}'s limits "
-                f"[{limits[0]:g}, {limits[1]:g}] {limits[2]}; nothing was sent"
+                f"{name}={value:g} {units} is outside {self.movers[name].name}'s limits "
+                f"[{low:g}, {high:g}] {units}; nothing was sent"
             )
 
 

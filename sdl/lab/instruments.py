@@ -49,11 +49,9 @@ class Instruments:
 
     def check_conditions(self, conditions: Mapping[str, float]) -> None:
         """Raise ``ValueError`` (``LimitError``) if any device must not be sent these."""
-        movers = self.beamline.movers
-        units = {name: unit for name, (_, _, unit) in self.condition_limits().items()}
         for name, value in conditions.items():
-            if name in movers:
-                self.beamline.check_condition(name, value, units[name])
+            if name in self.beamline.movers:
+                self.beamline.check_condition(name, value)
         self.reactor.check_conditions(conditions)
 
     def experiment(self, conditions: Mapping[str, float], md: Mapping[str, Any]) -> Any:
