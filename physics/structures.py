@@ -85,6 +85,11 @@ _DEFINITIONS: dict[str, tuple[str, Lattice, list, list[list[float]]]] = {
         ["Fe", "Pd"],
         [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]],
     ),
+    # Line-position and line-profile standards: NIST SRM 660c LaB6 (a = 4.156826 A) and
+    # SRM 640f Si (a = 5.431144 A); boron at x = 0.1993 (Eliseev et al., Acta Cryst. B 42
+    # (1986) 353).
+    "LaB6": ("Pm-3m", Lattice.cubic(4.156826), ["La", "B"], [[0.0, 0.0, 0.0], [0.1993, 0.5, 0.5]]),
+    "Si": ("Fd-3m", Lattice.cubic(5.431144), ["Si"], [[0.0, 0.0, 0.0]]),
     "pdga_b20": (
         "P2_13",
         Lattice.cubic(4.896),

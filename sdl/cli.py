@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from agents.options import AGENT_OPTIONS
+from physics.diffraction import CU_KALPHA1_ANGSTROM, CU_KALPHA2_ANGSTROM, CU_KALPHA2_RATIO
+from physics.phases import LINE_PROFILE_STANDARDS
 from sdl.campaign.config import CampaignConfig, CampaignConfigError, load_campaign, parse_campaign
 from sdl.campaign.control import CTRL_C
 from sdl.records.console import quiet_libraries
@@ -323,6 +325,63 @@ def _ioc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_xrd(args: argparse.Namespace) -> int:
+    from sdl.analysis.xrd.calibration import calibrate
+    from sdl.analysis.xrd.instrument import ProfileShape
+    from sdl.views.calibration_plot import plot_calibration
+
+    try:
+        two_theta_deg, counts = read_pattern_file(args.scan)
+        shape = ProfileShape(args.wavelength, args.wavelength2, args.kalpha2_ratio)
+        fit = calibrate(two_theta_deg, counts, args.standard, shape=shape, source=args.scan.name)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    calibration = fit.calibration
+    calibration.write(args.out)
+    plot = plot_calibration(fit, two_theta_deg, counts, args.out.with_suffix(".png"))
+    u, v, w = calibration.shape.caglioti_uvw_deg2
+    sigma = calibration.uncertainty
+    print(
+        f"{args.standard} from {args.scan} ({two_theta_deg.size} points):\n"
+        f"  Caglioti U {u:.3e} ± {sigma['caglioti_u_deg2']:.1e}, "
+        f"V {v:.3e} ± {sigma['caglioti_v_deg2']:.1e}, "
+        f"W {w:.3e} ± {sigma['caglioti_w_deg2']:.1e} deg^2\n"
+        f"  Lorentzian X {calibration.shape.lorentz_x_deg:.3e} "
+        f"± {sigma['lorentz_x_deg']:.1e} deg\n"
+        f"  zero {calibration.zero_shift_deg:+.4f} ± {sigma['zero_shift_deg']:.4f} deg\n"
+        f"  Rwp {calibration.rwp:.3f}, reduced chi2 {calibration.reduced_chi2:.2f}"
+        + ("  (POOR FIT: look at the plot before using it)" if calibration.poor_fit else "")
+    )
+    print(f"written: {args.out} (name it as analysis.xrd_instrument), plot: {plot}")
+    return 1 if calibration.poor_fit else 0
+
+
+def read_pattern_file(path: Path) -> tuple[Any, Any]:
+    """2-theta and counts from a two-column text file (comma or whitespace separated, a
+    header line and '#' comments allowed)."""
+    import numpy as np
+
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.replace(",", " ").split() for line in lines if not line.lstrip().startswith("#")]
+    try:
+        start = 0 if _numbers(rows[0]) else 1  # a header line
+        data = np.array([[float(v) for v in row[:2]] for row in rows[start:]])
+    except (IndexError, ValueError):
+        raise ValueError(f"{path}: expected two numeric columns, 2-theta and counts") from None
+    if data.ndim != 2 or data.shape[1] != 2:
+        raise ValueError(f"{path}: expected two numeric columns, 2-theta and counts")
+    return data[:, 0], data[:, 1]
+
+
+def _numbers(row: list[str]) -> bool:
+    try:
+        [float(v) for v in row[:2]]
+    except ValueError:
+        return False
+    return len(row) >= 2
+
+
 #: Commands that train a learned model, by the module whose ``main(argv)`` does it.
 TRAINERS = {
     "train-xrd": ("sdl.training.xrd_classifier", "train the 1D-CNN XRD phase classifier"),
@@ -499,6 +558,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, (_, help_text) in TRAINERS.items():
         commands.add_parser(name, add_help=False, help=f"{help_text} (options: sdl {name} --help)")
+
+    calibrate = commands.add_parser(
+        "calibrate-xrd",
+        help="fit the diffractometer's line breadths and zero to a LaB6 or Si scan",
+    )
+    calibrate.add_argument("scan", type=Path, help="the standard's scan: 2-theta, counts columns")
+    calibrate.add_argument("--standard", default="LaB6", choices=LINE_PROFILE_STANDARDS)
+    calibrate.add_argument(
+        "--out", type=Path, default=Path("xrd-instrument.yaml"), help="calibration file to write"
+    )
+    calibrate.add_argument(
+        "--wavelength", type=float, default=CU_KALPHA1_ANGSTROM, help="K-alpha1, angstrom"
+    )
+    calibrate.add_argument(
+        "--wavelength2", type=float, default=CU_KALPHA2_ANGSTROM, help="K-alpha2, angstrom"
+    )
+    calibrate.add_argument(
+        "--kalpha2-ratio", type=float, default=CU_KALPHA2_RATIO, help="K-alpha2/K-alpha1"
+    )
+    calibrate.set_defaults(func=_calibrate_xrd)
 
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")

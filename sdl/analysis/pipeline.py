@@ -29,7 +29,9 @@ from sdl.analysis.quality import (
     image_problems,
     pattern_problems,
 )
+from sdl.analysis.xrd.calibration import InstrumentCalibration
 from sdl.analysis.xrd.classifier import XRDClassifier
+from sdl.analysis.xrd.instrument import ProfileShape
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
@@ -185,6 +187,7 @@ class AnalysedRun:
     features: dict[str, float] = field(default_factory=dict)
     problem_kind: str | None = None
     reason: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def documents(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """The analysis run that records this: an event of the features, or no event and a
@@ -196,6 +199,7 @@ class AnalysedRun:
         metadata = {
             PURPOSE: Purpose.ANALYSIS,
             "analysis_version": ANALYSIS_VERSION,
+            **self.settings,
             **links_to(self.raw.start),
         }
         if self.problem_kind is not None:
@@ -247,6 +251,10 @@ class SampleAnalysis:
         A trained XRD phase classifier whose presence probabilities and fractions are
         recorded beside the whole-pattern fit's (``<phase>_probability``,
         ``<phase>_cnn_fraction``).
+    xrd_calibration
+        The diffractometer's profile and zero as calibrated on a standard: every pattern is
+        fitted with it, drift is the fitted zero's departure from it, and each analysis run
+        records it (``xrd_instrument``). None: the analysis's default instrument.
     """
 
     def __init__(
@@ -257,8 +265,10 @@ class SampleAnalysis:
         zero_tolerance_deg: float,
         segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
         classifier: XRDClassifier | None = None,
+        xrd_calibration: InstrumentCalibration | None = None,
     ) -> None:
         self.instruments = tuple(instruments)
+        self.xrd_calibration = xrd_calibration
         self.plugins = plugin_instruments(self.instruments)
         self.phases = tuple(phases)
         self.zero_tolerance_deg = zero_tolerance_deg
@@ -279,12 +289,29 @@ class SampleAnalysis:
         except BadData as error:
             return AnalysedRun(raw, problem_kind=error.problems[0].kind, reason=str(error))
         except ValueError as error:
-            return AnalysedRun(raw, problem_kind="analysis_error", reason=str(error))
-        zero_shift_deg = features.get("xrd_zero_shift_deg", 0.0)
-        drift = calibration_problems(zero_shift_deg, self.zero_tolerance_deg)
+            return AnalysedRun(
+                raw, problem_kind="analysis_error", reason=str(error), settings=self.settings
+            )
+        zero_shift_deg = features.get("xrd_zero_shift_deg", self._calibrated_zero_deg)
+        drift = calibration_problems(
+            zero_shift_deg - self._calibrated_zero_deg, self.zero_tolerance_deg
+        )
         if drift:
-            return AnalysedRun(raw, problem_kind=drift[0].kind, reason=drift[0].message)
-        return AnalysedRun(raw, features)
+            return AnalysedRun(
+                raw, problem_kind=drift[0].kind, reason=drift[0].message, settings=self.settings
+            )
+        return AnalysedRun(raw, features, settings=self.settings)
+
+    @property
+    def _calibrated_zero_deg(self) -> float:
+        return self.xrd_calibration.zero_shift_deg if self.xrd_calibration else 0.0
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What an analysis run records of how it analysed (the XRD calibration, if any)."""
+        if self.xrd_calibration is None:
+            return {}
+        return {"xrd_instrument": self.xrd_calibration.as_dict()}
 
     def features(self, measurements: Measurements) -> dict[str, float]:
         """Named features of one sample; :class:`BadData` if the raw data is unfit."""
@@ -292,7 +319,15 @@ class SampleAnalysis:
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
             two_theta_deg, counts = measurements.pattern()
-            features.update(fit_pattern(two_theta_deg, counts, self.phases).features)
+            calibration = self.xrd_calibration
+            fit = fit_pattern(
+                two_theta_deg,
+                counts,
+                self.phases,
+                shape=calibration.shape if calibration else ProfileShape(),
+                zero_shift_deg=self._calibrated_zero_deg,
+            )
+            features.update(fit.features)
             if self.classifier is not None:
                 features.update(self._classify(self.classifier, two_theta_deg, counts))
         if "microscope" in self.instruments:
@@ -348,8 +383,16 @@ class PatternFit:
     fitted_pattern: np.ndarray
 
 
-def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray, phases: Sequence[str]) -> PatternFit:
-    """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``.
+def fit_pattern(
+    two_theta_deg: np.ndarray,
+    counts: np.ndarray,
+    phases: Sequence[str],
+    *,
+    shape: ProfileShape = ProfileShape(),
+    zero_shift_deg: float = 0.0,
+) -> PatternFit:
+    """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``,
+    with the diffractometer's profile ``shape`` and its zero as the refinement's start.
 
     Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
     fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.whole_pattern.analyse_pattern`).
@@ -361,10 +404,16 @@ def fit_pattern(two_theta_deg: np.ndarray, counts: np.ndarray, phases: Sequence[
     phases = tuple(phases)
     max_lattice_strain = lattice_range(phases)
     if max_lattice_strain == 0:
-        fit = analyse_pattern(two_theta_deg, counts, phases)
+        fit = analyse_pattern(
+            two_theta_deg, counts, phases, shape=shape, zero_shift_deg=zero_shift_deg
+        )
         return PatternFit(fit.phase_fractions, fit.as_dict(), fit.fitted_pattern)
     quantified = quantify_phases(
-        two_theta_deg, counts, _library(phases), max_lattice_strain=max_lattice_strain
+        two_theta_deg,
+        counts,
+        _library(phases),
+        shape=shape,
+        max_lattice_strain=max_lattice_strain,
     )
     return PatternFit(
         quantified.weight_fractions, _solid_solution_features(quantified), quantified.fitted_pattern

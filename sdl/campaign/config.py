@@ -268,6 +268,11 @@ class AnalysisConfig(StrictModel):
         description="1D-CNN weights written by `sdl train-xrd --out PATH`; "
         "adds <phase>_probability and <phase>_cnn_fraction features",
     )
+    xrd_instrument: FilePath | None = Field(
+        default=None,
+        description="diffractometer calibration written by `sdl calibrate-xrd --out PATH` "
+        "(line breadths and zero from a LaB6 or Si scan); every XRD fit uses it",
+    )
 
     @model_validator(mode="after")
     def _models_exist(self) -> AnalysisConfig:
@@ -282,6 +287,18 @@ class AnalysisConfig(StrictModel):
                 raise ValueError(
                     f"{field_name}: no such file {path}; make it with `sdl {command} --out {path}`"
                 )
+        if self.xrd_instrument is not None:
+            from sdl.analysis.xrd.calibration import read_calibration  # scipy, pymatgen: late
+
+            if not self.xrd_instrument.is_file():
+                raise ValueError(
+                    f"xrd_instrument: no such file {self.xrd_instrument}; make it with "
+                    f"`sdl calibrate-xrd STANDARD_SCAN --out {self.xrd_instrument}`"
+                )
+            try:
+                read_calibration(self.xrd_instrument)
+            except (ValueError, yaml.YAMLError) as error:
+                raise ValueError(f"xrd_instrument: {self.xrd_instrument}: {error}") from None
         return self
 
 

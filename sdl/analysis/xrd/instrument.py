@@ -11,7 +11,8 @@ of :mod:`physics.diffraction`: Thompson-Cox-Hastings pseudo-Voigt lines, Lorentz
 from crystallite size (Scherrer), Gaussian width from the instrument (Caglioti) and
 microstrain, every line doubled for K-alpha2 at the instrument's intensity ratio; a relative
 lattice strain moves all lines (d -> d (1 + strain)) and a goniometer zero shift moves the
-whole pattern. :func:`render_humps` does the same for the humps of an amorphous phase.
+whole pattern. An instrument Lorentzian (``X / cos theta``), where calibrated, adds to the
+Scherrer width. :func:`render_humps` does the same for the humps of an amorphous phase.
 """
 
 from __future__ import annotations
@@ -52,17 +53,27 @@ class ProfileShape:
         Caglioti U, V, W: instrument FWHM^2 = U tan^2(theta) + V tan(theta) + W, deg^2, as
         calibrated on a line-profile standard (e.g. LaB6); the default is a typical laboratory
         Bragg-Brentano instrument.
+    lorentz_x_deg
+        The instrument's Lorentzian FWHM ``X / cos(theta)``, deg (GSAS's LX): what the
+        source's emission profile and the slits add that is not Gaussian. It adds to the
+        size broadening; 0 for an instrument calibrated as purely Gaussian.
     """
 
     wavelength_angstrom: float = CU_KALPHA1_ANGSTROM
     wavelength2_angstrom: float = CU_KALPHA2_ANGSTROM
     kalpha2_ratio: float = CU_KALPHA2_RATIO
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.003, 0.004)
+    lorentz_x_deg: float = 0.0
 
     def instrument_fwhm_deg(self, two_theta_deg: np.ndarray | float) -> np.ndarray:
         """Gaussian instrument FWHM at these 2-theta, deg."""
         fwhm2 = caglioti_fwhm2_deg2(two_theta_deg, *self.caglioti_uvw_deg2)
         return np.sqrt(np.maximum(fwhm2, _MIN_FWHM2_DEG2))
+
+    def instrument_lorentz_fwhm_deg(self, two_theta_deg: np.ndarray | float) -> np.ndarray:
+        """Lorentzian instrument FWHM at these 2-theta, deg."""
+        theta = np.radians(0.5 * np.asarray(two_theta_deg, dtype=float))
+        return self.lorentz_x_deg / np.cos(theta)
 
 
 def render_phase(
@@ -97,7 +108,9 @@ def render_phase(
     centre = np.concatenate(centres)
     if centre.size == 0:
         return np.zeros_like(two_theta_deg)
-    lorentz_fwhm_deg = scherrer_fwhm_deg(crystallite_size_nm, centre, np.concatenate(wavelengths))
+    lorentz_fwhm_deg = scherrer_fwhm_deg(
+        crystallite_size_nm, centre, np.concatenate(wavelengths)
+    ) + shape.instrument_lorentz_fwhm_deg(centre)
     gauss_fwhm_deg = np.hypot(
         shape.instrument_fwhm_deg(centre), strain_fwhm_deg(microstrain, centre)
     )

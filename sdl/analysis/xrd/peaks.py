@@ -288,10 +288,11 @@ def size_strain(fits: Sequence[PeakFit], shape: ProfileShape = ProfileShape()) -
     """Scherrer size, Williamson-Hall size and microstrain of one phase from its fitted lines.
 
     Scherrer: inverse-variance mean of ``B cos(theta)`` over the lines (B the sample FWHM in
-    radians), inflated by the scatter between lines. Williamson-Hall (three lines or more):
-    weighted straight line ``B cos(theta) = K lambda / D + 4 e sin(theta)``; size from the
-    intercept, microstrain from the slope, uncertainties from its covariance (inflated by
-    the reduced chi-square when above one). With fewer lines the microstrain is NaN.
+    radians: the fitted Lorentzian less the instrument's), inflated by the scatter between
+    lines. Williamson-Hall (three lines or more): weighted straight line
+    ``B cos(theta) = K lambda / D + 4 e sin(theta)``; size from the intercept, microstrain
+    from the slope, uncertainties from its covariance (inflated by the reduced chi-square
+    when above one). With fewer lines the microstrain is NaN.
 
     Raises
     ------
@@ -301,7 +302,9 @@ def size_strain(fits: Sequence[PeakFit], shape: ProfileShape = ProfileShape()) -
     if not fits:
         raise ValueError("size_strain needs at least one fitted line")
     two_theta = np.array([f.two_theta_deg for f in fits])
-    breadth = np.radians([f.lorentz_fwhm_deg for f in fits])
+    breadth = np.radians(
+        np.array([f.lorentz_fwhm_deg for f in fits]) - shape.instrument_lorentz_fwhm_deg(two_theta)
+    )
     breadth_std = np.radians(np.maximum([f.lorentz_fwhm_deg_std for f in fits], 1e-6))
     theta = np.radians(0.5 * two_theta)
     wavelength = shape.wavelength_angstrom

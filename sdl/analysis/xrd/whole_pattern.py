@@ -17,12 +17,13 @@ subtracted beforehand: a separate baseline step (SNIP, iterative polynomial) can
 broad amorphous hump from background and would remove it. Crystallite sizes (as ``log D``)
 and the goniometer zero shift are the nonlinear parameters; for each trial value the linear
 scale factors are solved exactly with bounds (variable projection, Golub & Pereyra), so
-``least_squares`` only searches a few dimensions. Trial profiles come from tables interpolated
-in size and zero shift (:mod:`sdl.analysis.xrd.profile_table`) with their derivatives, so
-the Jacobian is analytic (Kaufman's variable-projection form). Points are weighted by ``1/max(counts, 1)``
-(Poisson); uncertainties are the linearised covariance of all parameters at the optimum,
-scaled by the reduced chi-square so they stay honest when the counts are not raw counts,
-and by the residuals' serial correlation, so a misfit profile widens them
+``least_squares`` only searches a few dimensions. Trial profiles come from tables
+interpolated in size and zero shift (:mod:`sdl.analysis.xrd.profile_table`) with their
+derivatives, so the Jacobian is analytic (Kaufman's variable-projection form). Points are
+weighted by ``1/max(counts, 1)`` (Poisson); uncertainties are the linearised covariance of
+all parameters at the optimum, scaled by the reduced chi-square so they stay honest when the
+counts are not raw counts, and by the residuals' serial correlation, so a misfit profile
+widens them
 (``serial_correlation_factor``).
 Every component must earn its place by an F-test of the fit with and without it (see
 ``_fit_and_prune``), because a very broad profile of an absent phase can always absorb a
