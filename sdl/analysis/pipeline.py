@@ -319,14 +319,7 @@ class SampleAnalysis:
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
             two_theta_deg, counts = measurements.pattern()
-            calibration = self.xrd_calibration
-            fit = fit_pattern(
-                two_theta_deg,
-                counts,
-                self.phases,
-                shape=calibration.shape if calibration else ProfileShape(),
-                zero_shift_deg=self._calibrated_zero_deg,
-            )
+            fit = fit_pattern(two_theta_deg, counts, self.phases, self.xrd_calibration)
             features.update(fit.features)
             if self.classifier is not None:
                 features.update(self._classify(self.classifier, two_theta_deg, counts))
@@ -387,12 +380,10 @@ def fit_pattern(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
     phases: Sequence[str],
-    *,
-    shape: ProfileShape = ProfileShape(),
-    zero_shift_deg: float = 0.0,
+    calibration: InstrumentCalibration | None = None,
 ) -> PatternFit:
     """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``,
-    with the diffractometer's profile ``shape`` and its zero as the refinement's start.
+    with the diffractometer's ``calibration`` (None: the analysis's default instrument).
 
     Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
     fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.whole_pattern.analyse_pattern`).
@@ -402,6 +393,8 @@ def fit_pattern(
     size and strain NaN.
     """
     phases = tuple(phases)
+    shape = calibration.shape if calibration else ProfileShape()
+    zero_shift_deg = calibration.zero_shift_deg if calibration else 0.0
     max_lattice_strain = lattice_range(phases)
     if max_lattice_strain == 0:
         fit = analyse_pattern(

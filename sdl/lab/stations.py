@@ -25,7 +25,7 @@ from devices.epics import EpicsError
 from plans.experiment import device_error, error_text
 from sdl.analysis.microscopy.unet import load_model, segment_grains_unet
 from sdl.analysis.pipeline import RawRun, SampleAnalysis
-from sdl.analysis.xrd.calibration import read_calibration
+from sdl.analysis.xrd.calibration import calibration_at
 from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.campaign.config import CampaignConfig
 from sdl.campaign.control import CampaignAborted
@@ -122,14 +122,13 @@ def build_analysis(config: CampaignConfig) -> SampleAnalysis:
     if settings.segmenter == "unet" and settings.unet_model is not None:  # the config checks
         segmenter = partial(segment_grains_unet, load_model(settings.unet_model))
     classifier = XRDClassifier.load(settings.xrd_classifier) if settings.xrd_classifier else None
-    calibration = read_calibration(settings.xrd_instrument) if settings.xrd_instrument else None
     return SampleAnalysis(
         config.instruments,
         get_system(config.devices.system).phases,
         zero_tolerance_deg=settings.xrd_zero_tolerance_deg,
         segmenter=segmenter,
         classifier=classifier,
-        xrd_calibration=calibration,
+        xrd_calibration=calibration_at(settings.xrd_instrument),
     )
 
 

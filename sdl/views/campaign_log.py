@@ -24,6 +24,7 @@ from sdl.analysis.pipeline import (
     measurements_from_data,
     read_primary,
 )
+from sdl.analysis.xrd.calibration import InstrumentCalibration, calibration_at
 from sdl.campaign.results import outcomes_feasible
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
 from sdl.records.routing import RunCallback, RunCallbacks, RunCollector, RunFollower
@@ -85,6 +86,11 @@ class CampaignLog:
         self.version = 0
         self.lock = threading.RLock()
         self._experiments: dict[str, Experiment] = {}
+
+    @property
+    def xrd_calibration(self) -> InstrumentCalibration | None:
+        """The diffractometer calibration the campaign names (``analysis.xrd_instrument``)."""
+        return calibration_at((self.config.get("analysis") or {}).get("xrd_instrument"))
 
     def add_start(self, start: Mapping[str, Any]) -> None:
         """Record a run's start document (experiments and decisions; others are ignored)."""

@@ -37,6 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from sdl.analysis.pipeline import Measurements
+from sdl.analysis.xrd.calibration import InstrumentCalibration
 from sdl.campaign.control import CampaignControl
 from sdl.campaign.systems import get_system
 from sdl.views.campaign_log import CampaignLog, DocumentFeed, campaign_log_from_catalog
@@ -94,8 +95,11 @@ class MeasurementFigures:
     thread does it for the newest measurement only, so a slow browser never slows the lab.
     """
 
-    def __init__(self, phases: tuple[str, ...]) -> None:
+    def __init__(
+        self, phases: tuple[str, ...], calibration: InstrumentCalibration | None = None
+    ) -> None:
         self.phases = phases
+        self.calibration = calibration
         self.figures: dict[str, str] = {}
         self.version = 0
         self._pending: queue.Queue[tuple[str, Measurements] | None] = queue.Queue(maxsize=1)
@@ -119,7 +123,10 @@ class MeasurementFigures:
             raw_uid, measurements = item
             try:
                 figures = measurement_figures(
-                    measurements, self.phases, f"latest sample (run {raw_uid[:8]})"
+                    measurements,
+                    self.phases,
+                    f"latest sample (run {raw_uid[:8]})",
+                    self.calibration,
                 )
             except ValueError as error:
                 logger.warning("dashboard: cannot draw run %s: %s", raw_uid, error)
@@ -205,7 +212,7 @@ class Dashboard:
         self.search_space = {name: dict(p) for name, p in search_space.items()}
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
-        self.measurement_figures = MeasurementFigures(phases)
+        self.measurement_figures = MeasurementFigures(phases, log.xrd_calibration)
         self.feed = DocumentFeed(log, on_measured=self.measurement_figures.submit)
         self._stopping = threading.Event()
         self._app: Starlette | None = None

@@ -20,6 +20,7 @@ from skimage.segmentation import find_boundaries
 
 from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.pipeline import Measurements, fit_pattern
+from sdl.analysis.xrd.calibration import InstrumentCalibration
 from sdl.views.campaign_log import CampaignLog
 
 #: Colour of grain boundaries drawn over a micrograph (RGB).
@@ -179,9 +180,14 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
 
 
 def pattern_figure(
-    two_theta: np.ndarray, counts: np.ndarray, phases: Sequence[str], title: str
+    two_theta: np.ndarray,
+    counts: np.ndarray,
+    phases: Sequence[str],
+    title: str,
+    calibration: InstrumentCalibration | None = None,
 ) -> go.Figure:
-    """An XRD pattern with its phase fit; the legend names each fitted phase and fraction."""
+    """An XRD pattern with its phase fit (with the campaign's instrument ``calibration``);
+    the legend names each fitted phase and fraction."""
     figure = go.Figure(
         layout={
             **_LAYOUT,
@@ -193,7 +199,7 @@ def pattern_figure(
     figure.add_scatter(
         x=two_theta.tolist(), y=counts.tolist(), mode="lines", name="measured", line={"width": 1}
     )
-    fit = fit_pattern(two_theta, counts, tuple(phases))
+    fit = fit_pattern(two_theta, counts, tuple(phases), calibration)
     label = ", ".join(
         f"{phase} {fraction:.2f}"
         for phase, fraction in sorted(fit.phase_fractions.items(), key=lambda item: -item[1])
@@ -232,13 +238,20 @@ def overlay_png(image: np.ndarray, labels: np.ndarray) -> str:
 
 
 def measurement_figures(
-    measurements: Measurements, phases: Sequence[str], title: str
+    measurements: Measurements,
+    phases: Sequence[str],
+    title: str,
+    calibration: InstrumentCalibration | None = None,
 ) -> dict[str, go.Figure]:
     """The pattern and micrograph figures of whichever of them ``measurements`` holds."""
     figures = {}
     if measurements.two_theta_deg is not None and measurements.counts is not None:
         figures["pattern"] = pattern_figure(
-            measurements.two_theta_deg, measurements.counts, phases, f"XRD pattern, {title}"
+            measurements.two_theta_deg,
+            measurements.counts,
+            phases,
+            f"XRD pattern, {title}",
+            calibration,
         )
     if measurements.image is not None and measurements.pixel_size_nm is not None:
         figures["micrograph"] = micrograph_figure(

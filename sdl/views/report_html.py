@@ -210,6 +210,7 @@ def _experiment_tables(log: CampaignLog, catalog_path: str, system: MaterialsSys
 
 
 def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -> list[str]:
+    calibration = log.xrd_calibration
     parts = []
     for rank, experiment in enumerate(log.best(BEST_SAMPLES), start=1):
         measurements = measurements_from_data(read_primary(client[experiment.raw_uid]))
@@ -217,7 +218,7 @@ def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -
             f"#{rank}: experiment {experiment.iteration + 1}, {log.objective} = "
             f"{experiment.features[log.objective]:.4g}"
         )
-        figures = measurement_figures(measurements, phases, f"#{rank}").values()
+        figures = measurement_figures(measurements, phases, f"#{rank}", calibration).values()
         conditions = ", ".join(f"{k} = {v:.4g}" for k, v in experiment.conditions.items())
         parts.append(
             f"<h3>{html.escape(title)}</h3><p>{html.escape(conditions)}; raw run "

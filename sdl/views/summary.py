@@ -16,6 +16,7 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sdl.analysis.microscopy.segmentation import analyse_micrograph  # noqa: E402
 from sdl.analysis.pipeline import fit_pattern, measurements_from_data, read_primary  # noqa: E402
+from sdl.analysis.xrd.calibration import calibration_at  # noqa: E402
 from sdl.campaign.results import (  # noqa: E402
     CampaignResult,
     ExperimentRecord,
@@ -271,7 +272,8 @@ def _best_measurements(
     if measurements.counts is not None:
         two_theta_deg, counts = measurements.pattern()
         phases = get_system(result.config.devices.system).phases
-        fit = fit_pattern(two_theta_deg, counts, phases)
+        calibration = calibration_at(result.config.analysis.xrd_instrument)
+        fit = fit_pattern(two_theta_deg, counts, phases, calibration)
         pattern_ax.plot(two_theta_deg, counts, lw=0.8, label="measured")
         pattern_ax.plot(two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
         phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items() if w > 0.01)

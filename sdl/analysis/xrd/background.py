@@ -13,6 +13,7 @@ background; fits that must quantify amorphous content model the hump instead (se
 from __future__ import annotations
 
 import numpy as np
+from numpy.polynomial import chebyshev
 from pybaselines import Baseline
 
 #: Default SNIP half window, deg of 2-theta.
@@ -68,3 +69,10 @@ def estimate_background(
         counts, max_half_window=half_window, decreasing=True, smooth_half_window=smooth or None
     )
     return np.minimum(baseline, counts.max())
+
+
+def chebyshev_basis(n_points: int, degree: int) -> np.ndarray:
+    """Chebyshev polynomials of degree 0 to ``degree`` over a scan, one row each: the smooth
+    background a whole-pattern fit solves for together with its phases (an amorphous hump
+    is then not taken for background, as a clipping estimate would take it)."""
+    return chebyshev.chebvander(np.linspace(-1.0, 1.0, n_points), degree).T

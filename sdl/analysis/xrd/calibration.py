@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from numpy.polynomial import chebyshev
 from scipy.optimize import least_squares
 
 from physics.phases import LINE_PROFILE_STANDARDS
 from physics.structures import get_structure
+from sdl.analysis.xrd.background import chebyshev_basis
 from sdl.analysis.xrd.instrument import ProfileShape, render_phase
 from sdl.analysis.xrd.reference import ReferencePhase
 
@@ -140,6 +140,11 @@ class InstrumentCalibration:
             + yaml.safe_dump(self.as_dict(), sort_keys=False)
         )
         temporary.replace(path)
+
+
+def calibration_at(path: Path | str | None) -> InstrumentCalibration | None:
+    """The calibration a campaign names (``analysis.xrd_instrument``), or None if none."""
+    return read_calibration(path) if path else None
 
 
 def read_calibration(path: Path | str) -> InstrumentCalibration:
@@ -260,8 +265,7 @@ class _StandardModel:
         self.counts = counts
         self.shape = shape
         self.sqrt_weight = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-        x = np.linspace(-1.0, 1.0, counts.size)
-        self.background_basis = chebyshev.chebvander(x, _BACKGROUND_DEGREE).T
+        self.background_basis = chebyshev_basis(counts.size, _BACKGROUND_DEGREE)
 
     def shape_at(self, parameters: np.ndarray) -> ProfileShape:
         u, v, w, x, _ = parameters

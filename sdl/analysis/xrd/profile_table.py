@@ -150,36 +150,23 @@ class ProfileTable:
         return sampled[0, :, 0], sampled[1, :, 0], sampled[0, :, 1]
 
 
+#: An amorphous phase's humps: ``(centre Q, FWHM Q, area)`` each.
+Humps = tuple[tuple[float, float, float], ...]
+
+
 @lru_cache(maxsize=_TABLES_KEPT)
-def phase_table(
-    phase: ReferencePhase,
+def profile_table(
+    component: ReferencePhase | Humps,
     shape: ProfileShape,
     two_theta_min_deg: float,
     step_deg: float,
     n_points: int,
 ) -> ProfileTable:
-    """The process's table of a crystalline phase on this grid and instrument."""
-    return ProfileTable(
-        lambda grid, size_nm: render_phase(phase, grid, size_nm, shape=shape),
-        two_theta_min_deg,
-        step_deg,
-        n_points,
-    )
-
-
-@lru_cache(maxsize=_TABLES_KEPT)
-def humps_table(
-    humps: tuple[tuple[float, float, float], ...],
-    shape: ProfileShape,
-    two_theta_min_deg: float,
-    step_deg: float,
-    n_points: int,
-) -> ProfileTable:
-    """The process's table of an amorphous phase's humps on this grid and instrument."""
-    return ProfileTable(
-        lambda grid, _: render_humps(humps, grid, shape=shape),
-        two_theta_min_deg,
-        step_deg,
-        n_points,
-        sized=False,
-    )
+    """The process's table of a crystalline phase or an amorphous phase's humps, on this
+    grid and instrument."""
+    grid = (two_theta_min_deg, step_deg, n_points)
+    if isinstance(component, ReferencePhase):
+        phase = component
+        return ProfileTable(lambda x, size_nm: render_phase(phase, x, size_nm, shape=shape), *grid)
+    humps = component
+    return ProfileTable(lambda x, _: render_humps(humps, x, shape=shape), *grid, sized=False)

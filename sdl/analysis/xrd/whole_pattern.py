@@ -46,14 +46,14 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from numpy.polynomial import chebyshev
 from scipy.optimize import least_squares, nnls
 from scipy.stats import f as f_distribution
 
 from physics.phases import AMORPHOUS, TIO2_POLYMORPHS
 from physics.structures import get_structure
+from sdl.analysis.xrd.background import chebyshev_basis
 from sdl.analysis.xrd.instrument import ProfileShape
-from sdl.analysis.xrd.profile_table import ProfileTable, humps_table, phase_table
+from sdl.analysis.xrd.profile_table import ProfileTable, profile_table
 from sdl.analysis.xrd.reference import (
     ReferencePhase,
     amorphous_tio2_humps,
@@ -211,8 +211,7 @@ class _PatternModel:
         self.include_amorphous = include_amorphous
         self.fit_zero_shift = fit_zero_shift
         self.sqrt_weight = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-        x = np.linspace(-1.0, 1.0, counts.size)
-        self.background_basis = chebyshev.chebvander(x, _BACKGROUND_DEGREE).T
+        self.background_basis = chebyshev_basis(counts.size, _BACKGROUND_DEGREE)
         self.n_scales = len(phases) + int(include_amorphous)
         self._weighted_counts = counts * self.sqrt_weight
         self._background = _WeightedBackground.of(self.background_basis, self.sqrt_weight, counts)
@@ -223,8 +222,8 @@ class _PatternModel:
         step_deg = float(grid[-1] - grid[0]) / (grid.size - 1)
         where = (self.shape, float(grid[0]), step_deg, grid.size)
         if component == AMORPHOUS:
-            return humps_table(amorphous_tio2_humps(), *where)
-        return phase_table(_tio2_library()[component], *where)
+            return profile_table(amorphous_tio2_humps(), *where)
+        return profile_table(_tio2_library()[component], *where)
 
     def split(self, nonlinear: np.ndarray) -> tuple[np.ndarray, float]:
         if self.fit_zero_shift:
