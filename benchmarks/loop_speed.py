@@ -109,7 +109,9 @@ def main() -> None:
         args.json.write_text(json.dumps(measure(args.budget)))
         return
     rows = {
-        f"before ({args.before})": results_at(args.before, __file__, ["--budget", str(args.budget)]),
+        f"before ({args.before})": results_at(
+            args.before, __file__, ["--budget", str(args.budget)]
+        ),
         "now": measure(args.budget),
     }
     print(
