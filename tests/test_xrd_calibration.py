@@ -11,9 +11,12 @@ import yaml
 
 from sdl.analysis.pipeline import AnalysedRun, RawRun, SampleAnalysis
 from sdl.analysis.xrd.calibration import InstrumentCalibration, calibrate, read_calibration
+from sdl.analysis.xrd.instrument import ProfileShape
 from sdl.campaign.config import CampaignConfigError, parse_campaign
 from sdl.cli import main
 from sdl.lab.stations import build_analysis
+from sdl.loop.recording import DecisionRecorder
+from sdl.views.campaign_log import CampaignLog
 from simulators.xrd import PowderDiffractometer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,3 +160,42 @@ def test_a_campaign_names_its_calibration_file_and_a_missing_one_is_refused(lab6
     campaign["analysis"] = {"xrd_instrument": str(path)}
     analysis = build_analysis(parse_campaign(campaign))
     assert analysis.xrd_calibration == lab6_fit[1].calibration
+
+
+def test_a_calibrated_zero_beyond_half_a_degree_is_reached():
+    truth = {"anatase": 0.7, "rutile": 0.3}
+    sizes = {"anatase": 25.0, "rutile": 40.0}
+    diffractometer, counts = scan(
+        truth, sizes, seed=4, n_points=2048, low=10.0, high=80.0, zero_shift_deg=0.72
+    )
+    raw = RawRun(
+        {"uid": "raw-2"}, {"xrd_two_theta": diffractometer.two_theta_deg, "xrd_counts": counts}
+    )
+    calibration = InstrumentCalibration(ProfileShape(), 0.7, "LaB6")
+    analysis = SampleAnalysis(
+        ["xrd"],
+        ("anatase", "brookite", "rutile"),
+        zero_tolerance_deg=0.2,
+        xrd_calibration=calibration,
+    )
+    analysed = analysis.analyse(raw)
+    assert analysed.problem_kind is None
+    assert analysed.features["xrd_zero_shift_deg"] == pytest.approx(0.72, abs=0.01)
+    assert analysed.features["anatase_fraction"] == pytest.approx(0.7, abs=0.03)
+
+
+def test_the_campaign_run_carries_the_calibration_for_later_readers(lab6_fit, tmp_path):
+    calibration = lab6_fit[1].calibration
+    campaign = yaml.safe_load((ROOT / "examples" / "tio2_bo.yaml").read_text())
+    path = tmp_path / "xrd-instrument.yaml"
+    calibration.write(path)
+    campaign["analysis"] = {"xrd_instrument": str(path)}
+    config = parse_campaign(campaign)
+    documents = []
+    DecisionRecorder(config.name, lambda name, doc: documents.append((name, doc))).campaign(
+        config, build_analysis(config).settings
+    )
+    path.unlink()  # a reader elsewhere, later, without the file
+    log = CampaignLog(config.name)
+    log.add_start(dict(documents)["start"])
+    assert log.xrd_calibration == calibration

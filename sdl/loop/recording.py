@@ -130,11 +130,19 @@ class DecisionRecorder:
         self._emit("start", bundle.start_doc)
         self._emit("stop", bundle.compose_stop(exit_status=status, reason=reason))
 
-    def campaign(self, config: CampaignConfig) -> None:
-        """The campaign (re)starts: its configuration and the software that runs it."""
+    def campaign(
+        self, config: CampaignConfig, analysis_settings: Mapping[str, Any] | None = None
+    ) -> None:
+        """The campaign (re)starts: its configuration, the software that runs it and what
+        the analysis uses beside the configuration (the XRD calibration's contents: a later
+        reader need not find the file the configuration names)."""
         self.record(
             Purpose.CAMPAIGN,
-            {"config": json.loads(config.model_dump_json()), "versions": software_versions()},
+            {
+                "config": json.loads(config.model_dump_json()),
+                "versions": software_versions(),
+                **(analysis_settings or {}),
+            },
         )
 
     def control(self, request: ControlAction) -> None:

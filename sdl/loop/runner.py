@@ -199,7 +199,7 @@ class CampaignRunner:
     def _run_locked(self) -> None:
         try:
             with _ctrl_c_aborts(self.control), self._control_server():
-                self.recorder.campaign(self.config)
+                self.recorder.campaign(self.config, self.analysis.settings)
                 with self.writer.inline():  # resume reads the catalog between its writes
                     self._resume()
                 self._loop()

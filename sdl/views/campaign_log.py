@@ -24,7 +24,7 @@ from sdl.analysis.pipeline import (
     measurements_from_data,
     read_primary,
 )
-from sdl.analysis.xrd.calibration import InstrumentCalibration, calibration_at
+from sdl.analysis.xrd.calibration import InstrumentCalibration
 from sdl.campaign.results import outcomes_feasible
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
 from sdl.records.routing import RunCallback, RunCallbacks, RunCollector, RunFollower
@@ -78,6 +78,7 @@ class CampaignLog:
     def __init__(self, campaign_id: str) -> None:
         self.campaign_id = campaign_id
         self.config: dict[str, Any] = {}
+        self.xrd_instrument: dict[str, Any] | None = None
         self.versions: dict[str, str] = {}
         self.started_at: float | None = None
         self.faults: list[dict[str, Any]] = []
@@ -89,8 +90,11 @@ class CampaignLog:
 
     @property
     def xrd_calibration(self) -> InstrumentCalibration | None:
-        """The diffractometer calibration the campaign names (``analysis.xrd_instrument``)."""
-        return calibration_at((self.config.get("analysis") or {}).get("xrd_instrument"))
+        """The diffractometer calibration the campaign's analysis used, as recorded at its
+        start (``analysis.xrd_instrument``); None for the default instrument."""
+        if not self.xrd_instrument:
+            return None
+        return InstrumentCalibration.from_dict(self.xrd_instrument)
 
     def add_start(self, start: Mapping[str, Any]) -> None:
         """Record a run's start document (experiments and decisions; others are ignored)."""
@@ -111,6 +115,7 @@ class CampaignLog:
                 )
             elif purpose == Purpose.CAMPAIGN:
                 self.config = dict(start.get("config", {}))
+                self.xrd_instrument = start.get("xrd_instrument")
                 self.versions = dict(start.get("versions", {}))
                 if self.started_at is None:
                     self.started_at = float(start["time"])

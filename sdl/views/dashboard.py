@@ -231,6 +231,7 @@ class Dashboard:
         config = runner.config
         log = campaign_log_from_catalog(runner.client, config.name)
         log.config = config.model_dump(mode="json")
+        log.xrd_instrument = runner.analysis.settings.get("xrd_instrument")
 
         def status() -> dict[str, Any]:
             return {

@@ -53,7 +53,7 @@ from physics.phases import AMORPHOUS, TIO2_POLYMORPHS
 from physics.structures import get_structure
 from sdl.analysis.xrd.background import chebyshev_basis
 from sdl.analysis.xrd.instrument import ProfileShape
-from sdl.analysis.xrd.profile_table import ProfileTable, profile_table
+from sdl.analysis.xrd.profile_table import MAX_ZERO_SHIFT_DEG, ProfileTable, profile_table
 from sdl.analysis.xrd.reference import (
     ReferencePhase,
     amorphous_tio2_humps,
@@ -74,8 +74,8 @@ _SIZE_BOUNDS_NM = (1.5, 1000.0)
 #: Starting crystallite size, nm.
 _START_SIZE_NM = 30.0
 
-#: Largest zero shift the fit may return, deg.
-_MAX_ZERO_SHIFT_DEG = 0.5
+#: Farthest the fitted zero may lie from its start (0, or a calibrated zero), deg.
+_ZERO_SHIFT_REACH_DEG = 0.5
 
 #: Weight fraction below which a phase has no meaningful crystallite size.
 _MIN_FRACTION_FOR_SIZE = 0.01
@@ -337,8 +337,9 @@ class _PatternModel:
         lower, upper = [log_bounds[0]] * len(x0), [log_bounds[1]] * len(x0)
         if self.fit_zero_shift:
             x0.append(zero_shift_deg)
-            lower.append(-_MAX_ZERO_SHIFT_DEG)
-            upper.append(_MAX_ZERO_SHIFT_DEG)
+            # Within reach of the starting (calibrated) zero, as far as the tables reach.
+            lower.append(max(self.zero_shift_deg - _ZERO_SHIFT_REACH_DEG, -MAX_ZERO_SHIFT_DEG))
+            upper.append(min(self.zero_shift_deg + _ZERO_SHIFT_REACH_DEG, MAX_ZERO_SHIFT_DEG))
         if not x0:
             return np.zeros(0)
         return least_squares(
@@ -544,7 +545,7 @@ def analyse_pattern(
         [math.log(sizes_nm[p]) for p in phases] + ([zero_shift_deg] if fit_zero_shift else [])
     )
     linear = np.zeros(full.n_scales + full.background_basis.shape[0])
-    kept_linear = model.solve_linear(model.design(nonlinear))
+    kept_linear = model.evaluate(nonlinear).linear
     scales = dict(zip(model.components, kept_linear[: model.n_scales], strict=True))
     linear[: full.n_scales] = [scales.get(c, 0.0) for c in full.components]
     linear[full.n_scales :] = kept_linear[model.n_scales :]
@@ -644,7 +645,7 @@ def _fit_and_prune(model: _PatternModel, zero_shift_deg: float) -> tuple[_Patter
     """
     nonlinear = model.fit(dict.fromkeys(model.phases, _START_SIZE_NM), zero_shift_deg)
     while len(model.components) > 1:
-        scales = model.solve_linear(model.design(nonlinear))[: model.n_scales]
+        scales = model.evaluate(nonlinear).linear[: model.n_scales]
         absent = [c for c, s in zip(model.components, scales, strict=True) if s == 0]
         for component in absent[: len(model.components) - 1]:
             nonlinear = model.nonlinear_without(nonlinear, component)
