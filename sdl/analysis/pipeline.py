@@ -34,6 +34,7 @@ from sdl.analysis.xrd.classifier import XRDClassifier
 from sdl.analysis.xrd.instrument import ProfileShape
 from sdl.analysis.xrd.quantify import PhaseQuantification, quantify_phases
 from sdl.analysis.xrd.reference import ReferencePhase, library_from_structures
+from sdl.analysis.xrd.user_phases import XRDPhases
 from sdl.analysis.xrd.whole_pattern import analyse_pattern
 from sdl.records.vocabulary import (
     FAIL,
@@ -255,6 +256,10 @@ class SampleAnalysis:
         The diffractometer's profile and zero as calibrated on a standard: every pattern is
         fitted with it, drift is the fitted zero's departure from it, and each analysis run
         records it (``xrd_instrument``). None: the analysis's default instrument.
+    xrd_phases
+        The campaign's own phases (from CIF files): every pattern is fitted for them instead
+        of ``phases``, the features are keyed by their names, and each analysis run records
+        them (``xrd_phases``, the CIFs' text included). None: ``phases``.
     """
 
     def __init__(
@@ -266,11 +271,13 @@ class SampleAnalysis:
         segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
         classifier: XRDClassifier | None = None,
         xrd_calibration: InstrumentCalibration | None = None,
+        xrd_phases: XRDPhases | None = None,
     ) -> None:
         self.instruments = tuple(instruments)
         self.xrd_calibration = xrd_calibration
+        self.xrd_phases = xrd_phases
         self.plugins = plugin_instruments(self.instruments)
-        self.phases = tuple(phases)
+        self.phases = xrd_phases.names if xrd_phases else tuple(phases)
         self.zero_tolerance_deg = zero_tolerance_deg
         self.segmenter = segmenter
         self.classifier = classifier
@@ -308,10 +315,14 @@ class SampleAnalysis:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """What an analysis run records of how it analysed (the XRD calibration, if any)."""
-        if self.xrd_calibration is None:
-            return {}
-        return {"xrd_instrument": self.xrd_calibration.as_dict()}
+        """What an analysis run records of how it analysed (the XRD calibration and the
+        campaign's own phases, if any)."""
+        settings: dict[str, Any] = {}
+        if self.xrd_calibration is not None:
+            settings["xrd_instrument"] = self.xrd_calibration.as_dict()
+        if self.xrd_phases is not None:
+            settings["xrd_phases"] = self.xrd_phases.as_dict()
+        return settings
 
     def features(self, measurements: Measurements) -> dict[str, float]:
         """Named features of one sample; :class:`BadData` if the raw data is unfit."""
@@ -319,7 +330,9 @@ class SampleAnalysis:
         features: dict[str, float] = {}
         if "xrd" in self.instruments:
             two_theta_deg, counts = measurements.pattern()
-            fit = fit_pattern(two_theta_deg, counts, self.phases, self.xrd_calibration)
+            fit = fit_pattern(
+                two_theta_deg, counts, self.xrd_phases or self.phases, self.xrd_calibration
+            )
             features.update(fit.features)
             if self.classifier is not None:
                 features.update(self._classify(self.classifier, two_theta_deg, counts))
@@ -379,22 +392,34 @@ class PatternFit:
 def fit_pattern(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
-    phases: Sequence[str],
+    phases: Sequence[str] | XRDPhases,
     calibration: InstrumentCalibration | None = None,
 ) -> PatternFit:
-    """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases``,
-    with the diffractometer's ``calibration`` (None: the analysis's default instrument).
+    """The pipeline's whole-pattern fit of one powder pattern for a system's ``phases`` (or
+    a campaign's own, :class:`~sdl.analysis.xrd.user_phases.XRDPhases`), with the
+    diffractometer's ``calibration`` (None: the analysis's default instrument).
 
     Line compounds (every phase at a fixed lattice: the TiO2 polymorphs) are fitted with
     fixed lattices and the amorphous hump (:func:`~sdl.analysis.xrd.whole_pattern.analyse_pattern`).
     Solid solutions are fitted against their reference structures with each phase's
     lattice refined within its range, since a composition spread's peaks shift with
     composition (:func:`~sdl.analysis.xrd.quantify.quantify_phases`); absent phases have
-    size and strain NaN.
+    size and strain NaN. A campaign's own phases are line compounds, fitted with the
+    amorphous component only if it asks for one.
     """
-    phases = tuple(phases)
     shape = calibration.shape if calibration else ProfileShape()
     zero_shift_deg = calibration.zero_shift_deg if calibration else 0.0
+    if isinstance(phases, XRDPhases):
+        fit = analyse_pattern(
+            two_theta_deg,
+            counts,
+            phases.references,
+            phases.amorphous,
+            shape=shape,
+            zero_shift_deg=zero_shift_deg,
+        )
+        return PatternFit(fit.phase_fractions, fit.as_dict(), fit.fitted_pattern)
+    phases = tuple(phases)
     max_lattice_strain = lattice_range(phases)
     if max_lattice_strain == 0:
         fit = analyse_pattern(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
 from agents import candidate_rows
 from agents.options import AGENT_OPTIONS, AgentOptions, ExternalOptions, error_lines
 from agents.space import LinearConstraint, OutcomeConstraint, Parameter, SearchSpace
+from physics.phases import AMORPHOUS
 from sdl.analysis.features import BUILTIN_INSTRUMENTS, features_for, plugin_instruments
 from sdl.campaign.alerts import AlertsConfig
 from sdl.campaign.approval import ApprovalConfig, approval_problems
@@ -35,6 +36,9 @@ from sdl.plugins import (
     registered,
 )
 from simulators.faults import FAULT_TARGETS
+
+if TYPE_CHECKING:
+    from sdl.analysis.xrd.user_phases import XRDPhases
 
 #: Instruments a campaign may name.
 DEVICE_NAMES = ("reactor", "xrd", "microscope")
@@ -251,6 +255,24 @@ class WatchdogConfig(StrictModel):
     )
 
 
+class XRDPhaseConfig(StrictModel):
+    """One crystalline phase of the campaign's own, from a CIF file."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="what its features are called (<name>_fraction ...): a letter, then "
+        "letters, digits or _",
+    )
+    cif: FilePath = Field(description="the phase's structure as a CIF file (read with pymatgen)")
+    calibration_factor: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="measured over computed intensity per unit weight fraction, fitted on a "
+        "standard of known composition; the phase's scale is divided by it",
+    )
+
+
 class AnalysisConfig(StrictModel):
     """Which analysis methods a campaign uses, and the limits data must pass to be trusted."""
 
@@ -272,6 +294,16 @@ class AnalysisConfig(StrictModel):
         default=None,
         description="diffractometer calibration written by `sdl calibrate-xrd --out PATH` "
         "(line breadths and zero from a LaB6 or Si scan); every XRD fit uses it",
+    )
+    xrd_phases: list[XRDPhaseConfig] | None = Field(
+        default=None,
+        description="the crystalline phases every XRD fit looks for, from CIF files, instead "
+        "of the system's library",
+    )
+    xrd_amorphous: bool | None = Field(
+        default=None,
+        description="with xrd_phases: also fit an amorphous component (the phases' lines at "
+        "a 1 nm coherence length); default false",
     )
 
     @model_validator(mode="after")
@@ -300,6 +332,71 @@ class AnalysisConfig(StrictModel):
             except (ValueError, yaml.YAMLError) as error:
                 raise ValueError(f"xrd_instrument: {self.xrd_instrument}: {error}") from None
         return self
+
+    @model_validator(mode="after")
+    def _phases_parse(self) -> AnalysisConfig:
+        if self.xrd_phases is None:
+            if self.xrd_amorphous is not None:
+                refuse(
+                    [
+                        (
+                            ("xrd_amorphous",),
+                            "applies to xrd_phases only; the system's own phase library "
+                            "fits its amorphous component as it always has",
+                            self.xrd_amorphous,
+                        )
+                    ]
+                )
+            return self
+        from sdl.analysis.xrd.user_phases import UserPhase  # pymatgen: late
+
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        if not self.xrd_phases:
+            problems.append((("xrd_phases",), "name at least one phase, or leave it out", []))
+        seen: set[str] = set()
+        for index, phase in enumerate(self.xrd_phases):
+            if phase.name == AMORPHOUS:
+                problems.append(
+                    (
+                        ("xrd_phases", index, "name"),
+                        f"{AMORPHOUS!r} names the amorphous component; use xrd_amorphous",
+                        phase.name,
+                    )
+                )
+            elif phase.name in seen:
+                problems.append(
+                    (("xrd_phases", index, "name"), f"{phase.name!r} is named twice", phase.name)
+                )
+            seen.add(phase.name)
+            if not phase.cif.is_file():
+                problems.append(
+                    (("xrd_phases", index, "cif"), f"no such file {phase.cif}", str(phase.cif))
+                )
+                continue
+            try:
+                UserPhase.from_file(phase.name, phase.cif, phase.calibration_factor)
+            except ValueError as error:
+                problems.append((("xrd_phases", index, "cif"), str(error), str(phase.cif)))
+        if problems:
+            refuse(problems)
+        return self
+
+    def xrd_phase_set(self) -> XRDPhases | None:
+        """The campaign's own phases, parsed (None: the system's library)."""
+        if self.xrd_phases is None:
+            return None
+        from sdl.analysis.xrd.user_phases import XRDPhases  # pymatgen: late
+
+        return XRDPhases.from_files(
+            [(p.name, p.cif, p.calibration_factor) for p in self.xrd_phases],
+            amorphous=bool(self.xrd_amorphous),
+        )
+
+    def phases(self, system_phases: Sequence[str]) -> tuple[str, ...]:
+        """Names of the crystalline phases the XRD fits report: the campaign's own, if any."""
+        if self.xrd_phases is None:
+            return tuple(system_phases)
+        return tuple(p.name for p in self.xrd_phases)
 
 
 class QueueserverConfig(StrictModel):
@@ -557,7 +654,9 @@ class CampaignConfig(StrictModel):
 
     @model_validator(mode="after")
     def _outcomes_are_measured(self) -> CampaignConfig:
-        available = features_for(self.instruments, get_system(self.devices.system).phases)
+        available = features_for(
+            self.instruments, self.analysis.phases(get_system(self.devices.system).phases)
+        )
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         seen: set[str] = set()
         unmeasured = (

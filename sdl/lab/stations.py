@@ -129,6 +129,7 @@ def build_analysis(config: CampaignConfig) -> SampleAnalysis:
         segmenter=segmenter,
         classifier=classifier,
         xrd_calibration=calibration_at(settings.xrd_instrument),
+        xrd_phases=settings.xrd_phase_set(),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from sdl.analysis.pipeline import (
     read_primary,
 )
 from sdl.analysis.xrd.calibration import InstrumentCalibration
+from sdl.analysis.xrd.user_phases import XRDPhases
 from sdl.campaign.results import outcomes_feasible
 from sdl.records.catalog import campaign_runs, exit_status, recorded_features
 from sdl.records.routing import RunCallback, RunCallbacks, RunCollector, RunFollower
@@ -79,6 +80,7 @@ class CampaignLog:
         self.campaign_id = campaign_id
         self.config: dict[str, Any] = {}
         self.xrd_instrument: dict[str, Any] | None = None
+        self.xrd_phases: dict[str, Any] | None = None
         self.versions: dict[str, str] = {}
         self.started_at: float | None = None
         self.faults: list[dict[str, Any]] = []
@@ -95,6 +97,13 @@ class CampaignLog:
         if not self.xrd_instrument:
             return None
         return InstrumentCalibration.from_dict(self.xrd_instrument)
+
+    def fitted_phases(self, system_phases: Sequence[str]) -> Sequence[str] | XRDPhases:
+        """What the campaign's pattern fits looked for: its own phases as recorded at its
+        start (``analysis.xrd_phases``, the CIFs' text included), else ``system_phases``."""
+        if not self.xrd_phases:
+            return system_phases
+        return XRDPhases.from_dict(self.xrd_phases)
 
     def add_start(self, start: Mapping[str, Any]) -> None:
         """Record a run's start document (experiments and decisions; others are ignored)."""
@@ -116,6 +125,7 @@ class CampaignLog:
             elif purpose == Purpose.CAMPAIGN:
                 self.config = dict(start.get("config", {}))
                 self.xrd_instrument = start.get("xrd_instrument")
+                self.xrd_phases = start.get("xrd_phases")
                 self.versions = dict(start.get("versions", {}))
                 if self.started_at is None:
                     self.started_at = float(start["time"])

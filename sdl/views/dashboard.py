@@ -25,7 +25,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from sdl.analysis.pipeline import Measurements
 from sdl.analysis.xrd.calibration import InstrumentCalibration
+from sdl.analysis.xrd.user_phases import XRDPhases
 from sdl.campaign.control import CampaignControl
 from sdl.campaign.systems import get_system
 from sdl.views.campaign_log import CampaignLog, DocumentFeed, campaign_log_from_catalog
@@ -96,7 +97,9 @@ class MeasurementFigures:
     """
 
     def __init__(
-        self, phases: tuple[str, ...], calibration: InstrumentCalibration | None = None
+        self,
+        phases: Sequence[str] | XRDPhases,
+        calibration: InstrumentCalibration | None = None,
     ) -> None:
         self.phases = phases
         self.calibration = calibration
@@ -212,7 +215,9 @@ class Dashboard:
         self.search_space = {name: dict(p) for name, p in search_space.items()}
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
-        self.measurement_figures = MeasurementFigures(phases, log.xrd_calibration)
+        self.measurement_figures = MeasurementFigures(
+            log.fitted_phases(phases), log.xrd_calibration
+        )
         self.feed = DocumentFeed(log, on_measured=self.measurement_figures.submit)
         self._stopping = threading.Event()
         self._app: Starlette | None = None
@@ -232,6 +237,7 @@ class Dashboard:
         log = campaign_log_from_catalog(runner.client, config.name)
         log.config = config.model_dump(mode="json")
         log.xrd_instrument = runner.analysis.settings.get("xrd_instrument")
+        log.xrd_phases = runner.analysis.settings.get("xrd_phases")
 
         def status() -> dict[str, Any]:
             return {

@@ -21,6 +21,7 @@ from skimage.segmentation import find_boundaries
 from sdl.analysis.microscopy.segmentation import analyse_micrograph
 from sdl.analysis.pipeline import Measurements, fit_pattern
 from sdl.analysis.xrd.calibration import InstrumentCalibration
+from sdl.analysis.xrd.user_phases import XRDPhases
 from sdl.views.campaign_log import CampaignLog
 
 #: Colour of grain boundaries drawn over a micrograph (RGB).
@@ -182,7 +183,7 @@ def conditions_figure(log: CampaignLog, search_space: Mapping[str, Mapping[str, 
 def pattern_figure(
     two_theta: np.ndarray,
     counts: np.ndarray,
-    phases: Sequence[str],
+    phases: Sequence[str] | XRDPhases,
     title: str,
     calibration: InstrumentCalibration | None = None,
 ) -> go.Figure:
@@ -199,7 +200,9 @@ def pattern_figure(
     figure.add_scatter(
         x=two_theta.tolist(), y=counts.tolist(), mode="lines", name="measured", line={"width": 1}
     )
-    fit = fit_pattern(two_theta, counts, tuple(phases), calibration)
+    fit = fit_pattern(
+        two_theta, counts, phases if isinstance(phases, XRDPhases) else tuple(phases), calibration
+    )
     label = ", ".join(
         f"{phase} {fraction:.2f}"
         for phase, fraction in sorted(fit.phase_fractions.items(), key=lambda item: -item[1])
@@ -239,7 +242,7 @@ def overlay_png(image: np.ndarray, labels: np.ndarray) -> str:
 
 def measurement_figures(
     measurements: Measurements,
-    phases: Sequence[str],
+    phases: Sequence[str] | XRDPhases,
     title: str,
     calibration: InstrumentCalibration | None = None,
 ) -> dict[str, go.Figure]:

@@ -209,8 +209,9 @@ def _experiment_tables(log: CampaignLog, catalog_path: str, system: MaterialsSys
     )
 
 
-def _best_sample_figures(client: Any, log: CampaignLog, phases: Sequence[str]) -> list[str]:
+def _best_sample_figures(client: Any, log: CampaignLog, system_phases: Sequence[str]) -> list[str]:
     calibration = log.xrd_calibration
+    phases = log.fitted_phases(system_phases)
     parts = []
     for rank, experiment in enumerate(log.best(BEST_SAMPLES), start=1):
         measurements = measurements_from_data(read_primary(client[experiment.raw_uid]))

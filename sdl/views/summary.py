@@ -273,7 +273,8 @@ def _best_measurements(
         two_theta_deg, counts = measurements.pattern()
         phases = get_system(result.config.devices.system).phases
         calibration = calibration_at(result.config.analysis.xrd_instrument)
-        fit = fit_pattern(two_theta_deg, counts, phases, calibration)
+        own_phases = result.config.analysis.xrd_phase_set()
+        fit = fit_pattern(two_theta_deg, counts, own_phases or phases, calibration)
         pattern_ax.plot(two_theta_deg, counts, lw=0.8, label="measured")
         pattern_ax.plot(two_theta_deg, fit.fitted_pattern, lw=0.8, label="fit")
         phases_found = ", ".join(f"{p} {w:.2f}" for p, w in fit.phase_fractions.items() if w > 0.01)
@@ -303,7 +304,7 @@ def _phase_map(ax: Any, result: CampaignResult) -> None:
     """The samples over the first two searched conditions, marked by their dominant phase
     (XRD fit): the phase map a composition spread is run for."""
     names = list(result.config.search_space)[:2]
-    phases = get_system(result.config.devices.system).phases
+    phases = result.config.analysis.phases(get_system(result.config.devices.system).phases)
     measured = [
         r for r in result.records if all(f"{phase}_fraction" in r.features for phase in phases)
     ]

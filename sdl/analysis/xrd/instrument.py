@@ -103,7 +103,7 @@ def render_phase(
         two_theta = phase.two_theta_deg(wavelength, lattice_strain)
         inside = np.isfinite(two_theta) & (two_theta > low) & (two_theta < high)
         centres.append(two_theta[inside])
-        areas.append(ratio * phase.intensity[inside])
+        areas.append(ratio * phase.profile_intensity[inside])
         wavelengths.append(np.full(int(inside.sum()), wavelength))
     centre = np.concatenate(centres)
     if centre.size == 0:

@@ -10,7 +10,12 @@ background:
 The profiles are normalised per unit weight fraction (intensities ``|F|^2 m LP / (rho V^2)``,
 Hill & Howard), so the scale factors ``s_p`` are the weight fractions times one unknown
 overall factor (flux times counting time), and ``w_p = s_p / sum s``: a standardless
-quantification in which the amorphous hump is one more phase.
+quantification in which the amorphous hump is one more phase. The phases are the TiO2
+polymorphs by name, or any phases given as :class:`~sdl.analysis.xrd.reference.ReferencePhase`
+(e.g. from a user's CIF files); a phase's calibration factor multiplies its profile, so its
+scale divided by the factor is what is normalised. With such phases the amorphous component
+is their nanocrystalline limit (:func:`~sdl.analysis.xrd.reference.nanocrystalline_limit`),
+not the TiO2 hump.
 
 The background is a low-order Chebyshev series fitted together with the phases rather than
 subtracted beforehand: a separate baseline step (SNIP, iterative polynomial) cannot tell a
@@ -53,11 +58,17 @@ from physics.phases import AMORPHOUS, TIO2_POLYMORPHS
 from physics.structures import get_structure
 from sdl.analysis.xrd.background import chebyshev_basis
 from sdl.analysis.xrd.instrument import ProfileShape
-from sdl.analysis.xrd.profile_table import MAX_ZERO_SHIFT_DEG, ProfileTable, profile_table
+from sdl.analysis.xrd.profile_table import (
+    MAX_ZERO_SHIFT_DEG,
+    Humps,
+    ProfileTable,
+    profile_table,
+)
 from sdl.analysis.xrd.reference import (
     ReferencePhase,
     amorphous_tio2_humps,
     library_from_structures,
+    nanocrystalline_limit,
 )
 
 logger = logging.getLogger(__name__)
@@ -199,20 +210,22 @@ class _PatternModel:
         shape: ProfileShape,
         zero_shift_deg: float,
         counts: np.ndarray,
-        phases: tuple[str, ...],
-        include_amorphous: bool,
+        library: Mapping[str, ReferencePhase],
+        amorphous: ReferencePhase | Humps | None,
         fit_zero_shift: bool,
     ) -> None:
         self.two_theta_deg = two_theta_deg
+        self.library = library
+        self.amorphous = amorphous
         self.shape = shape
         self.zero_shift_deg = zero_shift_deg
         self.counts = counts
-        self.phases = phases
-        self.include_amorphous = include_amorphous
+        self.phases = tuple(library)
+        self.include_amorphous = amorphous is not None
         self.fit_zero_shift = fit_zero_shift
         self.sqrt_weight = 1.0 / np.sqrt(np.maximum(counts, 1.0))
         self.background_basis = chebyshev_basis(counts.size, _BACKGROUND_DEGREE)
-        self.n_scales = len(phases) + int(include_amorphous)
+        self.n_scales = len(self.phases) + int(self.include_amorphous)
         self._weighted_counts = counts * self.sqrt_weight
         self._background = _WeightedBackground.of(self.background_basis, self.sqrt_weight, counts)
         self._last: tuple[np.ndarray, _Evaluation] | None = None
@@ -222,8 +235,10 @@ class _PatternModel:
         step_deg = float(grid[-1] - grid[0]) / (grid.size - 1)
         where = (self.shape, float(grid[0]), step_deg, grid.size)
         if component == AMORPHOUS:
-            return profile_table(amorphous_tio2_humps(), *where)
-        return profile_table(_tio2_library()[component], *where)
+            # A hump table has one node; a nanocrystalline limit is read at log size 0, 1 nm.
+            assert self.amorphous is not None
+            return profile_table(self.amorphous, *where)
+        return profile_table(self.library[component], *where)
 
     def split(self, nonlinear: np.ndarray) -> tuple[np.ndarray, float]:
         if self.fit_zero_shift:
@@ -459,7 +474,10 @@ class _Evaluation:
 
 
 def _check_inputs(
-    two_theta_deg: np.ndarray, counts: np.ndarray, phases: tuple[str, ...], include_amorphous: bool
+    two_theta_deg: np.ndarray,
+    counts: np.ndarray,
+    phases: tuple[str | ReferencePhase, ...],
+    include_amorphous: bool,
 ) -> None:
     if two_theta_deg.ndim != 1 or counts.ndim != 1:
         raise ValueError(
@@ -479,21 +497,44 @@ def _check_inputs(
     step_deg = np.diff(two_theta_deg)
     if np.any(step_deg <= 0) or np.ptp(step_deg) > 1e-3 * abs(step_deg.mean()):
         raise ValueError("two_theta_deg must increase in equal steps (a step scan)")
-    unknown = sorted(set(phases) - set(TIO2_POLYMORPHS))
+    names = [p.name if isinstance(p, ReferencePhase) else p for p in phases]
+    unknown = sorted(p for p in phases if isinstance(p, str) and p not in TIO2_POLYMORPHS)
     if unknown:
         raise ValueError(
-            f"unknown phase(s) {unknown}; known crystalline phases are {TIO2_POLYMORPHS}"
+            f"unknown phase(s) {unknown}; known crystalline phases are {TIO2_POLYMORPHS}, "
+            "or give a phase's structure as a ReferencePhase"
         )
-    if len(set(phases)) != len(phases):
-        raise ValueError(f"phases must not repeat, got {phases}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"phases must not repeat, got {names}")
+    if AMORPHOUS in names:
+        raise ValueError(f"{AMORPHOUS!r} names the amorphous component, not a crystalline phase")
     if not phases and not include_amorphous:
         raise ValueError("nothing to fit: give at least one phase or include_amorphous=True")
+
+
+def _components(
+    phases: tuple[str | ReferencePhase, ...], include_amorphous: bool
+) -> tuple[dict[str, ReferencePhase], ReferencePhase | Humps | None]:
+    """The crystalline phases by name and the amorphous component (None if not fitted)."""
+    references = [p if isinstance(p, ReferencePhase) else _tio2_library()[p] for p in phases]
+    library = {reference.name: reference for reference in references}
+    if not include_amorphous:
+        return library, None
+    if all(isinstance(p, str) for p in phases):
+        return library, amorphous_tio2_humps()
+    return library, _nanocrystalline_limit(tuple(library.values()))
+
+
+@cache
+def _nanocrystalline_limit(phases: tuple[ReferencePhase, ...]) -> ReferencePhase:
+    """One amorphous component per set of phases, so its profile table is kept."""
+    return nanocrystalline_limit(phases)
 
 
 def analyse_pattern(
     two_theta_deg: np.ndarray,
     counts: np.ndarray,
-    phases: Sequence[str] = TIO2_POLYMORPHS,
+    phases: Sequence[str | ReferencePhase] = TIO2_POLYMORPHS,
     include_amorphous: bool = True,
     *,
     shape: ProfileShape = ProfileShape(),
@@ -510,9 +551,13 @@ def analyse_pattern(
         Measured intensity per step (counts; any non-negative scale works, but the weights
         assume counting statistics).
     phases
-        Crystalline phases to look for (from :data:`physics.phases.TIO2_POLYMORPHS`).
+        Crystalline phases to look for: names from :data:`physics.phases.TIO2_POLYMORPHS`,
+        or any phases' reflections (:class:`~sdl.analysis.xrd.reference.ReferencePhase`, with
+        their calibration factors); features are keyed by their names.
     include_amorphous
-        Also fit the amorphous TiO2 hump as a phase.
+        Also fit an amorphous component as a phase: the amorphous TiO2 hump when every phase
+        is a TiO2 polymorph by name, else the phases' nanocrystalline limit
+        (:func:`~sdl.analysis.xrd.reference.nanocrystalline_limit`).
     shape
         Wavelengths and instrument broadening (Caglioti U, V, W) of the diffractometer, as
         calibrated on a line-profile standard.
@@ -530,19 +575,21 @@ def analyse_pattern(
     """
     two_theta_deg = np.asarray(two_theta_deg, dtype=float)
     counts = np.asarray(counts, dtype=float)
-    phases = tuple(phases)
-    _check_inputs(two_theta_deg, counts, phases, include_amorphous)
+    given = tuple(phases)
+    _check_inputs(two_theta_deg, counts, given, include_amorphous)
+    library, amorphous = _components(given, include_amorphous)
+    names = tuple(library)
     full = _PatternModel(
-        two_theta_deg, shape, zero_shift_deg, counts, phases, include_amorphous, fit_zero_shift
+        two_theta_deg, shape, zero_shift_deg, counts, library, amorphous, fit_zero_shift
     )
     model, nonlinear = _fit_and_prune(full, zero_shift_deg)
-    sizes_nm = {p: _START_SIZE_NM for p in phases} | model.sizes_nm(nonlinear)
+    sizes_nm = {p: _START_SIZE_NM for p in names} | model.sizes_nm(nonlinear)
     zero_shift_deg = model.split(nonlinear)[1]
 
     # The uncertainties come from the full model at the optimum (pruned phases at zero
     # scale), so a phase found absent still gets the fraction it could hide.
     full_nonlinear = np.array(
-        [math.log(sizes_nm[p]) for p in phases] + ([zero_shift_deg] if fit_zero_shift else [])
+        [math.log(sizes_nm[p]) for p in names] + ([zero_shift_deg] if fit_zero_shift else [])
     )
     linear = np.zeros(full.n_scales + full.background_basis.shape[0])
     kept_linear = model.evaluate(nonlinear).linear
@@ -561,7 +608,7 @@ def analyse_pattern(
         raise ValueError("no phase explains any of the pattern: it looks like background only")
     fractions = scale / total
     reduced_chi2 = float(residual @ residual) / model.dof
-    size_known = fractions[: len(phases)] >= _MIN_FRACTION_FOR_SIZE
+    size_known = fractions[: len(names)] >= _MIN_FRACTION_FOR_SIZE
     # Size parameters of absent phases do nothing; leave them out of the covariance.
     keep = np.concatenate(
         [np.ones(linear.size, bool), size_known, np.ones(int(fit_zero_shift), bool)]
@@ -577,7 +624,7 @@ def analyse_pattern(
     gradient = (np.eye(scale.size) - fractions[:, None]) / total
     scale_covariance = covariance[: scale.size, : scale.size]
     fraction_std = np.sqrt(np.clip(np.diag(gradient @ scale_covariance @ gradient.T), 0.0, None))
-    log_size_std = np.full(len(phases), np.nan)
+    log_size_std = np.full(len(names), np.nan)
     log_size_std[size_known] = np.sqrt(
         np.clip(np.diag(covariance)[linear.size : linear.size + int(size_known.sum())], 0.0, None)
     )
@@ -593,11 +640,11 @@ def analyse_pattern(
         phase_fractions_std=phase_fractions_std,
         crystallite_size_nm={
             p: sizes_nm[p] if known else math.nan
-            for p, known in zip(phases, size_known, strict=True)
+            for p, known in zip(names, size_known, strict=True)
         },
         crystallite_size_nm_std={
             p: sizes_nm[p] * float(std) if known else math.nan
-            for p, std, known in zip(phases, log_size_std, size_known, strict=True)
+            for p, std, known in zip(names, log_size_std, size_known, strict=True)
         },
         zero_shift_deg=zero_shift_deg,
         zero_shift_deg_std=(
