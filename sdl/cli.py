@@ -136,6 +136,40 @@ def _stack(args: argparse.Namespace) -> int:
     return status
 
 
+def _units(args: argparse.Namespace) -> int:
+    from sdl.facility.units import UnitSettings, write_units
+
+    config = _with_overrides(args.campaign, args)
+    settings = UnitSettings(
+        stations=args.stations,
+        redis=args.redis,
+        postgres=args.postgres,
+        host=args.host,
+        tiled_port=args.tiled_port,
+        stream_in_port=args.stream_ports[0],
+        stream_out_port=args.stream_ports[1],
+        station_port=args.station_port,
+        user=args.user,
+    )
+    written = write_units(config, settings, Path(args.out))
+    target = next(path for path in written if path.suffix == ".target")
+    print("\n".join(f"wrote {path}" for path in written))
+    print(
+        f"install: sudo cp {args.out}/*.service {target} /etc/systemd/system/ && "
+        f"sudo systemctl daemon-reload && sudo systemctl start {target.name}\n"
+        f"catalog: {settings.tiled_uri} (API key in {written[1]}); follow: journalctl -f -u "
+        f"'{target.stem}-*'"
+    )
+    return 0
+
+
+def _stream_proxy(args: argparse.Namespace) -> int:
+    from sdl.facility.stream import serve_proxy
+
+    serve_proxy(args.host, args.in_port, args.out_port)
+    return 0
+
+
 def _analysis_service(args: argparse.Namespace) -> int:
     from sdl.facility.services import run_analysis_service
 
@@ -145,8 +179,9 @@ def _analysis_service(args: argparse.Namespace) -> int:
 
 
 def _agent_service(args: argparse.Namespace) -> int:
+    from sdl.facility.commands import SUMMARY_LINE
     from sdl.facility.queue_station import StreamOutcomes
-    from sdl.facility.services import SUMMARY_LINE, agent_service, run_agent_service
+    from sdl.facility.services import agent_service, run_agent_service
 
     config = load_campaign(args.campaign)
     stations = dict(item.split("=", 1) for item in args.station)
@@ -442,6 +477,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="the agent service serves the live page (address printed)",
     )
     stack.set_defaults(func=_stack, seed=None, agent=None)
+
+    units = commands.add_parser(
+        "units",
+        help="write systemd units for a campaign's facility deployment, one per service, "
+        "each restarted on failure",
+    )
+    units.add_argument("campaign", help="campaign YAML file (the same as for sdl run)")
+    units.add_argument("--out", required=True, help="folder for the units and their files")
+    units.add_argument("--stations", type=int, default=1, help="queueservers, one per station")
+    units.add_argument("--redis", default="127.0.0.1:6379", help="Redis HOST:PORT")
+    units.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/sdl",
+        help="PostgreSQL database of the catalog (create it first: docs/facility.md)",
+    )
+    units.add_argument("--host", default="127.0.0.1", help="interface every service binds to")
+    units.add_argument("--tiled-port", type=int, default=8000)
+    units.add_argument(
+        "--stream-ports", type=int, nargs=2, default=(5577, 5578), metavar=("IN", "OUT")
+    )
+    units.add_argument(
+        "--station-port",
+        type=int,
+        default=60615,
+        help="station i's queueserver control port is this + 2i",
+    )
+    units.add_argument("--user", help="the account the services run as (default: root)")
+    for flag in ("--data-dir", "--name"):
+        units.add_argument(flag, help=f"as for sdl run {flag}")
+    units.set_defaults(func=_units, budget=None, seed=None, agent=None)
+
+    proxy = commands.add_parser(
+        "stream-proxy", help="forward the document stream on fixed ports until stopped"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="interface to bind to")
+    proxy.add_argument("--in-port", type=int, required=True, help="publishers send here")
+    proxy.add_argument("--out-port", type=int, required=True, help="subscribers read here")
+    proxy.set_defaults(func=_stream_proxy)
 
     for name, func, help_text in (
         (

@@ -41,25 +41,31 @@ def test_it_analyses_runs_from_the_stream_and_catches_up_on_those_it_missed(data
         return uid
 
     missed = experiment(config.name, "while-down")
-    experiment("another-campaign", "not-ours")
     documents: list = []
-    service = AnalysisService(config, lambda name, doc: documents.append((name, doc))).start()
+    service = AnalysisService(
+        config, lambda name, doc: documents.append((name, doc)), client
+    ).start()
     try:
-        assert service.catch_up(client) == 1
+        assert service.catch_up() == 1
         streamed = []
         token = engine.subscribe(lambda name, doc: streamed.append((name, doc)))
         live = experiment(config.name, "live")
+        under_way = experiment(config.name, "under-way")
+        experiment("another-campaign", "not-ours")
         engine.unsubscribe(token)
+        starts = [index for index, (name, _) in enumerate(streamed) if name == "start"]
+        # The service joined the stream after the third run's start document went by.
+        del streamed[starts[1]]
         for name, doc in streamed:  # as the stream would deliver them
             service(name, doc)
-        assert service.catch_up(client) == 0  # queued once already, never twice
+        assert service.catch_up() == 0  # queued once already, never twice
         deadline = time.monotonic() + 120
-        while service.analysed < 2 and time.monotonic() < deadline:
+        while service.analysed < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         service.stop()
     starts, events = _analysis_runs(documents)
-    assert sorted(start["raw_uid"] for start in starts) == sorted([missed, live])
+    assert sorted(start["raw_uid"] for start in starts) == sorted([missed, live, under_way])
     assert all(
         start["purpose"] == "analysis" and start["campaign_id"] == config.name for start in starts
     )

@@ -4,6 +4,8 @@ analysis and agent services in their own processes; read back from the server ru
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -398,3 +400,42 @@ def test_a_plan_that_fails_in_a_queueserver_never_stalls_its_queue(tmp_path, dat
             "success",
             "success",
         ]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_services_killed_mid_campaign_are_started_again_and_nothing_is_lost(tmp_path, database):
+    config = _campaign(
+        tmp_path,
+        budget=4,
+        agent={"name": "random"},
+        devices={"backend": "sim", "system": "tio2_solgel", "speedup": 2000.0},
+    )
+    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
+        agent = stack.start_services()
+        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
+        _wait(
+            lambda: bool(campaign_runs(client, config.name, "experiment")),
+            "the first experiment",
+            timeout_s=300,
+        )
+        killed = {name: stack.process(name) for name in ("analysis-service", "station-0")}
+        for process in killed.values():  # as the kernel's OOM killer would: no goodbyes
+            os.killpg(process.pid, signal.SIGKILL)
+        _wait(
+            lambda: all(stack.process(name) is not old for name, old in killed.items()),
+            "the services to be started again",
+        )
+        assert agent.wait(timeout=600) == 0, agent.log_path.read_text()[-3000:]
+        experiments = campaign_runs(client, config.name, "experiment")
+        analysed = {
+            run.metadata["start"]["raw_uid"]
+            for run in campaign_runs(client, config.name, "analysis")
+        }
+    succeeded = [
+        run.metadata["start"]["uid"]
+        for run in experiments
+        if (run.metadata.get("stop") or {}).get("exit_status") == "success"
+    ]
+    assert len(succeeded) == config.budget
+    assert set(succeeded) <= analysed  # every measured sample was analysed

@@ -50,6 +50,7 @@ class FakeQueueserver:
         self.history: list[dict[str, Any]] = []
         self.manager_state = "idle"
         self.pause_pending = False
+        self.environment = True
 
     def _request(self, method: str, effect: Callable[[], Any] = lambda: None) -> Any:
         self.sent[method] += 1
@@ -70,8 +71,18 @@ class FakeQueueserver:
                 "re_state": "running" if self.manager_state == "executing_queue" else "idle",
                 "items_in_queue": len(self.queue),
                 "pause_pending": self.pause_pending,
+                "worker_environment_exists": self.environment,
             },
         )
+
+    def environment_open(self) -> dict[str, Any]:
+        return self._request("environment_open", lambda: setattr(self, "environment", True))
+
+    def item_remove(self, *, uid: str) -> dict[str, Any]:
+        def remove() -> None:
+            self.queue = [item for item in self.queue if item["item_uid"] != uid]
+
+        return self._request("item_remove", remove)
 
     def item_add(self, item: Any) -> dict[str, Any]:
         return self._request("item_add", lambda: self.queue.append(item.to_dict()))
@@ -253,3 +264,56 @@ def test_the_policy_is_read_from_the_campaign_file_with_defaults():
 def test_a_bad_policy_is_refused_naming_the_field_and_range(policy, message):
     with pytest.raises(CampaignConfigError, match=message):
         parse_campaign(_campaign(**policy))
+
+
+def test_a_restarted_queueserver_gets_its_environment_opened_before_the_plan():
+    fake = FakeQueueserver()
+    fake.environment = False  # a queueserver restarted by its service manager
+    assert isinstance(_attempt(_station(fake)), Measured)
+    assert fake.sent["environment_open"] == 1 and fake.environment
+    assert fake.sent["item_add"] == 1
+
+
+class Silent:
+    """A stream that never reports an outcome."""
+
+    def wait(self, key: tuple[str, int], timeout_s: float) -> None:
+        return None
+
+
+class Restarting(FakeQueueserver):
+    """A queueserver whose manager dies as the plan starts and comes back idle, with the plan
+    filed in its history with exit status ``unknown`` (as bluesky-queueserver does)."""
+
+    def queue_start(self) -> dict[str, Any]:
+        def die_and_come_back() -> None:
+            self.history += [{**item, "result": {"exit_status": "unknown"}} for item in self.queue]
+            self.queue = []
+
+        return self._request("queue_start", die_and_come_back)
+
+
+def test_a_plan_lost_when_its_queueserver_restarted_is_an_instrument_error_not_a_long_wait():
+    station = QueueStation(
+        "station-0", "tcp://127.0.0.1:60615", Silent(), lambda: None, timeout_s=3600,
+        api=Restarting(),
+    )  # fmt: skip
+    outcome = _attempt(station)
+    assert isinstance(outcome, Failed) and outcome.kind == "instrument_error"
+    assert "restarted while the plan ran" in outcome.reason
+
+
+def test_settling_takes_out_an_earlier_agent_s_plans_and_waits_for_the_running_one():
+    fake = FakeQueueserver()
+    fake.queue.append({"item_uid": "u1", "kwargs": {"md": {"_id": "earlier", "attempt": 1}}})
+    fake.manager_state = "executing_queue"
+    checks: list[None] = []
+
+    def checkpoint() -> None:  # the running plan ends while the station settles
+        checks.append(None)
+        fake.manager_state = "idle"
+
+    station = QueueStation("station-0", "tcp://127.0.0.1:60615", Silent(), checkpoint, api=fake)
+    station.settle()
+    assert fake.queue == [] and fake.sent["item_remove"] == 1
+    assert checks and fake.manager_state == "idle"

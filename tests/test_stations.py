@@ -74,6 +74,9 @@ class _RemoteStation:
     def pause(self):
         pass
 
+    def settle(self):
+        pass
+
 
 def test_the_instruments_of_a_station_elsewhere_are_not_offered_here(data_dir):
     runner = CampaignRunner(_config(data_dir), stations=lambda runner: [_RemoteStation()])

@@ -39,13 +39,17 @@ class AnalysisService:
         The campaign (its name selects the runs; its ``analysis`` section the methods).
     emit
         Receives the analysis runs' documents (the catalog writer and the stream publisher).
+    client
+        The catalog the raw runs are written to: the runs that ended while the service was
+        down, or that were under way when it started following the stream, are read there.
     """
 
-    def __init__(self, config: CampaignConfig, emit: DocumentCallback) -> None:
+    def __init__(self, config: CampaignConfig, emit: DocumentCallback, client: Any) -> None:
         self.config = config
         self._emit = emit
+        self._client = client
         self._analysis = build_analysis(config)
-        self._router = RunFollower([self._follow])
+        self._router = RunFollower([self._follow], on_unseen_stop=self._ended_unseen)
         # Raw runs to analyse: (start document, a loader of the run).
         self._finished: queue.Queue[tuple[Mapping[str, Any], Callable[[], RawRun]] | None] = (
             queue.Queue()
@@ -74,17 +78,31 @@ class AnalysisService:
         if stop.get("exit_status") == vocabulary.SUCCESS:
             self._queue(start, partial(RawRun.from_documents, documents))
 
-    def catch_up(self, client: Any) -> int:
+    def _ended_unseen(self, stop: Mapping[str, Any]) -> None:
+        """A run under way when the service began to follow the stream has ended: analyse
+        it from the catalog if it is one of the campaign's raw runs and ended well (its
+        station writes a run to the catalog before it sends the documents down the stream)."""
+        if stop.get("exit_status") != vocabulary.SUCCESS:
+            return
+        try:
+            run = self._client[stop["run_start"]]
+        except KeyError:  # not in this catalog: not ours
+            return
+        start = run.metadata["start"]
+        if self._follow("start", start) != ([], []):
+            self._queue(start, partial(RawRun.from_catalog, run))
+
+    def catch_up(self) -> int:
         """Queue the campaign's finished raw runs in the catalog that have no analysis run
         yet (they ended while the service was down); how many there were."""
         name = self.config.name
         analysed = {
             run.metadata["start"][vocabulary.RAW_UID]
-            for run in campaign_runs(client, name, Purpose.ANALYSIS)
+            for run in campaign_runs(self._client, name, Purpose.ANALYSIS)
         }
         missing = [
             run
-            for run in campaign_runs(client, name, Purpose.EXPERIMENT)
+            for run in campaign_runs(self._client, name, Purpose.EXPERIMENT)
             if exit_status(run) == vocabulary.SUCCESS
             and run.metadata["start"]["uid"] not in analysed
         ]

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from bluesky_queueserver_api import BPlan
@@ -277,12 +278,29 @@ def _manager_state(api: Any) -> str:
     return str(api.status()["manager_state"])
 
 
+def _environment_state(api: Any) -> str:
+    """``open`` (a RunEngine ready for plans), ``opening`` or ``closed``."""
+    status = api.status(reload=True)
+    if status["manager_state"] == "creating_environment":
+        return "opening"
+    return "open" if status["worker_environment_exists"] else "closed"
+
+
 def _holds_attempt(api: Any, key: tuple[str, int]) -> bool:
     """Whether the queueserver's queue, running item or history holds attempt ``key``'s plan."""
     queue = api.queue_get(reload=True)
     history = api.history_get(reload=True)
     items = [*queue["items"], queue.get("running_item") or {}, *history["items"]]
     return any(_attempt_of(item) == key for item in items)
+
+
+def _lost(api: Any, key: tuple[str, int]) -> bool:
+    """Whether attempt ``key``'s plan was running when its queueserver's manager restarted
+    (the manager then files it with exit status ``unknown``; nothing will report it)."""
+    return any(
+        _attempt_of(item) == key and item.get("result", {}).get("exit_status") == "unknown"
+        for item in api.history_get(reload=True)["items"]
+    )
 
 
 def _queued_uid(api: Any, key: tuple[str, int]) -> str | None:
@@ -380,6 +398,7 @@ class QueueStation:
         """Add attempt ``key``'s plan to the queue and start the queue if it is idle; a
         refusal is the attempt's ``instrument_error``."""
         try:
+            self._open_environment()
             self._requests.tell(
                 "item_add", lambda api: api.item_add(plan), lambda api: _holds_attempt(api, key)
             )
@@ -405,6 +424,11 @@ class QueueStation:
                     self._expected.record(running_s, conditions)
                 return outcome
             state = self._ride_out_pause()
+            if state == "idle" and self._requests.ask("history", partial(_lost, key=key)):
+                return Failed(  # the station failed mid-plan: retried by default
+                    "instrument_error",
+                    f"{self.name}'s queueserver restarted while the plan ran; its outcome is lost",
+                )
             if state == "idle" and not restarted:  # once: a later stop is a person's
                 restarted = self._start_if_stalled(key)
             now = time.monotonic()
@@ -437,10 +461,32 @@ class QueueStation:
             raise
         logger.warning("%s's queue stopped with this campaign's plan in it; starting it", self.name)
         try:
+            self._open_environment()  # a restarted queueserver puts its running plan back
             self._requests.tell("queue_start", lambda api: api.queue_start(), _queue_started)
         except REManagerAPI.RequestFailedError as error:  # e.g. someone started it meanwhile
             logger.warning("%s: queue_start refused: %s", self.name, error)
         return True
+
+    def _open_environment(self) -> None:
+        """Open the station's RunEngine environment where its queueserver has none (it was
+        restarted, by its service manager say), and wait until it is open; the campaign may
+        pause or abort meanwhile."""
+        if self._requests.ask("status", _environment_state) == "open":
+            return
+        logger.warning("%s's queueserver has no RunEngine environment; opening it", self.name)
+        self._requests.tell(
+            "environment_open",
+            lambda api: api.environment_open(),
+            lambda api: _environment_state(api) != "closed",
+        )
+        while (state := self._requests.ask("status", _environment_state)) == "opening":
+            self._checkpoint()
+            time.sleep(0.5)
+        if state != "open":
+            raise REManagerAPI.RequestFailedError(
+                "environment_open",
+                {"msg": "its RunEngine environment failed to open (see its log)"},
+            )
 
     def _remove_queued(self, key: tuple[str, int]) -> None:
         """Take attempt ``key``'s plan out of the queue, if it waits there."""
@@ -498,6 +544,23 @@ class QueueStation:
         self._requests.tell("re_resume", lambda api: api.re_resume(), _left_pause)
         self._paused_here.clear()
         return "executing_queue"
+
+    def settle(self) -> None:
+        """Before a restarted agent service resumes the campaign: take the plans an earlier
+        agent left waiting in the queue out of it (the campaign proposes again), and let the
+        one running end, so that its run is in the catalog, counted once, not redone."""
+        for item in self._requests.ask("queue", lambda api: api.queue_get(reload=True))["items"]:
+            key = _attempt_of(item)
+            if key is not None:
+                logger.warning("%s: taking out a plan left from before the restart", self.name)
+                self._remove_queued(key)
+        waited = False
+        while self._requests.ask("status", _manager_state) != "idle":
+            if not waited:
+                logger.warning("%s: waiting for the plan it is running to end", self.name)
+                waited = True
+            self._checkpoint()
+            time.sleep(0.5)
 
     def pause(self) -> None:
         """Pause the running plan at its next checkpoint; :class:`QueueserverNotAnswering`

@@ -23,21 +23,13 @@ from tiled.client import from_uri
 from sdl.campaign.config import CampaignConfig
 from sdl.campaign.results import CampaignResult
 from sdl.facility.analysis_service import AnalysisService
+from sdl.facility.commands import API_KEY_VARIABLE, READY_LINE
 from sdl.facility.queue_station import QueueStation, StreamOutcomes
 from sdl.facility.stream import DocumentPublisher, StreamSubscriber
 from sdl.loop.runner import CampaignRunner
 from sdl.records.catalog import make_writer
 
 logger = logging.getLogger(__name__)
-
-#: Where services find the tiled server's API key.
-API_KEY_VARIABLE = "SDL_TILED_API_KEY"
-
-#: What the analysis service prints once it follows the stream.
-READY_LINE = "analysis service ready"
-
-#: What the agent service prints before its summary (which ``sdl stack`` passes on).
-SUMMARY_LINE = "campaign summary:"
 
 
 def tiled_client(uri: str) -> Any:
@@ -68,13 +60,15 @@ def run_analysis_service(
             writer(name, doc)
             publisher(name, doc)
 
-    service = AnalysisService(config, emit).start()
+    service = AnalysisService(config, emit, client).start()
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     with _subscribed(stream_out, service):
         time.sleep(0.5)  # ZeroMQ's slow joiner: let the subscription reach the proxy
-        missed = service.catch_up(client)  # after subscribing: nothing falls in between
+        # After subscribing, so nothing falls in between: a run that ended before is in the
+        # catalog; one under way now is read from there when its stop comes down the stream.
+        missed = service.catch_up()
         if missed:
             logger.warning("analysing %d raw runs that ended while no analysis ran", missed)
         print(f"{READY_LINE}: campaign {config.name}, reading {stream_out}", flush=True)

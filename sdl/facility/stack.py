@@ -13,15 +13,15 @@ again. Logs go to
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
+import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +33,26 @@ import yaml
 from bluesky_queueserver_api.zmq import REManagerAPI
 
 from sdl.campaign.config import CampaignConfig
-from sdl.facility.services import API_KEY_VARIABLE, READY_LINE, SUMMARY_LINE
+from sdl.facility.commands import (
+    API_KEY_VARIABLE,
+    READY_LINE,
+    SUMMARY_LINE,
+    TILED_KEY_VARIABLE,
+    USER_GROUP_PERMISSIONS,
+    queue_prefix,
+    service_command,
+    station_command,
+    station_environment,
+    tiled_command,
+)
 from sdl.facility.stream import StreamProxy
 from sdl.loop.control_server import write_private_json
 
 logger = logging.getLogger(__name__)
 
-BIN = Path(sys.executable).parent
+
+#: How often the stack starts a service again that keeps dying, before it gives up on it.
+MAX_RESTARTS = 5
 
 
 class StackError(RuntimeError):
@@ -109,6 +122,11 @@ async def _drop_database(uri: str) -> None:
         await admin.close()
 
 
+def create_database(uri: str) -> None:
+    """Create the PostgreSQL database at ``uri`` unless it exists (``createdb``)."""
+    asyncio.run(_ensure_database(uri, create=True))
+
+
 def drop_database(uri: str) -> None:
     """Delete the PostgreSQL database at ``uri`` (a scratch catalog), connections and all."""
     asyncio.run(_drop_database(uri))
@@ -142,6 +160,39 @@ class ServiceProcess(subprocess.Popen):
     def __init__(self, command: list[str], log_path: Path, **popen: Any) -> None:
         super().__init__(command, **popen)
         self.log_path = log_path
+
+
+@dataclass
+class _Station:
+    """A station's queueserver while the stack brings it up."""
+
+    name: str
+    control: str
+    process: ServiceProcess
+    api: REManagerAPI
+
+    def open_environment(self, timeout_s: float) -> None:
+        """Once its manager answers, open the RunEngine environment (the worker imports
+        :mod:`sdl.facility.qserver_startup`) without waiting for it to finish."""
+        _wait_until(
+            lambda: self.api.status()["manager_state"] == "idle",
+            f"{self.name}'s queueserver",
+            timeout_s,
+            self.process,
+        )
+        self.api.queue_clear()
+        self.api.environment_open()
+
+    def await_environment(self, timeout_s: float) -> None:
+        _wait_until(
+            lambda: (
+                self.api.status()["worker_environment_exists"]
+                and self.api.status()["manager_state"] == "idle"
+            ),
+            f"{self.name}'s RunEngine environment (startup module sdl.facility.qserver_startup)",
+            timeout_s,
+            self.process,
+        )
 
 
 def _wait_until(ready: Any, what: str, timeout_s: float, process: ServiceProcess) -> None:
@@ -181,6 +232,11 @@ class Stack:
         self.stations: dict[str, str] = {}
         self._exit = ExitStack()
         self._logs: list[IO[str]] = []
+        self._processes: dict[str, ServiceProcess] = {}
+        self._restarts: dict[str, tuple[list[str], int, Mapping[str, str]]] = {}
+        self._restarted: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="sdl-stack-supervisor")
 
     @property
     def campaign_file(self) -> Path:
@@ -194,14 +250,21 @@ class Stack:
         problems = preflight(self.settings)
         if problems:
             raise StackError("the stack cannot start:\n  " + "\n  ".join(problems))
-        asyncio.run(_ensure_database(self.settings.postgres, create=True))
+        create_database(self.settings.postgres)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.campaign_file.write_text(yaml.safe_dump(self.config.model_dump(mode="json")))
         try:
-            self._start_tiled()
+            tiled = self._spawn_tiled()
             self.proxy = self._exit.enter_context(self._proxy())
-            for index in range(self.settings.stations):
-                self._start_station(f"station-{index}")
+            # Every process starts at once; each is waited for only where another needs it.
+            managers = [self._spawn_station(f"station-{i}") for i in range(self.settings.stations)]
+            self._await_tiled(tiled)  # the stations' RunEngines write to it
+            for station in managers:
+                station.open_environment(self.settings.startup_timeout_s)
+            for station in managers:
+                station.await_environment(self.settings.startup_timeout_s)
+                self.stations[station.name] = station.control
+            self._supervisor.start()
             self._write_connection_file()
         except BaseException:
             self.__exit__(None, None, None)
@@ -209,6 +272,9 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()  # nothing is started again while the stack stops
+        if self._supervisor.is_alive():
+            self._supervisor.join()
         self._exit.close()
         for log in self._logs:
             log.close()
@@ -217,30 +283,25 @@ class Stack:
     def service_command(self, service: str, *extra: str) -> list[str]:
         """The command line of ``sdl analysis-service`` or ``sdl agent-service`` on this stack."""
         assert self.proxy is not None
-        return [
-            sys.executable,
-            "-m",
-            "sdl.cli",
-            service,
-            str(self.campaign_file),
-            "--tiled",
-            self.tiled_uri,
-            "--stream-out",
-            self.proxy.out_address,
-            *extra,
-        ]
+        return service_command(
+            service, self.campaign_file, self.tiled_uri, self.proxy.out_address, *extra
+        )
 
     def start_services(self, dashboard: bool = False) -> ServiceProcess:
-        """Start the analysis and agent services; the agent's process is returned."""
-        self.start_analysis_service()
+        """Start the analysis and agent services together; the agent's process is returned once
+        the analysis service follows the stream (it catches up on any run that ended first)."""
+        analysis = self._spawn_analysis_service()
         options = [f"--station={name}={address}" for name, address in self.stations.items()]
         options += [f"--lock-database={self.settings.postgres}"]
         options += ["--dashboard"] if dashboard else []
-        return self._spawn(
+        agent = self._spawn(
             "agent-service",
             self.service_command("agent-service", *options),
             stop_signal=signal.SIGINT,
+            restart=False,
         )
+        self._printed(analysis, READY_LINE, "the analysis service")
+        return agent
 
     def dashboard_address(self, agent: ServiceProcess) -> str:
         """The dashboard line the agent service (started with ``dashboard``) prints."""
@@ -255,13 +316,16 @@ class Stack:
     def start_analysis_service(self) -> ServiceProcess:
         """Start the analysis service and wait until it follows the stream, so that it sees
         the first experiment."""
+        service = self._spawn_analysis_service()
+        self._printed(service, READY_LINE, "the analysis service")
+        return service
+
+    def _spawn_analysis_service(self) -> ServiceProcess:
         assert self.proxy is not None
-        service = self._spawn(
+        return self._spawn(
             "analysis-service",
             self.service_command("analysis-service", "--stream-in", self.proxy.in_address),
         )
-        self._printed(service, READY_LINE, "the analysis service")
-        return service
 
     def _printed(self, process: ServiceProcess, prefix: str, what: str) -> str:
         """The first line starting with ``prefix`` that ``process`` writes to its log."""
@@ -276,55 +340,90 @@ class Stack:
         return line[0]
 
     def _environment(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, API_KEY_VARIABLE: self.api_key, "PYTHONUNBUFFERED": "1", **extra}
+        return {
+            **os.environ,
+            API_KEY_VARIABLE: self.api_key,
+            TILED_KEY_VARIABLE: self.api_key,
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
 
     def _spawn(
-        self, name: str, command: list[str], stop_signal: int = signal.SIGTERM, **env: str
+        self,
+        name: str,
+        command: list[str],
+        stop_signal: int = signal.SIGTERM,
+        *,
+        restart: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> ServiceProcess:
+        """Start service ``name``; with ``restart``, started again whenever it dies while the
+        stack is up, as a service manager would (the agent service's end is the campaign's)."""
         log_path = self.run_dir / f"{name}.log"
-        log = log_path.open("w")
+        log = log_path.open("a")
         self._logs.append(log)
         process = ServiceProcess(
             command,
             log_path,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self._environment(**env),
+            env=self._environment(**(env or {})),
             cwd=self.data_dir,
+            start_new_session=True,  # its own process group, children and all
         )
-        self._exit.callback(_stop_process, process, name, stop_signal)
+        if name not in self._processes:
+            self._exit.callback(self._stop, name, stop_signal)
+        self._processes[name] = process
+        if restart:
+            self._restarts[name] = (command, stop_signal, env or {})
         logger.info("started %s (pid %d), log %s", name, process.pid, log_path)
         return process
 
-    def _start_tiled(self) -> None:
+    def _stop(self, name: str, stop_signal: int) -> None:
+        _stop_process(self._processes[name], name, stop_signal)
+
+    def _supervise(self) -> None:
+        """Start again each service that died (checked every second) until the stack stops."""
+        while not self._stopping.wait(1.0):
+            for name, (command, stop_signal, env) in list(self._restarts.items()):
+                process = self._processes[name]
+                if process.poll() is None or self._stopping.is_set():
+                    continue
+                self._restarted[name] = self._restarted.get(name, 0) + 1
+                if self._restarted[name] > MAX_RESTARTS:
+                    logger.error(
+                        "%s exited with status %s after %d restarts; not starting it again "
+                        "(log %s)",
+                        name,
+                        process.returncode,
+                        MAX_RESTARTS,
+                        process.log_path,
+                    )
+                    del self._restarts[name]
+                    continue
+                logger.warning(
+                    "%s exited with status %s; starting it again (log %s)",
+                    name,
+                    process.returncode,
+                    process.log_path,
+                )
+                _kill_group(process)  # a queueserver's manager and worker outlive its watchdog
+                self._spawn(name, command, stop_signal, env=env)
+
+    def process(self, name: str) -> ServiceProcess:
+        """Service ``name``'s process now (``tiled``, ``station-0``, ``analysis-service``...)."""
+        return self._processes[name]
+
+    def _spawn_tiled(self) -> ServiceProcess:
         port = free_port(self.settings.host)
-        parts = urlsplit(self.settings.postgres)
-        catalog = parts._replace(scheme="postgresql+asyncpg").geturl()
         for folder in ("data", "raw"):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
-        process = self._spawn(
-            "tiled",
-            [
-                str(BIN / "tiled"),
-                "serve",
-                "catalog",
-                catalog,
-                "--init",
-                "-w",
-                str(self.data_dir / "data"),
-                "-w",
-                self.settings.postgres,
-                "-r",
-                str(self.data_dir / "raw"),
-                "--api-key",
-                self.api_key,
-                "--host",
-                self.settings.host,
-                "--port",
-                str(port),
-            ],
-        )
+        command = tiled_command(self.settings.postgres, self.data_dir, self.settings.host, port)
+        process = self._spawn("tiled", command)
         self.tiled_uri = f"http://{self.settings.host}:{port}"
+        return process
+
+    def _await_tiled(self, process: ServiceProcess) -> None:
         _wait_until(
             lambda: httpx.get(f"{self.tiled_uri}/api/v1/").status_code == 200,
             "the tiled server",
@@ -340,7 +439,7 @@ class Stack:
         finally:
             proxy.close()
 
-    def _start_station(self, name: str) -> None:
+    def _spawn_station(self, name: str) -> _Station:
         host = self.settings.host
         control = f"tcp://{host}:{free_port(host)}"
         station_dir = self.run_dir / name
@@ -348,60 +447,20 @@ class Stack:
         permissions = self.run_dir / "user_group_permissions.yaml"
         permissions.write_text(yaml.safe_dump(USER_GROUP_PERMISSIONS))
         assert self.proxy is not None
-        # Its own queue in Redis: two deployments of one campaign name (from two data
-        # directories) on one Redis must not share a station's queue.
-        deployment = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:10]
-        prefix = f"sdl_{self.config.name}_{deployment}_{name}"
+        prefix = queue_prefix(self.config.name, self.run_dir, name)
         self._exit.callback(_forget_queue, self.settings.redis, prefix)  # after it stops
+        info = f"tcp://{host}:{free_port(host)}"
         process = self._spawn(
             name,
-            [
-                str(BIN / "start-re-manager"),
-                "--startup-module",
-                "sdl.facility.qserver_startup",
-                "--existing-plans-devices",
-                str(station_dir / "existing_plans_and_devices.yaml"),
-                "--update-existing-plans-devices",
-                "ENVIRONMENT_OPEN",
-                "--user-group-permissions",
-                str(permissions),
-                "--redis-addr",
-                self.settings.redis,
-                "--redis-name-prefix",
-                prefix,
-                "--zmq-control-addr",
-                control,
-                "--zmq-info-addr",
-                f"tcp://{host}:{free_port(host)}",
-                "--zmq-publish-console",
-                "OFF",
-            ],
+            station_command(station_dir, permissions, self.settings.redis, prefix, control, info),
             stop_signal=signal.SIGINT,
-            SDL_CAMPAIGN=str(self.campaign_file),
-            SDL_STATION=name,
-            SDL_TILED_URI=self.tiled_uri,
-            SDL_STREAM=self.proxy.in_address,
+            env=station_environment(
+                self.campaign_file, name, self.tiled_uri, self.proxy.in_address
+            ),
         )
         api = REManagerAPI(zmq_control_addr=control)
         self._exit.callback(_close_environment, api)
-        _wait_until(
-            lambda: api.status()["manager_state"] == "idle",
-            f"{name}'s queueserver",
-            self.settings.startup_timeout_s,
-            process,
-        )
-        api.queue_clear()
-        api.environment_open()
-        _wait_until(
-            lambda: (
-                api.status()["worker_environment_exists"]
-                and api.status()["manager_state"] == "idle"
-            ),
-            f"{name}'s RunEngine environment (startup module sdl.facility.qserver_startup)",
-            self.settings.startup_timeout_s,
-            process,
-        )
-        self.stations[name] = control
+        return _Station(name, control, process, api)
 
     def _write_connection_file(self) -> None:
         assert self.proxy is not None
@@ -417,29 +476,6 @@ class Stack:
                 "logs": str(self.run_dir),
             },
         )
-
-
-#: Queueserver permissions: the campaign's own plan and devices only.
-USER_GROUP_PERMISSIONS = {
-    "user_groups": {
-        "root": {
-            "allowed_plans": [None],
-            "forbidden_plans": [":^_"],
-            "allowed_devices": [None],
-            "forbidden_devices": [":^_:?.*"],
-            "allowed_functions": [None],
-            "forbidden_functions": [":^_"],
-        },
-        "primary": {
-            "allowed_plans": [":^sdl_experiment$"],
-            "forbidden_plans": [None],
-            "allowed_devices": [":?.*:depth=5"],
-            "forbidden_devices": [None],
-            "allowed_functions": [None],
-            "forbidden_functions": [None],
-        },
-    }
-}
 
 
 def _close_environment(api: REManagerAPI) -> None:
@@ -474,4 +510,14 @@ def _stop_process(process: subprocess.Popen, name: str, stop_signal: int) -> Non
             logger.warning("%s did not stop within 20 s; killing it", name)
             process.kill()
             process.wait()
+    _kill_group(process)
     logger.info("%s stopped (exit status %s)", name, process.returncode)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill whatever is left of a stopped service's process group (as systemd kills a unit's
+    control group), so that a restart finds its ports free."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left

@@ -192,6 +192,21 @@ def _forward(
     zmq.proxy(frontend, backend)
 
 
+class _Announce:
+    """Where :func:`_forward` reports to when the proxy is a service of its own: stdout."""
+
+    def put(self, bound: str | tuple[str, str]) -> None:
+        if isinstance(bound, str):
+            raise SystemExit(f"error: the stream proxy could not bind: {bound}")
+        print(f"stream proxy: publishers to {bound[0]}, subscribers at {bound[1]}", flush=True)
+
+
+def serve_proxy(host: str, in_port: int, out_port: int, *, hwm: int = UNLIMITED) -> None:
+    """Forward the stream in this process until it is stopped: ``sdl stream-proxy``, the
+    proxy as a service its own service manager runs (fixed ports, so the others find it)."""
+    _forward(host, in_port, out_port, hwm, _Announce())
+
+
 class StreamProxy:
     """The forwarder publishers send to and subscribers read from, in its own process.
 
@@ -229,13 +244,20 @@ class StreamProxy:
         self.in_address = ""
         self.out_address = ""
 
-    def start(self, timeout_s: float = 30.0) -> StreamProxy:
+    def start(self) -> StreamProxy:
+        """Start the proxy's process and wait until it has bound its sockets, for as long as a
+        loaded machine takes to start it: only its death ends the wait early."""
         self._process.start()
-        try:
-            bound = self._addresses.get(timeout=timeout_s)
-        except queue.Empty:
-            self.close()
-            raise RuntimeError(f"the stream proxy did not bind within {timeout_s:g} s") from None
+        while True:
+            try:
+                bound = self._addresses.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError(
+                        f"the stream proxy exited with status {self._process.exitcode} "
+                        "before binding its sockets"
+                    ) from None
         if isinstance(bound, str):
             self.close()
             raise RuntimeError(f"the stream proxy could not bind: {bound}")

@@ -76,6 +76,10 @@ class Station(Protocol):
     def pause(self) -> None:
         """Pause the running plan at its next checkpoint (the campaign resumes it)."""
 
+    def settle(self) -> None:
+        """Before the campaign resumes: let whatever the campaign sent the station before it
+        stopped end, so the catalog holds its outcome when it is read back."""
+
     @property
     def state(self) -> str:
         """Its RunEngine's state (idle, running, paused), for people watching."""
@@ -202,6 +206,9 @@ class LocalStation:
     def pause(self) -> None:
         if self.RE.state == "running":
             self.RE.request_pause(defer=True)
+
+    def settle(self) -> None:
+        """Nothing to wait for: this station's plans end with the process that ran them."""
 
     @property
     def state(self) -> str:

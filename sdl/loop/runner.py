@@ -580,6 +580,8 @@ class CampaignRunner:
 
     def _resume(self) -> None:
         """Read this campaign's finished experiments back from the catalog into a fresh agent."""
+        for station in self.stations:
+            station.settle()
         for record in resumed_records(
             self.client, self.config.name, self.analysis, self.writer, self._record_fault
         ):

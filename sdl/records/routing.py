@@ -34,16 +34,26 @@ class RunFollower(RunRouter):
     factories
         Make each run's callbacks from its start document (see :class:`~event_model.RunRouter`).
         Callbacks receive events and datums as pages (``event_page``, ``datum_page``).
+    on_unseen_stop
+        Called with the stop document of a run begun before the router joined: that run was
+        under way when its follower started, and is over now.
     """
 
-    def __init__(self, factories: Sequence[RunFactory]) -> None:
+    def __init__(
+        self,
+        factories: Sequence[RunFactory],
+        on_unseen_stop: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
         super().__init__(list(factories))
+        self._on_unseen_stop = on_unseen_stop
 
     def __call__(
         self, name: str, doc: Mapping[str, Any], validate: bool = False
     ) -> tuple[str, dict[str, Any]]:
         document = cast(dict[str, Any], doc)
         if name != "start" and not self._of_a_run_seen(name, doc):
+            if name == "stop" and self._on_unseen_stop is not None:
+                self._on_unseen_stop(doc)
             return name, document
         return super().__call__(name, document, validate)
 
