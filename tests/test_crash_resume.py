@@ -22,10 +22,10 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 BUDGET = 6
 
 
-def campaign_file(tmp_path: Path) -> Path:
+def campaign_file(tmp_path: Path, budget: int = BUDGET) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(
-        name="crash", data_dir=str(tmp_path / "data"), budget=BUDGET, agent={"name": "random"}
+        name="crash", data_dir=str(tmp_path / "data"), budget=budget, agent={"name": "random"}
     )
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -63,7 +63,7 @@ def kill_after(
     os.kill(process.pid, sig)
 
 
-def check_catalog(data_dir: Path, reported: list[str] = ()) -> None:
+def check_catalog(data_dir: Path, reported: list[str] = (), budget: int = BUDGET) -> None:
     client = open_catalog(data_dir)
     audit = audit_campaign(
         client,
@@ -74,7 +74,7 @@ def check_catalog(data_dir: Path, reported: list[str] = ()) -> None:
     )
     # Every finished experiment kept exactly once, no gaps, the budget honoured.
     assert audit.sound, audit
-    assert audit.kept == BUDGET and audit.skipped == 0
+    assert audit.kept == budget and audit.skipped == 0
     # An interrupted run is marked as such (a fault record), never silently dropped.
     open_runs = {
         run.metadata["start"]["uid"]
@@ -114,7 +114,7 @@ def test_sigkill_at_random_moments_then_resume_keeps_every_experiment_once(tmp_p
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path):
-    path = campaign_file(tmp_path)
+    path = campaign_file(tmp_path, budget=3)
     data_dir = tmp_path / "data"
     process = start_campaign(path)
     kill_after(process, data_dir, 2, 0.2, signal.SIGINT)
@@ -128,7 +128,7 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_resumes(tmp_path):
     process = start_campaign(path)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
-    check_catalog(data_dir)
+    check_catalog(data_dir, budget=3)
 
 
 @pytest.mark.slow
@@ -153,7 +153,7 @@ def test_a_second_process_on_the_same_campaign_exits_at_once_naming_the_first(tm
 
 @pytest.mark.slow
 def test_instrument_files_no_run_refers_to_are_moved_aside_and_recorded(tmp_path):
-    path = campaign_file(tmp_path)
+    path = campaign_file(tmp_path, budget=2)
     data_dir = tmp_path / "data"
     folder = raw_dir(data_dir, "crash")
     folder.mkdir(parents=True)
@@ -165,12 +165,12 @@ def test_instrument_files_no_run_refers_to_are_moved_aside_and_recorded(tmp_path
     client = open_catalog(data_dir)
     (record,) = campaign_runs(client, "crash", "orphaned-files")
     assert record.metadata["start"]["files"] == ["left-by-a-crash.h5"]
-    check_catalog(data_dir, reported_proposals(err))
+    check_catalog(data_dir, reported_proposals(err), budget=2)
 
 
 @pytest.mark.slow
 def test_two_processes_started_at_once_on_a_fresh_folder_one_runs_one_is_refused(tmp_path):
-    path = campaign_file(tmp_path)
+    path = campaign_file(tmp_path, budget=2)
     processes = [start_campaign(path), start_campaign(path)]
     logs = [process.communicate(timeout=600)[1] for process in processes]
     (ran, ran_log), (refused, refusal) = sorted(
@@ -180,4 +180,4 @@ def test_two_processes_started_at_once_on_a_fresh_folder_one_runs_one_is_refused
     assert refused == 2 and "Traceback" not in refusal, refusal
     (error,) = [line for line in refusal.splitlines() if line.startswith("error:")]
     assert "already being run by process" in error
-    check_catalog(tmp_path / "data", reported_proposals(ran_log))
+    check_catalog(tmp_path / "data", reported_proposals(ran_log), budget=2)

@@ -25,11 +25,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from bluesky_tiled_plugins import TiledWriter
-from tiled.catalog import from_uri as catalog_from_uri
 from tiled.client import from_context
-from tiled.client.context import Context
 from tiled.queries import Key
-from tiled.server.app import build_app
 
 from sdl.records.errors import CatalogError
 from sdl.records.lock import exclusive
@@ -92,6 +89,11 @@ def open_catalog(
         raise CatalogError(f"{unwritable} ({error.strerror}: {error.filename})") from None
     if create and not os.access(data_dir, os.W_OK):
         raise CatalogError(unwritable)
+    # The server side (seconds of imports) only where a catalog is served in-process.
+    from tiled.catalog import from_uri as catalog_from_uri
+    from tiled.client.context import Context
+    from tiled.server.app import build_app
+
     # Two processes starting on a new folder at once must not both initialise it.
     with exclusive(data_dir / INIT_LOCK_FILE):
         adapter = catalog_from_uri(
@@ -104,7 +106,33 @@ def open_catalog(
     # tiled's app logs its version at INFO on a logger it pins to INFO; in-process that is
     # noise on every campaign's console.
     logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
-    return from_context(Context.from_app(build_app(adapter)))
+    app = build_app(adapter)
+    app.add_middleware(_StreamCloseAnswered)
+    return from_context(Context.from_app(app))
+
+
+class _StreamCloseAnswered:
+    """Answers the "end of stream" requests tiled's writer sends for every node of a run
+    (nine an experiment) without routing them.
+
+    The in-process server has no streaming cache and no webhooks, so tiled does nothing with
+    them but authenticate, look the node up in the database and answer: tens of ms each, on
+    the loop's time (``benchmarks/loop_speed.py``).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "DELETE"
+            and "/api/v1/stream/close/" in scope["path"]
+        ):
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
 
 
 def readable_folders(data_dir: Path, add: Iterable[Path | str] = ()) -> list[Path]:
