@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -392,6 +393,87 @@ def _calibrate_xrd(args: argparse.Namespace) -> int:
     return 1 if calibration.poor_fit else 0
 
 
+def _calibrate_phases(args: argparse.Namespace) -> int:
+    from sdl.analysis.xrd.calibration import calibration_at
+    from sdl.analysis.xrd.phase_calibration import (
+        Standard,
+        calibrate_phases,
+        parse_weights,
+        xrd_phases_block,
+    )
+
+    config = load_campaign(args.campaign)
+    phases = config.analysis.xrd_phase_set()
+    if phases is None:
+        print(
+            f"error: analysis.xrd_phases: {args.campaign} names no phases of its own; "
+            "calibrate-phases fits the factors of a campaign's xrd_phases (name, cif)",
+            file=sys.stderr,
+        )
+        return 2
+    if len(args.weights) not in (1, len(args.scans)):
+        print(
+            f"error: --weights: given {len(args.weights)} times for {len(args.scans)} scans; "
+            "give it once (every scan of one standard) or once per scan, in the scans' order",
+            file=sys.stderr,
+        )
+        return 2
+    weights = args.weights * len(args.scans) if len(args.weights) == 1 else args.weights
+    standards = []
+    for number, (scan, text) in enumerate(zip(args.scans, weights, strict=True), start=1):
+        try:
+            known = parse_weights(text, phases.names)
+        except ValueError as error:
+            print(f"error: --weights (scan {number}, {scan}): {error}", file=sys.stderr)
+            return 2
+        try:
+            two_theta_deg, counts = read_pattern_file(scan)
+        except (OSError, ValueError) as error:
+            print(f"error: scan {scan}: {error}", file=sys.stderr)
+            return 2
+        standards.append(Standard(str(scan), two_theta_deg, counts, known))
+    try:
+        factors = calibrate_phases(
+            standards,
+            phases,
+            calibration_at(config.analysis.xrd_instrument),
+            args.reference,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for number, result in enumerate(factors.standards, start=1):
+        fitted = ", ".join(
+            f"{name} {result.fractions[name]:.3f} ± {result.fractions_std[name]:.3f} "
+            f"(known {weight:.3f})"
+            for name, weight in result.weights.items()
+        )
+        flags = f"  [{', '.join(result.fit_flags)}]" if result.fit_flags else ""
+        print(
+            f"#{number} {result.source}: {fitted}; Rwp {result.rwp:.3f}, "
+            f"reduced chi2 {result.reduced_chi2:.1f}{flags}"
+        )
+    numbers = ", ".join(f"#{number}" for number in range(1, len(factors.standards) + 1))
+    print(f"\n{'phase':<16} {'factor':>8} {'std':>8}  per scan ({numbers})")
+    for name in (name for name in phases.names if name in factors.factors):
+        per_scan = "  ".join(
+            f"{value:.3f}" if math.isfinite(value) else "  -  "
+            for value in factors.per_standard[name]
+        )
+        print(
+            f"{name:<16} {factors.factors[name]:>8.4f} {factors.factors_std[name]:>8.4f}"
+            f"  {per_scan}"
+        )
+    if math.isfinite(factors.reduced_chi2):
+        print(f"scatter between scans: reduced chi2 {factors.reduced_chi2:.2f}")
+    block = xrd_phases_block(phases, factors)
+    print(f"\nReplace analysis.xrd_phases in {args.campaign} with:\n\n{block}")
+    if args.out is not None:
+        args.out.write_text(block)
+        print(f"written: {args.out}")
+    return 0
+
+
 def read_pattern_file(path: Path) -> tuple[Any, Any]:
     """2-theta and counts from a two-column text file (comma or whitespace separated, a
     header line and '#' comments allowed)."""
@@ -651,6 +733,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--kalpha2-ratio", type=float, default=CU_KALPHA2_RATIO, help="K-alpha2/K-alpha1"
     )
     calibrate.set_defaults(func=_calibrate_xrd)
+
+    phases = commands.add_parser(
+        "calibrate-phases",
+        help="fit the calibration factors of a campaign's xrd_phases on standards of known "
+        "composition",
+    )
+    phases.add_argument("campaign", help="campaign YAML file with analysis.xrd_phases")
+    phases.add_argument(
+        "scans", nargs="+", type=Path, help="the standards' scans: 2-theta, counts columns"
+    )
+    phases.add_argument(
+        "--weights",
+        action="append",
+        required=True,
+        metavar="NAME=W,NAME=W",
+        help="known weight fractions of a scan's phases, summing to 1; once for every scan, "
+        "or once per scan in their order",
+    )
+    phases.add_argument(
+        "--reference", help="the phase whose factor is 1 (default: the campaign's first held)"
+    )
+    phases.add_argument("--out", type=Path, help="also write the xrd_phases block to this file")
+    phases.set_defaults(func=_calibrate_phases)
 
     validate = commands.add_parser("validate", help="check a campaign file and print it in full")
     validate.add_argument("campaign", help="campaign YAML file")
