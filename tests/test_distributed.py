@@ -257,39 +257,6 @@ def _wait(condition, what: str, timeout_s: float = 60.0) -> None:
 
 @pytest.mark.slow
 @pytest.mark.services
-def test_sdl_control_pauses_a_queueserver_s_run_engine_and_resumes_it(tmp_path, database):
-    config = _campaign(
-        tmp_path,
-        budget=3,
-        agent={"name": "random"},
-        devices={"backend": "sim", "system": "tio2_solgel", "speedup": 5000.0},
-    )
-    with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
-        agent = stack.start_services()
-        station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
-        control_file = connection_file(stack.data_dir, config.name)
-        try:
-            _wait(lambda: station.status()["re_state"] == "running", "a running plan")
-            assert send_request(
-                control_file, "pause", who="night-shift", reason="checking the furnace"
-            )["ok"]
-            _wait(lambda: station.status()["re_state"] == "paused", "the RunEngine to pause")
-            time.sleep(2.0)
-            assert station.status()["re_state"] == "paused"  # the campaign keeps it paused
-            assert send_request(control_file, "resume", who="night-shift")["ok"]
-            assert agent.wait(timeout=300) == 0, agent.log_path.read_text()[-3000:]
-        finally:
-            station.close()
-        client = from_uri(stack.tiled_uri, api_key=stack.api_key)
-        assert len(campaign_runs(client, config.name, "experiment")) == 3
-        controls = campaign_runs(client, config.name, "control")
-        assert [
-            (run.metadata["start"]["action"], run.metadata["start"]["who"]) for run in controls
-        ] == [("pause", "night-shift"), ("resume", "night-shift")]
-
-
-@pytest.mark.slow
-@pytest.mark.services
 def test_a_plan_hung_in_a_queueserver_is_aborted_and_retried(tmp_path, database):
     config = _campaign(tmp_path, budget=2, **FIRST_SCAN_HANGS)
     with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
@@ -404,7 +371,11 @@ def test_a_plan_that_fails_in_a_queueserver_never_stalls_its_queue(tmp_path, dat
 
 @pytest.mark.slow
 @pytest.mark.services
-def test_services_killed_mid_campaign_are_started_again_and_nothing_is_lost(tmp_path, database):
+def test_a_paused_queueserver_resumes_and_services_killed_mid_campaign_lose_nothing(
+    tmp_path, database
+):
+    """One night: someone pauses a station's RunEngine and resumes it; later the analysis
+    service and the station's queueserver die (SIGKILL); the stack starts them again."""
     config = _campaign(
         tmp_path,
         budget=4,
@@ -413,12 +384,25 @@ def test_services_killed_mid_campaign_are_started_again_and_nothing_is_lost(tmp_
     )
     with Stack(config, StackSettings(stations=1, postgres=database)) as stack:
         agent = stack.start_services()
+        station = REManagerAPI(zmq_control_addr=stack.stations["station-0"])
+        control_file = connection_file(stack.data_dir, config.name)
         client = from_uri(stack.tiled_uri, api_key=stack.api_key)
-        _wait(
-            lambda: bool(campaign_runs(client, config.name, "experiment")),
-            "the first experiment",
-            timeout_s=300,
-        )
+        try:
+            _wait(lambda: station.status()["re_state"] == "running", "a running plan", 300)
+            assert send_request(
+                control_file, "pause", who="night-shift", reason="checking the furnace"
+            )["ok"]
+            _wait(lambda: station.status()["re_state"] == "paused", "the RunEngine to pause")
+            time.sleep(2.0)
+            assert station.status()["re_state"] == "paused"  # the campaign keeps it paused
+            assert send_request(control_file, "resume", who="night-shift")["ok"]
+            _wait(
+                lambda: len(campaign_runs(client, config.name, "experiment")) >= 2,
+                "the second experiment",
+                timeout_s=300,
+            )
+        finally:
+            station.close()
         killed = {name: stack.process(name) for name in ("analysis-service", "station-0")}
         for process in killed.values():  # as the kernel's OOM killer would: no goodbyes
             os.killpg(process.pid, signal.SIGKILL)
@@ -432,6 +416,10 @@ def test_services_killed_mid_campaign_are_started_again_and_nothing_is_lost(tmp_
             run.metadata["start"]["raw_uid"]
             for run in campaign_runs(client, config.name, "analysis")
         }
+        controls = campaign_runs(client, config.name, "control")
+    assert [
+        (run.metadata["start"]["action"], run.metadata["start"]["who"]) for run in controls
+    ] == [("pause", "night-shift"), ("resume", "night-shift")]
     succeeded = [
         run.metadata["start"]["uid"]
         for run in experiments
