@@ -15,6 +15,12 @@ from sdl.records.catalog import CATALOG_FILE, TABLES_FILE, open_catalog
 from simulators.tio2 import TIO2_CONDITION_LIMITS, TiO2SolGel
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole campaigns first: under pytest-xdist, a long test handed out last keeps one
+    worker busy while the others have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def RE():
     engine = RunEngine({}, call_returns_result=False)
