@@ -125,7 +125,7 @@ def test_the_units_services_run_a_campaign_and_a_killed_agent_resumes_it(tmp_pat
     create_database(database)  # docs/facility.md: createdb
     config = _campaign(
         tmp_path,
-        budget=4,
+        budget=2,
         agent={"name": "random"},
         devices={"backend": "sim", "system": "tio2_solgel", "speedup": 2000.0},
     )
