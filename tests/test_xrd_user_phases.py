@@ -287,3 +287,12 @@ def test_reports_redraw_fits_with_the_phases_the_campaign_recorded(tmp_path):
     recorded = log.fitted_phases(("anatase",))
     assert isinstance(recorded, XRDPhases)
     assert recorded.names == ("periclase", "zincite") and recorded.amorphous
+
+
+def test_own_phases_without_a_diffractometer_are_refused(tmp_path):
+    cifs = write_cifs(tmp_path)
+    campaign = example_campaign(xrd_phases=[{"name": "corundum", "cif": str(cifs["corundum"])}])
+    campaign["instruments"] = ["microscope"]
+    with pytest.raises(CampaignConfigError) as error:
+        parse_campaign(campaign)
+    assert_refused(str(error.value), r"analysis.xrd_phases.*has no xrd.*add xrd to instruments")

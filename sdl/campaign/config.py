@@ -653,6 +653,21 @@ class CampaignConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _own_phases_need_the_diffractometer(self) -> CampaignConfig:
+        if self.analysis.xrd_phases is not None and "xrd" not in self.instruments:
+            refuse(
+                [
+                    (
+                        ("analysis", "xrd_phases"),
+                        f"phases are fitted to XRD patterns, but instruments {self.instruments} "
+                        "has no xrd: add xrd to instruments, or leave xrd_phases out",
+                        [phase.name for phase in self.analysis.xrd_phases],
+                    )
+                ]
+            )
+        return self
+
+    @model_validator(mode="after")
     def _outcomes_are_measured(self) -> CampaignConfig:
         available = features_for(
             self.instruments, self.analysis.phases(get_system(self.devices.system).phases)
