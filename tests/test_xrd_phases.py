@@ -26,27 +26,28 @@ def rock_salt(a):
     )
 
 
-#: A library with nothing of TiO2 in it: rock-salt NiO and MgO, wurtzite ZnO, corundum Al2O3.
-OXIDES = library_from_structures(
-    {
-        "NiO": rock_salt(4.1771),
-        "MgO": Structure.from_spacegroup(
-            "Fm-3m", Lattice.cubic(4.212), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-        ),
-        "ZnO": Structure.from_spacegroup(
-            "P6_3mc",
-            Lattice.hexagonal(3.2498, 5.2066),
-            ["Zn", "O"],
-            [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
-        ),
-        "Al2O3": Structure.from_spacegroup(
-            "R-3c",
-            Lattice.hexagonal(4.759, 12.991),
-            ["Al", "O"],
-            [[0, 0, 0.35216], [0.30624, 0, 0.25]],
-        ),
-    }
-)
+#: Oxides with nothing of TiO2 in them: rock-salt NiO and MgO, wurtzite ZnO, corundum Al2O3.
+OXIDE_STRUCTURES = {
+    "NiO": rock_salt(4.1771),
+    "MgO": Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(4.212), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ),
+    "ZnO": Structure.from_spacegroup(
+        "P6_3mc",
+        Lattice.hexagonal(3.2498, 5.2066),
+        ["Zn", "O"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
+    ),
+    "Al2O3": Structure.from_spacegroup(
+        "R-3c",
+        Lattice.hexagonal(4.759, 12.991),
+        ["Al", "O"],
+        [[0, 0, 0.35216], [0.30624, 0, 0.25]],
+    ),
+}
+
+#: Their library.
+OXIDES = library_from_structures(OXIDE_STRUCTURES)
 
 
 def test_reference_intensities_per_weight_fraction_follow_hill_and_howard():

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
+from test_xrd_phases import OXIDE_STRUCTURES
 
 from physics.diffraction import (
     CU_KALPHA1_ANGSTROM,
@@ -35,20 +35,11 @@ from sdl.lab.stations import build_analysis
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "tio2_bo.yaml"
 
-#: Oxides with nothing of TiO2 in them, from space group, lattice and asymmetric unit.
+#: Oxides with nothing of TiO2 in them, under the names a user would give them.
 STRUCTURES = {
-    "corundum": Structure.from_spacegroup(
-        "R-3c", Lattice.hexagonal(4.759, 12.991), ["Al", "O"], [[0, 0, 0.35216], [0.30624, 0, 0.25]]
-    ),
-    "periclase": Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(4.212), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    ),
-    "zincite": Structure.from_spacegroup(
-        "P6_3mc",
-        Lattice.hexagonal(3.2498, 5.2066),
-        ["Zn", "O"],
-        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]],
-    ),
+    "corundum": OXIDE_STRUCTURES["Al2O3"],
+    "periclase": OXIDE_STRUCTURES["MgO"],
+    "zincite": OXIDE_STRUCTURES["ZnO"],
 }
 
 #: The test diffractometer: not the fit's default instrument.

@@ -63,12 +63,16 @@ class AnalysisService:
         """Follow one document of the stream (cheap: analysis runs on the worker thread)."""
         self._router(name, doc)
 
+    def _is_raw_run(self, start: Mapping[str, Any]) -> bool:
+        """Whether ``start`` begins one of the campaign's raw runs."""
+        return (
+            start.get(vocabulary.PURPOSE) == Purpose.EXPERIMENT
+            and start.get(vocabulary.CAMPAIGN_ID) == self.config.name
+        )
+
     def _follow(self, name: str, start: Mapping[str, Any]) -> RunCallbacks:
         """Collect the campaign's raw runs; ignore every other run."""
-        if (
-            start.get(vocabulary.PURPOSE) != Purpose.EXPERIMENT
-            or start.get(vocabulary.CAMPAIGN_ID) != self.config.name
-        ):
+        if not self._is_raw_run(start):
             return [], []
         return [RunCollector(self._ended)], []
 
@@ -89,7 +93,7 @@ class AnalysisService:
         except KeyError:  # not in this catalog: not ours
             return
         start = run.metadata["start"]
-        if self._follow("start", start) != ([], []):
+        if self._is_raw_run(start):
             self._queue(start, partial(RawRun.from_catalog, run))
 
     def catch_up(self) -> int:

@@ -80,7 +80,13 @@ def tiled_command(postgres: str, data_dir: Path, host: str, port: int) -> list[s
 
 def proxy_command(host: str, in_port: int, out_port: int) -> list[str]:
     """``sdl stream-proxy``: the document stream's forwarder on fixed ports."""
-    return [sys.executable, "-m", "sdl.cli", "stream-proxy", "--host", host] + [
+    return [
+        sys.executable,
+        "-m",
+        "sdl.cli",
+        "stream-proxy",
+        "--host",
+        host,
         f"--in-port={in_port}",
         f"--out-port={out_port}",
     ]

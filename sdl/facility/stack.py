@@ -360,7 +360,9 @@ class Stack:
         """Start service ``name``; with ``restart``, started again whenever it dies while the
         stack is up, as a service manager would (the agent service's end is the campaign's)."""
         log_path = self.run_dir / f"{name}.log"
-        log = log_path.open("a")
+        # A restart appends; a new stack starts the log afresh (its lines are read for
+        # readiness, the dashboard's address and the summary).
+        log = log_path.open("a" if name in self._processes else "w")
         self._logs.append(log)
         process = ServiceProcess(
             command,
